@@ -1,0 +1,179 @@
+//! The apply loop: the only owner of the state machine.
+//!
+//! It applies committed entries in order, answers proposers and readers,
+//! restores received snapshots and takes local ones.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use super::{Command, DriverConfig, RaftError, Reply};
+use crate::raft::{Entry, EntryPayload, SnapshotMeta};
+use crate::state_machine::{Committed, StateMachine, StateMachineError};
+use crate::storage::SnapshotStore;
+use crate::types::{LogIndex, Term};
+
+pub(crate) enum ApplyMsg<R> {
+    /// Proposers waiting for the entries at these indices (in this term).
+    Waiters(Vec<(LogIndex, Term, Reply<R>)>),
+    /// Committed entries, in order.
+    Entries(Vec<Entry>),
+    /// Replace the state with the latest snapshot (at least this one).
+    Restore(SnapshotMeta),
+    /// Answer once `index` is applied.
+    Read { index: LogIndex, reply: Reply<LogIndex> },
+}
+
+pub(crate) struct ApplyLoop<SM: StateMachine> {
+    sm: SM,
+    store: Arc<dyn SnapshotStore>,
+    tx: mpsc::UnboundedSender<Command<SM::Response>>,
+    applied: SnapshotMeta,
+    last_snapshot: LogIndex,
+    snapshot_every: u64,
+    waiters: BTreeMap<LogIndex, (Term, Reply<SM::Response>)>,
+    reads: BTreeMap<LogIndex, Vec<Reply<LogIndex>>>,
+}
+
+impl<SM: StateMachine> ApplyLoop<SM> {
+    pub(crate) fn new(
+        sm: SM,
+        store: Arc<dyn SnapshotStore>,
+        tx: mpsc::UnboundedSender<Command<SM::Response>>,
+        cfg: &DriverConfig,
+        snapshot: SnapshotMeta,
+    ) -> Self {
+        Self {
+            sm,
+            store,
+            tx,
+            applied: snapshot,
+            last_snapshot: snapshot.last_index,
+            snapshot_every: cfg.snapshot_every_entries,
+            waiters: BTreeMap::new(),
+            reads: BTreeMap::new(),
+        }
+    }
+
+    pub(crate) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<ApplyMsg<SM::Response>>) {
+        while let Some(msg) = rx.recv().await {
+            let result = match msg {
+                ApplyMsg::Waiters(waiters) => {
+                    for (index, term, reply) in waiters {
+                        if index <= self.applied.last_index {
+                            let _ = reply.send(Err(RaftError::Unknown));
+                        } else if let Some((_, old)) = self.waiters.insert(index, (term, reply)) {
+                            let _ = old.send(Err(RaftError::Dropped));
+                        }
+                    }
+                    Ok(())
+                }
+                ApplyMsg::Entries(entries) => self.apply(entries).await,
+                ApplyMsg::Restore(meta) => self.restore(meta).await,
+                ApplyMsg::Read { index, reply } => {
+                    if index <= self.applied.last_index {
+                        let _ = reply.send(Ok(index));
+                    } else {
+                        self.reads.entry(index).or_default().push(reply);
+                    }
+                    Ok(())
+                }
+            };
+            if let Err(error) = result {
+                let _ = self.tx.send(Command::Failed { error: error.into() });
+                return;
+            }
+        }
+    }
+
+    async fn apply(&mut self, entries: Vec<Entry>) -> Result<(), StateMachineError> {
+        let Some(last) = entries.last().map(|e| SnapshotMeta { last_index: e.index, last_term: e.term }) else {
+            return Ok(());
+        };
+        let mut batch = Vec::with_capacity(entries.len());
+        for entry in entries {
+            if entry.index <= self.applied.last_index {
+                continue;
+            }
+            match entry.payload {
+                EntryPayload::Command(command) => {
+                    batch.push(Committed { index: entry.index, term: entry.term, command });
+                }
+                EntryPayload::Blank => {
+                    if let Some((_, reply)) = self.waiters.remove(&entry.index) {
+                        let _ = reply.send(Err(RaftError::Dropped));
+                    }
+                }
+            }
+        }
+        if last.last_index <= self.applied.last_index {
+            return Ok(());
+        }
+        let keys: Vec<(LogIndex, Term)> = batch.iter().map(|c| (c.index, c.term)).collect();
+        let responses = if batch.is_empty() { Vec::new() } else { self.sm.apply(batch).await? };
+        if responses.len() != keys.len() {
+            return Err(StateMachineError::Failed(format!(
+                "apply returned {} responses for {} commands",
+                responses.len(),
+                keys.len()
+            )));
+        }
+        for ((index, term), response) in keys.into_iter().zip(responses) {
+            if let Some((want, reply)) = self.waiters.remove(&index) {
+                let _ = reply.send(if want == term { Ok(response) } else { Err(RaftError::Dropped) });
+            }
+        }
+        self.applied = last;
+        self.after_apply().await
+    }
+
+    async fn restore(&mut self, meta: SnapshotMeta) -> Result<(), StateMachineError> {
+        if meta.last_index <= self.applied.last_index {
+            return Ok(());
+        }
+        let Some((latest, mut reader)) = self.store.open_latest().await? else {
+            return Err(StateMachineError::MalformedSnapshot(format!(
+                "snapshot at index {} was installed but the store has none",
+                meta.last_index
+            )));
+        };
+        let span = tracing::info_span!("restore_snapshot", index = %latest.last_index, term = %latest.last_term);
+        self.sm.restore(reader.as_mut()).instrument(span).await?;
+        self.applied = latest;
+        self.last_snapshot = latest.last_index;
+        self.after_apply().await
+    }
+
+    async fn after_apply(&mut self) -> Result<(), StateMachineError> {
+        let applied = self.applied.last_index;
+        let rest = self.waiters.split_off(&applied.next());
+        for (_, (_, reply)) in std::mem::replace(&mut self.waiters, rest) {
+            let _ = reply.send(Err(RaftError::Unknown));
+        }
+        let rest = self.reads.split_off(&applied.next());
+        for reply in std::mem::replace(&mut self.reads, rest).into_values().flatten() {
+            let _ = reply.send(Ok(applied));
+        }
+        let _ = self.tx.send(Command::Applied { index: applied });
+        if self.snapshot_every > 0 && applied.0 - self.last_snapshot.0 >= self.snapshot_every {
+            self.take_snapshot().await?;
+        }
+        Ok(())
+    }
+
+    async fn take_snapshot(&mut self) -> Result<(), StateMachineError> {
+        let meta = self.applied;
+        let span = tracing::debug_span!("snapshot", index = %meta.last_index, term = %meta.last_term);
+        let mut writer = self.store.begin(meta).await?;
+        if let Err(e) = self.sm.snapshot(writer.as_mut()).instrument(span).await {
+            writer.abort().await?;
+            return Err(e);
+        }
+        writer.finish().await?;
+        self.last_snapshot = meta.last_index;
+        let _ = self.tx.send(Command::Compacted { meta });
+        Ok(())
+    }
+}

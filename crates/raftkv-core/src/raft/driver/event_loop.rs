@@ -1,0 +1,328 @@
+//! The event loop: the only owner of the core and the log store.
+//!
+//! Each turn it waits for one event, drains whatever else is queued (so many
+//! proposals become one append and one durable write), then executes the
+//! core's [`Ready`] in the order the core's contract requires.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use super::apply::{ApplyLoop, ApplyMsg};
+use super::snapshot_transfer::{send_snapshot, IncomingSnapshot};
+use super::{Command, DriverConfig, RaftError, Reply, StepReport};
+use crate::raft::core::{ChunkVerdict, RaftCore, Ready};
+use crate::raft::{RaftRequest, RaftResponse};
+use crate::state_machine::StateMachine;
+use crate::storage::{LogStore, SnapshotStore};
+use crate::transport::Transport;
+use crate::types::{LogIndex, NodeId, Term};
+
+pub(crate) struct EventLoop<SM: StateMachine> {
+    core: RaftCore,
+    cfg: DriverConfig,
+    log_store: Arc<dyn LogStore>,
+    snapshot_store: Arc<dyn SnapshotStore>,
+    transport: Arc<dyn Transport>,
+    tx: mpsc::UnboundedSender<Command<SM::Response>>,
+    rx: mpsc::UnboundedReceiver<Command<SM::Response>>,
+    apply: Option<ApplyLoop<SM>>,
+    apply_tx: mpsc::UnboundedSender<ApplyMsg<SM::Response>>,
+    apply_rx: Option<mpsc::UnboundedReceiver<ApplyMsg<SM::Response>>>,
+    tasks: JoinSet<()>,
+    /// Proposals received this turn.
+    proposals: Vec<(Bytes, Option<Reply<SM::Response>>)>,
+    starts: Vec<Reply<(LogIndex, Term)>>,
+    /// Replies to requests handled this turn, sent once the turn's writes are durable.
+    replies: Vec<(oneshot::Sender<RaftResponse>, RaftResponse)>,
+    reads: BTreeMap<u64, Reply<LogIndex>>,
+    next_read: u64,
+    incoming_snapshot: Option<IncomingSnapshot>,
+    /// Peers a snapshot is being streamed to.
+    sending_snapshot: Vec<NodeId>,
+    applied: LogIndex,
+    stopped: Option<oneshot::Sender<()>>,
+}
+
+impl<SM: StateMachine> EventLoop<SM> {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        core: RaftCore,
+        cfg: DriverConfig,
+        log_store: Arc<dyn LogStore>,
+        snapshot_store: Arc<dyn SnapshotStore>,
+        transport: Arc<dyn Transport>,
+        tx: mpsc::UnboundedSender<Command<SM::Response>>,
+        rx: mpsc::UnboundedReceiver<Command<SM::Response>>,
+        apply: ApplyLoop<SM>,
+    ) -> Self {
+        let (apply_tx, apply_rx) = mpsc::unbounded_channel();
+        let applied = core.log().applied;
+        Self {
+            core,
+            cfg,
+            log_store,
+            snapshot_store,
+            transport,
+            tx,
+            rx,
+            apply: Some(apply),
+            apply_tx,
+            apply_rx: Some(apply_rx),
+            tasks: JoinSet::new(),
+            proposals: Vec::new(),
+            starts: Vec::new(),
+            replies: Vec::new(),
+            reads: BTreeMap::new(),
+            next_read: 0,
+            incoming_snapshot: None,
+            sending_snapshot: Vec::new(),
+            applied,
+            stopped: None,
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        if let (Some(apply), Some(rx)) = (self.apply.take(), self.apply_rx.take()) {
+            self.tasks.spawn(apply.run(rx));
+        }
+        let mut ticker = tokio::time::interval(self.cfg.tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        let result = loop {
+            tokio::select! {
+                biased;
+                cmd = self.rx.recv() => match cmd {
+                    Some(cmd) => self.handle(cmd).await,
+                    None => break Ok(()),
+                },
+                _ = ticker.tick() => self.core.tick(),
+            }
+            let mut handled = 1;
+            while handled < self.cfg.max_events_per_turn && self.stopped.is_none() {
+                let Ok(cmd) = self.rx.try_recv() else { break };
+                self.handle(cmd).await;
+                handled += 1;
+            }
+            if let Err(e) = self.turn().await {
+                break Err(e);
+            }
+            if self.stopped.is_some() {
+                break Ok(());
+            }
+            while self.tasks.try_join_next().is_some() {}
+        };
+        if let Err(e) = result {
+            tracing::error!(group = %self.core.config().group, node = %self.core.id(), error = %e, "raft member stopped");
+        }
+        self.tasks.shutdown().await;
+        if let Some(done) = self.stopped.take() {
+            let _ = done.send(());
+        }
+    }
+
+    async fn handle(&mut self, cmd: Command<SM::Response>) {
+        match cmd {
+            Command::Propose { command, reply } => self.proposals.push((command, Some(reply))),
+            Command::Start { command, reply } => {
+                self.proposals.push((command, None));
+                self.starts.push(reply);
+            }
+            Command::Read { reply } => {
+                self.next_read += 1;
+                match self.core.read_index(self.next_read) {
+                    Ok(()) => {
+                        self.reads.insert(self.next_read, reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e.into()));
+                    }
+                }
+            }
+            Command::Transfer { to, reply } => {
+                let _ = reply.send(self.core.transfer_leader(to).map_err(RaftError::from));
+            }
+            Command::Status { reply } => {
+                let mut status = self.core.status();
+                status.applied = self.applied;
+                let _ = reply.send(status);
+            }
+            Command::Rpc { from, request, reply } => {
+                let response = match request {
+                    RaftRequest::InstallSnapshot(req) => match self.core.handle_snapshot_chunk(&req) {
+                        ChunkVerdict::Reply(resp) => RaftResponse::InstallSnapshot(resp),
+                        ChunkVerdict::Write => {
+                            let store = self.snapshot_store.clone();
+                            let resp = IncomingSnapshot::receive(&mut self.incoming_snapshot, store, &mut self.core, req)
+                                .await;
+                            RaftResponse::InstallSnapshot(resp)
+                        }
+                    },
+                    other => self.core.handle_request(from, other),
+                };
+                self.replies.push((reply, response));
+            }
+            Command::Response { from, response } => self.core.handle_response(from, response),
+            Command::Unreachable { peer } => self.core.peer_unreachable(peer),
+            Command::SnapshotSent { peer, outcome } => {
+                self.sending_snapshot.retain(|&p| p != peer);
+                self.core.snapshot_sent(peer, outcome);
+            }
+            Command::Compacted { meta } => {
+                self.core.compact(meta);
+            }
+            Command::Applied { index } => self.applied = self.applied.max(index),
+            Command::Failed { error } => {
+                tracing::error!(group = %self.core.config().group, node = %self.core.id(), error = %error, "apply failed");
+                let (done, _) = oneshot::channel();
+                self.stopped = Some(done);
+            }
+            Command::Shutdown { reply } => self.stopped = Some(reply),
+        }
+    }
+
+    /// Propose the turn's commands, then execute the core's ready until it is empty.
+    async fn turn(&mut self) -> Result<(), RaftError> {
+        self.flush_proposals();
+        for _ in 0..4 {
+            if !self.core.has_ready() {
+                break;
+            }
+            let ready = self.core.ready();
+            self.execute(ready).await?;
+        }
+        for (reply, response) in self.replies.drain(..) {
+            let _ = reply.send(response);
+        }
+        Ok(())
+    }
+
+    fn flush_proposals(&mut self) {
+        if self.proposals.is_empty() {
+            return;
+        }
+        let proposals = std::mem::take(&mut self.proposals);
+        let starts = std::mem::take(&mut self.starts);
+        let (commands, replies): (Vec<Bytes>, Vec<Option<Reply<SM::Response>>>) = proposals.into_iter().unzip();
+        match self.core.propose(commands) {
+            Ok((first, term)) => {
+                let waiters: Vec<_> = replies
+                    .into_iter()
+                    .enumerate()
+                    .filter_map(|(i, r)| r.map(|r| (LogIndex(first.0 + i as u64), term, r)))
+                    .collect();
+                if !waiters.is_empty() {
+                    let _ = self.apply_tx.send(ApplyMsg::Waiters(waiters));
+                }
+                let mut start_index = first;
+                for reply in starts {
+                    let _ = reply.send(Ok((start_index, term)));
+                    start_index = start_index.next();
+                }
+            }
+            Err(e) => {
+                for reply in replies.into_iter().flatten() {
+                    let _ = reply.send(Err(e.clone().into()));
+                }
+                for reply in starts {
+                    let _ = reply.send(Err(e.clone().into()));
+                }
+            }
+        }
+    }
+
+    async fn execute(&mut self, ready: Ready) -> Result<(), RaftError> {
+        let id = self.core.id();
+        for (to, request) in ready.append_messages {
+            self.spawn_rpc(id, to, request);
+        }
+        let Ready { write, purge_through, persist_upto, messages, .. } = ready;
+        let truncated_after = write.truncate_after;
+        let persisted = if write.is_empty() {
+            Vec::new()
+        } else {
+            let entries = write.entries.clone();
+            self.log_store.write(write).await?;
+            entries
+        };
+        if let Some(index) = purge_through {
+            self.log_store.purge_through(index).await?;
+        }
+        if let Some(index) = persist_upto {
+            self.core.persisted(index);
+        }
+        for (to, request) in messages {
+            self.spawn_rpc(id, to, request);
+        }
+        for peer in ready.send_snapshots {
+            self.spawn_snapshot_send(peer);
+        }
+        if let Some(meta) = ready.restore_snapshot {
+            let _ = self.apply_tx.send(ApplyMsg::Restore(meta));
+        }
+        if let Some(observer) = &self.cfg.observer {
+            let log = self.core.log();
+            observer.on_step(&StepReport {
+                group: self.core.config().group,
+                node: id,
+                term: self.core.term(),
+                role: self.core.role(),
+                commit: log.commit,
+                last: (log.last_index(), log.last_term()),
+                persisted: &persisted,
+                truncated_after,
+                committed: &ready.committed,
+                log,
+            });
+        }
+        if !ready.committed.is_empty() {
+            let _span = tracing::debug_span!("apply_batch", group = %self.core.config().group, node = %id, term = %self.core.term(), index = %ready.committed.last().map_or(LogIndex(0), |e| e.index))
+                .entered();
+            let _ = self.apply_tx.send(ApplyMsg::Entries(ready.committed));
+        }
+        for state in ready.read_states {
+            if let Some(reply) = self.reads.remove(&state.ctx) {
+                let _ = self.apply_tx.send(ApplyMsg::Read { index: state.index, reply });
+            }
+        }
+        for ctx in ready.failed_reads {
+            if let Some(reply) = self.reads.remove(&ctx) {
+                let _ = reply.send(Err(RaftError::NotLeader { leader_hint: self.core.leader() }));
+            }
+        }
+        Ok(())
+    }
+
+    fn spawn_rpc(&mut self, from: NodeId, to: NodeId, request: RaftRequest) {
+        let transport = self.transport.clone();
+        let tx = self.tx.clone();
+        self.tasks.spawn(async move {
+            let cmd = match transport.call(from, to, request).await {
+                Ok(response) => Command::Response { from: to, response },
+                Err(_) => Command::Unreachable { peer: to },
+            };
+            let _ = tx.send(cmd);
+        });
+    }
+
+    fn spawn_snapshot_send(&mut self, peer: NodeId) {
+        if self.sending_snapshot.contains(&peer) {
+            return;
+        }
+        self.sending_snapshot.push(peer);
+        let transport = self.transport.clone();
+        let store = self.snapshot_store.clone();
+        let tx = self.tx.clone();
+        let (id, term, chunk) = (self.core.id(), self.core.term(), self.cfg.snapshot_chunk_bytes);
+        let group = self.core.config().group;
+        self.tasks.spawn(async move {
+            let span = tracing::info_span!("send_snapshot", group = %group, node = %id, term = %term, to = %peer);
+            let outcome = send_snapshot(group, store, transport, id, peer, term, chunk).instrument(span).await;
+            let _ = tx.send(Command::SnapshotSent { peer, outcome });
+        });
+    }
+}

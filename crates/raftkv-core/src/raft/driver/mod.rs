@@ -1,0 +1,228 @@
+//! The tokio driver: runs a [`RaftCore`](super::core::RaftCore) against a
+//! [`LogStore`], a [`SnapshotStore`], a [`Transport`] and a [`StateMachine`].
+//!
+//! [`Raft::start`] spawns two tasks per member: the event loop (owns the core
+//! and the stores; persists, sends, and hands committed entries on) and the
+//! apply loop (owns the state machine; applies, answers proposers and reads,
+//! takes snapshots). A [`RaftHandle`] talks to them through channels.
+
+mod apply;
+mod error;
+mod event_loop;
+mod observer;
+mod snapshot_transfer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+pub use error::RaftError;
+pub use observer::{RaftObserver, StepReport};
+
+use super::core::{RaftConfig, RaftCore, RecoveredState, Status};
+use super::{RaftRequest, RaftResponse};
+use crate::state_machine::StateMachine;
+use crate::storage::{LogStore, SnapshotStore};
+use crate::transport::Transport;
+use crate::types::{LogIndex, NodeId, Term};
+
+/// Runtime settings of the driver.
+#[derive(Clone)]
+pub struct DriverConfig {
+    /// Length of one core tick.
+    pub tick: Duration,
+    /// Take a snapshot once this many entries were applied since the last one (0: never).
+    pub snapshot_every_entries: u64,
+    /// Size of one InstallSnapshot chunk.
+    pub snapshot_chunk_bytes: usize,
+    /// Most events (proposals, messages) handled before the loop persists and
+    /// sends: bounds the size of one batched append.
+    pub max_events_per_turn: usize,
+    /// Optional hook that sees every step (invariant checking, metrics).
+    pub observer: Option<Arc<dyn RaftObserver>>,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        Self {
+            tick: Duration::from_millis(10),
+            snapshot_every_entries: 10_000,
+            snapshot_chunk_bytes: 1 << 20,
+            max_events_per_turn: 8192,
+            observer: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for DriverConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DriverConfig")
+            .field("tick", &self.tick)
+            .field("snapshot_every_entries", &self.snapshot_every_entries)
+            .field("snapshot_chunk_bytes", &self.snapshot_chunk_bytes)
+            .field("max_events_per_turn", &self.max_events_per_turn)
+            .field("observer", &self.observer.is_some())
+            .finish()
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, RaftError>>;
+
+/// Requests from handles (and from the member's own tasks) to the event loop.
+pub(crate) enum Command<R> {
+    Propose { command: Bytes, reply: Reply<R> },
+    Start { command: Bytes, reply: Reply<(LogIndex, Term)> },
+    Read { reply: Reply<LogIndex> },
+    Transfer { to: NodeId, reply: Reply<()> },
+    Status { reply: oneshot::Sender<Status> },
+    Rpc { from: NodeId, request: RaftRequest, reply: oneshot::Sender<RaftResponse> },
+    Response { from: NodeId, response: RaftResponse },
+    Unreachable { peer: NodeId },
+    SnapshotSent { peer: NodeId, outcome: super::core::SnapshotSendOutcome },
+    Compacted { meta: super::SnapshotMeta },
+    Applied { index: LogIndex },
+    Failed { error: RaftError },
+    Shutdown { reply: oneshot::Sender<()> },
+}
+
+/// Server half of a transport: something that answers Raft requests.
+#[async_trait::async_trait]
+pub trait RaftRpcHandler: Send + Sync + 'static {
+    /// Answer a request from peer `from`.
+    async fn handle_rpc(&self, from: NodeId, request: RaftRequest) -> Result<RaftResponse, RaftError>;
+}
+
+#[async_trait::async_trait]
+impl<R: Send + 'static> RaftRpcHandler for RaftHandle<R> {
+    async fn handle_rpc(&self, from: NodeId, request: RaftRequest) -> Result<RaftResponse, RaftError> {
+        RaftHandle::handle_rpc(self, from, request).await
+    }
+}
+
+/// A running Raft member.
+pub struct Raft;
+
+impl Raft {
+    /// Recover a member from its stores, restore its state machine from the
+    /// latest snapshot, and start its tasks on the current tokio runtime.
+    pub async fn start<SM: StateMachine>(
+        cfg: RaftConfig,
+        driver: DriverConfig,
+        log_store: Arc<dyn LogStore>,
+        snapshot_store: Arc<dyn SnapshotStore>,
+        transport: Arc<dyn Transport>,
+        mut state_machine: SM,
+    ) -> Result<RaftHandle<SM::Response>, RaftError> {
+        let log_state = log_store.state().await?;
+        let mut snapshot = super::SnapshotMeta::default();
+        if let Some((meta, mut reader)) = snapshot_store.open_latest().await? {
+            state_machine.restore(reader.as_mut()).await?;
+            snapshot = meta;
+        }
+        let from = snapshot.last_index.next().max(log_state.first_index);
+        let entries = if log_state.last_index >= from {
+            log_store.entries(from, log_state.last_index.next()).await?
+        } else {
+            Vec::new()
+        };
+        if let Some(first) = entries.first() {
+            if first.index != snapshot.last_index.next() {
+                return Err(crate::storage::StorageError::Corrupt {
+                    location: "log store".into(),
+                    reason: format!(
+                        "log starts at index {} but the latest snapshot ends at {}",
+                        first.index, snapshot.last_index
+                    ),
+                }
+                .into());
+            }
+        }
+        let recovered = RecoveredState { hard_state: log_state.hard_state, snapshot, entries };
+        let core = RaftCore::new(cfg, recovered)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let apply = apply::ApplyLoop::new(state_machine, snapshot_store.clone(), tx.clone(), &driver, snapshot);
+        let event_loop =
+            event_loop::EventLoop::new(core, driver, log_store, snapshot_store, transport, tx.clone(), rx, apply);
+        let task = tokio::spawn(event_loop.run());
+        Ok(RaftHandle { tx, task: Arc::new(task.abort_handle()) })
+    }
+}
+
+/// Talks to a running member. Cheap to clone.
+pub struct RaftHandle<R> {
+    tx: mpsc::UnboundedSender<Command<R>>,
+    task: Arc<tokio::task::AbortHandle>,
+}
+
+impl<R> Clone for RaftHandle<R> {
+    fn clone(&self) -> Self {
+        Self { tx: self.tx.clone(), task: self.task.clone() }
+    }
+}
+
+impl<R: Send + 'static> RaftHandle<R> {
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command<R>) -> Result<T, RaftError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(make(reply)).map_err(|_| RaftError::Stopped)?;
+        rx.await.map_err(|_| RaftError::Stopped)?
+    }
+
+    /// Replicate `command` and wait for the state machine's response to it.
+    pub async fn propose(&self, command: Bytes) -> Result<R, RaftError> {
+        self.ask(|reply| Command::Propose { command, reply }).await
+    }
+
+    /// Append `command` to the leader's log and return its index and term at
+    /// once, without waiting for it to commit.
+    pub async fn start(&self, command: Bytes) -> Result<(LogIndex, Term), RaftError> {
+        self.ask(|reply| Command::Start { command, reply }).await
+    }
+
+    /// Linearizable read barrier (ReadIndex, no log write): resolves once this
+    /// member has confirmed it is leader and applied everything committed
+    /// before the call. Returns the read index.
+    pub async fn read_index(&self) -> Result<LogIndex, RaftError> {
+        self.ask(|reply| Command::Read { reply }).await
+    }
+
+    /// Ask the leader to hand leadership to `to`.
+    pub async fn transfer_leader(&self, to: NodeId) -> Result<(), RaftError> {
+        self.ask(|reply| Command::Transfer { to, reply }).await
+    }
+
+    /// Current role, term, leader, indices and followers.
+    pub async fn status(&self) -> Result<Status, RaftError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Command::Status { reply }).map_err(|_| RaftError::Stopped)?;
+        rx.await.map_err(|_| RaftError::Stopped)
+    }
+
+    /// Server half of a transport: deliver a request from peer `from`.
+    pub async fn handle_rpc(&self, from: NodeId, request: RaftRequest) -> Result<RaftResponse, RaftError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Command::Rpc { from, request, reply }).map_err(|_| RaftError::Stopped)?;
+        rx.await.map_err(|_| RaftError::Stopped)
+    }
+
+    /// Stop the member: pending calls fail with [`RaftError::Stopped`].
+    pub async fn shutdown(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Command::Shutdown { reply }).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Crash-stop: end every task of the member at once, without flushing or
+    /// answering anyone (used to simulate a crash).
+    pub fn abort(&self) {
+        self.task.abort();
+    }
+
+    /// Whether the member's event loop is still running.
+    #[must_use]
+    pub fn is_running(&self) -> bool {
+        !self.tx.is_closed() && !self.task.is_finished()
+    }
+}

@@ -1,0 +1,6 @@
+//! Test support: deterministic simulator, conformance suites, checkers.
+
+pub mod sim;
+mod storage_conformance;
+
+pub use storage_conformance::{storage_conformance, MemHarness, StoreHarness};

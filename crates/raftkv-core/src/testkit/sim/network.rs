@@ -1,0 +1,265 @@
+//! The simulated network: the labrpc fault model on virtual time.
+//!
+//! Every call is counted (RPCs and bytes), may fail if the link is down or a
+//! side is dead (after a delay), may be delayed, dropped (request or reply)
+//! or delayed a long time (reordering), all drawn from one seeded generator.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::raft::driver::RaftRpcHandler;
+use crate::raft::{RaftRequest, RaftResponse};
+use crate::rng::DetRng;
+use crate::transport::{Transport, TransportError};
+use crate::types::NodeId;
+
+/// Side of a partition a node is on; `None` is disconnected from everyone.
+type Side = Option<u32>;
+
+struct Endpoint {
+    incarnation: u64,
+    handler: Option<Arc<dyn RaftRpcHandler>>,
+    side: Side,
+    rpcs_served: u64,
+}
+
+struct NetState {
+    rng: DetRng,
+    reliable: bool,
+    long_delays: bool,
+    long_reordering: bool,
+    nodes: BTreeMap<NodeId, Endpoint>,
+    total_rpcs: u64,
+    total_bytes: u64,
+    /// Running hash of every delivery decision, to prove a seed replays exactly.
+    trace: u64,
+}
+
+/// A seeded, fault-injecting network shared by the members of a simulation.
+#[derive(Clone)]
+pub struct SimNetwork {
+    state: Arc<Mutex<NetState>>,
+}
+
+impl std::fmt::Debug for SimNetwork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimNetwork").finish_non_exhaustive()
+    }
+}
+
+fn mix(trace: u64, v: u64) -> u64 {
+    (trace ^ v).wrapping_mul(0x0100_0000_01B3).rotate_left(17)
+}
+
+impl SimNetwork {
+    /// A reliable network with long delays for dead calls (the Raft lab's setting).
+    #[must_use]
+    pub fn new(seed: u64) -> Self {
+        Self {
+            state: Arc::new(Mutex::new(NetState {
+                rng: DetRng::new(seed),
+                reliable: true,
+                long_delays: true,
+                long_reordering: false,
+                nodes: BTreeMap::new(),
+                total_rpcs: 0,
+                total_bytes: 0,
+                trace: 0,
+            })),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, NetState> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Drop and delay messages (unreliable) or not.
+    pub fn set_reliable(&self, reliable: bool) {
+        self.lock().reliable = reliable;
+    }
+
+    /// Calls to dead or disconnected nodes fail after up to 7 s (true) or 100 ms (false).
+    pub fn set_long_delays(&self, on: bool) {
+        self.lock().long_delays = on;
+    }
+
+    /// Delay two thirds of replies by 200..2200 ms.
+    pub fn set_long_reordering(&self, on: bool) {
+        self.lock().long_reordering = on;
+    }
+
+    /// Start a new incarnation of `node` (boot or restart): returns the
+    /// transport it must use. The node is disconnected and serves nothing
+    /// until [`SimNetwork::attach`] and [`SimNetwork::connect`].
+    pub fn boot(&self, node: NodeId) -> SimTransport {
+        let mut st = self.lock();
+        let ep = st.nodes.entry(node).or_insert(Endpoint { incarnation: 0, handler: None, side: None, rpcs_served: 0 });
+        ep.incarnation += 1;
+        ep.handler = None;
+        ep.side = None;
+        ep.rpcs_served = 0;
+        SimTransport { net: self.clone(), node, incarnation: ep.incarnation }
+    }
+
+    /// Serve `node`'s incoming calls with `handler`.
+    pub fn attach(&self, node: NodeId, handler: Arc<dyn RaftRpcHandler>) {
+        if let Some(ep) = self.lock().nodes.get_mut(&node) {
+            ep.handler = Some(handler);
+        }
+    }
+
+    /// Remove the server of `node` (crash): in-flight calls to and from it fail.
+    pub fn kill(&self, node: NodeId) {
+        let mut st = self.lock();
+        if let Some(ep) = st.nodes.get_mut(&node) {
+            ep.incarnation += 1;
+            ep.handler = None;
+            ep.side = None;
+        }
+    }
+
+    /// Connect `node` to every other connected node (side 0).
+    pub fn connect(&self, node: NodeId) {
+        self.set_side(node, Some(0));
+    }
+
+    /// Cut every link of `node`, both ways.
+    pub fn disconnect(&self, node: NodeId) {
+        self.set_side(node, None);
+    }
+
+    /// Put `node` on `side` of a partition: it reaches only nodes on the same side.
+    pub fn set_side(&self, node: NodeId, side: Option<u32>) {
+        let mut st = self.lock();
+        if let Some(ep) = st.nodes.get_mut(&node) {
+            ep.side = side;
+        }
+    }
+
+    /// Whether `node` is connected to anyone.
+    #[must_use]
+    pub fn is_connected(&self, node: NodeId) -> bool {
+        self.lock().nodes.get(&node).is_some_and(|ep| ep.side.is_some())
+    }
+
+    /// RPCs submitted so far.
+    #[must_use]
+    pub fn total_rpcs(&self) -> u64 {
+        self.lock().total_rpcs
+    }
+
+    /// Bytes of requests submitted plus replies delivered so far.
+    #[must_use]
+    pub fn total_bytes(&self) -> u64 {
+        self.lock().total_bytes
+    }
+
+    /// RPCs `node`'s current server has handled.
+    #[must_use]
+    pub fn rpcs_served(&self, node: NodeId) -> u64 {
+        self.lock().nodes.get(&node).map_or(0, |ep| ep.rpcs_served)
+    }
+
+    /// Hash of every delivery decision so far: equal seeds give equal traces.
+    #[must_use]
+    pub fn trace(&self) -> u64 {
+        self.lock().trace
+    }
+
+    /// Draw from the network's generator (for test schedules that must replay too).
+    pub fn random(&self, n: usize) -> usize {
+        self.lock().rng.below(n)
+    }
+
+    fn link_up(st: &NetState, from: NodeId, from_incarnation: u64, to: NodeId) -> Option<(u64, Arc<dyn RaftRpcHandler>)> {
+        let a = st.nodes.get(&from)?;
+        let b = st.nodes.get(&to)?;
+        if a.incarnation != from_incarnation || a.handler.is_none() || a.side.is_none() || a.side != b.side {
+            return None;
+        }
+        b.handler.clone().map(|h| (b.incarnation, h))
+    }
+
+    async fn call(
+        &self,
+        from: NodeId,
+        from_incarnation: u64,
+        to: NodeId,
+        request: RaftRequest,
+    ) -> Result<RaftResponse, TransportError> {
+        let (target, pre_delay, drop_request) = {
+            let mut st = self.lock();
+            st.total_rpcs += 1;
+            st.total_bytes += request.encoded_len() as u64;
+            let target = Self::link_up(&st, from, from_incarnation, to);
+            let (delay, drop) = if target.is_none() {
+                let max = if st.long_delays { 6999 } else { 99 };
+                (st.rng.range_inclusive(0, max), false)
+            } else if !st.reliable {
+                (st.rng.range_inclusive(0, 26), st.rng.chance(1, 10))
+            } else {
+                (0, false)
+            };
+            st.trace = mix(st.trace, (from.0 << 48) ^ (to.0 << 32) ^ (delay << 1) ^ u64::from(drop));
+            (target, delay, drop)
+        };
+        if pre_delay > 0 {
+            tokio::time::sleep(Duration::from_millis(pre_delay)).await;
+        }
+        let Some((to_incarnation, handler)) = target else {
+            return Err(TransportError::Unreachable(to));
+        };
+        if drop_request {
+            return Err(TransportError::Unreachable(to));
+        }
+        {
+            let mut st = self.lock();
+            if let Some(ep) = st.nodes.get_mut(&to) {
+                if ep.incarnation == to_incarnation {
+                    ep.rpcs_served += 1;
+                }
+            }
+        }
+        let response = handler.handle_rpc(from, request).await.map_err(|_| TransportError::Unreachable(to))?;
+        let reorder_delay = {
+            let mut st = self.lock();
+            let still_up = Self::link_up(&st, from, from_incarnation, to).is_some_and(|(inc, _)| inc == to_incarnation);
+            let drop_reply = !st.reliable && st.rng.chance(1, 10);
+            let delay = if st.long_reordering && st.rng.chance(600, 900) {
+                let skew = st.rng.range_inclusive(0, 1999);
+                200 + st.rng.range_inclusive(0, skew)
+            } else {
+                0
+            };
+            st.trace = mix(st.trace, u64::from(still_up) ^ (u64::from(drop_reply) << 1) ^ (delay << 2));
+            if !still_up || drop_reply {
+                return Err(TransportError::Unreachable(to));
+            }
+            delay
+        };
+        if reorder_delay > 0 {
+            tokio::time::sleep(Duration::from_millis(reorder_delay)).await;
+        }
+        self.lock().total_bytes += response.encoded_len() as u64;
+        Ok(response)
+    }
+}
+
+/// The [`Transport`] of one member incarnation on a [`SimNetwork`].
+#[derive(Clone, Debug)]
+pub struct SimTransport {
+    net: SimNetwork,
+    node: NodeId,
+    incarnation: u64,
+}
+
+#[async_trait]
+impl Transport for SimTransport {
+    async fn call(&self, from: NodeId, to: NodeId, request: RaftRequest) -> Result<RaftResponse, TransportError> {
+        debug_assert_eq!(from, self.node);
+        self.net.call(self.node, self.incarnation, to, request).await
+    }
+}
