@@ -11,6 +11,8 @@ use crate::types::{LogIndex, NodeId, Term};
 
 impl RaftCore {
     pub(super) fn broadcast_append(&mut self) {
+        let _span = tracing::debug_span!("replicate", group = %self.cfg.group, node = %self.cfg.id, term = %self.term, index = %self.log.last_index())
+            .entered();
         let peers: Vec<NodeId> = self.progress.keys().copied().collect();
         for peer in peers {
             self.maybe_send_append(peer, false);

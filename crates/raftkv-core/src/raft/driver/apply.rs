@@ -13,7 +13,7 @@ use super::{Command, DriverConfig, RaftError, Reply};
 use crate::raft::{Entry, EntryPayload, SnapshotMeta};
 use crate::state_machine::{Committed, StateMachine, StateMachineError};
 use crate::storage::SnapshotStore;
-use crate::types::{LogIndex, Term};
+use crate::types::{GroupId, LogIndex, NodeId, Term};
 
 pub(crate) enum ApplyMsg<R> {
     /// Proposers waiting for the entries at these indices (in this term).
@@ -27,6 +27,8 @@ pub(crate) enum ApplyMsg<R> {
 }
 
 pub(crate) struct ApplyLoop<SM: StateMachine> {
+    group: GroupId,
+    node: NodeId,
     sm: SM,
     store: Arc<dyn SnapshotStore>,
     tx: mpsc::UnboundedSender<Command<SM::Response>>,
@@ -39,6 +41,7 @@ pub(crate) struct ApplyLoop<SM: StateMachine> {
 
 impl<SM: StateMachine> ApplyLoop<SM> {
     pub(crate) fn new(
+        (group, node): (GroupId, NodeId),
         sm: SM,
         store: Arc<dyn SnapshotStore>,
         tx: mpsc::UnboundedSender<Command<SM::Response>>,
@@ -46,6 +49,8 @@ impl<SM: StateMachine> ApplyLoop<SM> {
         snapshot: SnapshotMeta,
     ) -> Self {
         Self {
+            group,
+            node,
             sm,
             store,
             tx,
@@ -139,7 +144,7 @@ impl<SM: StateMachine> ApplyLoop<SM> {
                 meta.last_index
             )));
         };
-        let span = tracing::info_span!("restore_snapshot", index = %latest.last_index, term = %latest.last_term);
+        let span = tracing::info_span!("restore_snapshot", group = %self.group, node = %self.node, index = %latest.last_index, term = %latest.last_term);
         self.sm.restore(reader.as_mut()).instrument(span).await?;
         self.applied = latest;
         self.last_snapshot = latest.last_index;
@@ -165,7 +170,7 @@ impl<SM: StateMachine> ApplyLoop<SM> {
 
     async fn take_snapshot(&mut self) -> Result<(), StateMachineError> {
         let meta = self.applied;
-        let span = tracing::debug_span!("snapshot", index = %meta.last_index, term = %meta.last_term);
+        let span = tracing::debug_span!("snapshot", group = %self.group, node = %self.node, index = %meta.last_index, term = %meta.last_term);
         let mut writer = self.store.begin(meta).await?;
         if let Err(e) = self.sm.snapshot(writer.as_mut()).instrument(span).await {
             writer.abort().await?;

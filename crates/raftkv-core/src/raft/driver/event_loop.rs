@@ -207,7 +207,12 @@ impl<SM: StateMachine> EventLoop<SM> {
         }
         let proposals = std::mem::take(&mut self.proposals);
         let starts = std::mem::take(&mut self.starts);
-        let (commands, replies): (Vec<Bytes>, Vec<Option<Reply<SM::Response>>>) = proposals.into_iter().unzip();
+        let mut commands = Vec::with_capacity(proposals.len());
+        let mut replies = Vec::with_capacity(proposals.len());
+        for (command, reply) in proposals {
+            commands.push(command);
+            replies.push(reply);
+        }
         match self.core.propose(commands) {
             Ok((first, term)) => {
                 let waiters: Vec<_> = replies
@@ -245,7 +250,8 @@ impl<SM: StateMachine> EventLoop<SM> {
         let persisted = if write.is_empty() {
             Vec::new()
         } else {
-            let entries = write.entries.clone();
+            // Only an observer needs the entries after the store took them.
+            let entries = if self.cfg.observer.is_some() { write.entries.clone() } else { Vec::new() };
             self.log_store.write(write).await?;
             entries
         };

@@ -139,10 +139,11 @@ impl Raft {
                 .into());
             }
         }
+        let who = (cfg.group, cfg.id);
         let recovered = RecoveredState { hard_state: log_state.hard_state, snapshot, entries };
         let core = RaftCore::new(cfg, recovered)?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let apply = apply::ApplyLoop::new(state_machine, snapshot_store.clone(), tx.clone(), &driver, snapshot);
+        let apply = apply::ApplyLoop::new(who, state_machine, snapshot_store.clone(), tx.clone(), &driver, snapshot);
         let event_loop =
             event_loop::EventLoop::new(core, driver, log_store, snapshot_store, transport, tx.clone(), rx, apply);
         let task = tokio::spawn(event_loop.run());
