@@ -1,0 +1,78 @@
+//! Engine features beyond the lab: ReadIndex reads, leadership transfer,
+//! check-quorum and pre-vote, exercised end to end in the simulator.
+
+use std::time::Duration;
+
+use raftkv_core::testkit::sim::{cmd, simulate, RaftCluster, RaftClusterConfig};
+use raftkv_core::raft::core::Role;
+use tokio::time::{sleep, timeout};
+
+#[test]
+fn read_index_waits_for_applied_and_refuses_on_followers() {
+    simulate("read_index_waits_for_applied_and_refuses_on_followers", |seed| async move {
+        let mut cfg = RaftCluster::new(RaftClusterConfig::new(3), seed).await;
+        let leader = cfg.check_one_leader().await;
+        let index = cfg.one(cmd(7), 3, false).await;
+        let read = cfg.read_index(leader).await.expect("leader serves a read");
+        assert!(read >= index, "read index {read} must cover the committed write at {index}");
+        let status = cfg.status(leader).await.expect("leader runs");
+        assert!(status.applied >= read, "read returned before applying {read} (applied {})", status.applied);
+        let follower = (leader + 1) % 3;
+        assert!(cfg.read_index(follower).await.is_none(), "a follower must refuse ReadIndex");
+        cfg.end();
+    });
+}
+
+#[test]
+fn isolated_leader_cannot_serve_reads_and_steps_down() {
+    simulate("isolated_leader_cannot_serve_reads_and_steps_down", |seed| async move {
+        let mut cfg = RaftCluster::new(RaftClusterConfig::new(3), seed).await;
+        let old = cfg.check_one_leader().await;
+        cfg.one(cmd(1), 3, false).await;
+        cfg.disconnect(old);
+        let read = timeout(Duration::from_secs(5), cfg.read_index(old)).await;
+        assert!(!matches!(read, Ok(Some(_))), "an isolated leader confirmed a read: {read:?}");
+        let status = cfg.status(old).await.expect("old leader runs");
+        assert_ne!(status.role, Role::Leader, "check-quorum must make an isolated leader step down");
+        let new = cfg.check_one_leader().await;
+        assert_ne!(new, old);
+        cfg.end();
+    });
+}
+
+#[test]
+fn pre_vote_keeps_a_rejoining_node_from_disrupting_the_leader() {
+    simulate("pre_vote_keeps_a_rejoining_node_from_disrupting_the_leader", |seed| async move {
+        let mut cfg = RaftCluster::new(RaftClusterConfig::new(3), seed).await;
+        let leader = cfg.check_one_leader().await;
+        let (term, _) = cfg.state(leader).await;
+        let isolated = (leader + 1) % 3;
+        cfg.disconnect(isolated);
+        sleep(Duration::from_secs(10)).await;
+        let (isolated_term, _) = cfg.state(isolated).await;
+        assert_eq!(isolated_term, term, "pre-vote must keep an isolated node's term from growing");
+        cfg.connect(isolated);
+        sleep(Duration::from_secs(2)).await;
+        let (after, is_leader) = cfg.state(leader).await;
+        assert!(is_leader && after == term, "rejoin disrupted the leader: term {term} -> {after}, leader {is_leader}");
+        cfg.end();
+    });
+}
+
+#[test]
+fn leadership_transfer_hands_over_to_the_target() {
+    simulate("leadership_transfer_hands_over_to_the_target", |seed| async move {
+        let mut cfg = RaftCluster::new(RaftClusterConfig::new(5), seed).await;
+        let leader = cfg.check_one_leader().await;
+        for i in 0..20 {
+            cfg.one(cmd(i), 5, false).await;
+        }
+        let target = (leader + 3) % 5;
+        assert!(cfg.transfer_leader(leader, target).await, "leader refused the transfer");
+        sleep(Duration::from_millis(300)).await;
+        let (_, target_leads) = cfg.state(target).await;
+        assert!(target_leads, "member {target} should lead within 300 ms of the transfer");
+        assert!(cfg.propose(target, cmd(99)).await.is_some(), "new leader commits proposals");
+        cfg.end();
+    });
+}
