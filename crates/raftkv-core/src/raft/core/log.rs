@@ -194,6 +194,9 @@ impl RaftLog {
         if keep_suffix {
             let drop = usize::try_from(meta.last_index.0.saturating_sub(self.snapshot.last_index.0)).unwrap_or(0);
             self.entries.drain(..drop.min(self.entries.len()));
+            // A truncation not yet written must not reach below the snapshot:
+            // the store is purged through it first.
+            self.pending_truncate = self.pending_truncate.map(|t| t.max(meta.last_index));
         } else {
             self.entries.clear();
             self.pending_truncate = Some(meta.last_index);

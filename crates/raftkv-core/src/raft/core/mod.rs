@@ -7,9 +7,10 @@
 //!
 //! Rules the driver must follow for each [`Ready`]:
 //! 1. `append_messages` may be sent at once (a leader persists in parallel);
-//! 2. `write` and then `purge_through` must be durable before `messages` are
+//! 2. `purge_through` and then `write` must be durable before `messages` are
 //!    sent, before replies to requests handled since the previous `Ready` are
-//!    sent, and before [`RaftCore::persisted`] is called with `persist_upto`;
+//!    sent, and before [`RaftCore::persisted`] is called with `persist_upto`
+//!    (purging first is safe: a purge only follows a durable snapshot);
 //! 3. `restore_snapshot` must be restored before `committed` entries are applied.
 
 mod config;
@@ -45,10 +46,10 @@ use read_index::ReadQueue;
 pub struct Ready {
     /// Append requests that may be sent before `write` is durable.
     pub append_messages: Vec<(NodeId, RaftRequest)>,
-    /// Log and hard-state changes to make durable (one atomic write).
-    pub write: LogWrite,
-    /// Entries up to this index may be dropped from the store (a snapshot covers them).
+    /// Entries up to this index must be dropped from the store first (a durable snapshot covers them).
     pub purge_through: Option<LogIndex>,
+    /// Log and hard-state changes to make durable (one atomic write), after the purge.
+    pub write: LogWrite,
     /// Index to report through [`RaftCore::persisted`] once `write` is durable.
     pub persist_upto: Option<LogIndex>,
     /// Requests to send once `write` is durable.
@@ -352,6 +353,7 @@ impl RaftCore {
     pub fn has_ready(&self) -> bool {
         !self.ready.is_empty()
             || self.pending_broadcast
+            || (self.role == Role::Leader && self.reads.round_wanted())
             || self.log.commit.min(self.log.persisted) > self.log.applied
             || self.log.last_index() >= self.log.persisted.next()
     }

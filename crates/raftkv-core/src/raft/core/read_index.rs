@@ -63,6 +63,12 @@ impl ReadQueue {
         Some(self.sent_seq)
     }
 
+    /// Whether reads wait for a round that has not been started.
+    #[must_use]
+    pub fn round_wanted(&self) -> bool {
+        self.round_wanted
+    }
+
     /// The round number heartbeats and appends carry now.
     #[must_use]
     pub fn current_seq(&self) -> u64 {

@@ -247,6 +247,9 @@ impl<SM: StateMachine> EventLoop<SM> {
         }
         let Ready { write, purge_through, persist_upto, messages, .. } = ready;
         let truncated_after = write.truncate_after;
+        if let Some(index) = purge_through {
+            self.log_store.purge_through(index).await?;
+        }
         let persisted = if write.is_empty() {
             Vec::new()
         } else {
@@ -255,9 +258,6 @@ impl<SM: StateMachine> EventLoop<SM> {
             self.log_store.write(write).await?;
             entries
         };
-        if let Some(index) = purge_through {
-            self.log_store.purge_through(index).await?;
-        }
         if let Some(index) = persist_upto {
             self.core.persisted(index);
         }
