@@ -5,6 +5,7 @@
 //! ([`crate::testkit::storage_conformance`]) is its executable form, and every
 //! backend must pass it unchanged.
 
+pub mod codec;
 mod error;
 mod log_store;
 mod mem;
