@@ -58,11 +58,13 @@ const CRC_TABLE: [u32; 256] = {
 /// CRC-32C (Castagnoli) of `data`.
 #[must_use]
 pub fn crc32c(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc = CRC_TABLE[((crc ^ u32::from(b)) & 0xff) as usize] ^ (crc >> 8);
-    }
-    !crc
+    !data.iter().fold(!0u32, |crc, &b| crc32c_step(crc, b))
+}
+
+/// One byte of a running CRC-32C (state starts at `!0`, finish with `!state`).
+#[must_use]
+pub fn crc32c_step(crc: u32, byte: u8) -> u32 {
+    CRC_TABLE[((crc ^ u32::from(byte)) & 0xff) as usize] ^ (crc >> 8)
 }
 
 fn seal(body: Vec<u8>) -> Vec<u8> {

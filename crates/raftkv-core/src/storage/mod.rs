@@ -7,11 +7,13 @@
 
 pub mod codec;
 mod error;
+mod file_snapshot;
 mod log_store;
 mod mem;
 mod snapshot_store;
 
 pub use error::StorageError;
+pub use file_snapshot::FileSnapshotStore;
 pub use log_store::{LogState, LogStore, LogWrite};
 pub use mem::{MemDisk, MemLogStore, MemSnapshotStore};
 pub use snapshot_store::{SnapshotReader, SnapshotStore, SnapshotWriter};
