@@ -1,4 +1,5 @@
 //! `FileSnapshotStore` passes the storage conformance suite (with the
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! in-memory log beside it) and reports damaged files by name.
 
 use async_trait::async_trait;

@@ -1,4 +1,5 @@
 //! Every Raft step is visible as a `tracing` span with group/node/term/index fields.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};

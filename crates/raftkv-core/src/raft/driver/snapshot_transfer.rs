@@ -8,7 +8,13 @@ use crate::storage::{SnapshotStore, SnapshotWriter};
 use crate::transport::Transport;
 use crate::types::{GroupId, NodeId, Term};
 
-/// Stream the latest snapshot to `to`, one chunk per request.
+/// Times a chunk is resent after a transport error before the stream is abandoned.
+const CHUNK_RETRIES: u32 = 8;
+/// Pause before resending a chunk, multiplied by the attempt number.
+const CHUNK_RETRY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Stream the latest snapshot to `to`, one chunk per request, resending a
+/// chunk whose request or reply was lost.
 pub(crate) async fn send_snapshot(
     group: GroupId,
     store: Arc<dyn SnapshotStore>,
@@ -34,15 +40,29 @@ pub(crate) async fn send_snapshot(
         };
         let done = following.is_none();
         let len = data.len() as u64;
-        let request = InstallSnapshotRequest { term, leader: from, meta, offset, data, done };
-        let resp = match transport.call(from, to, RaftRequest::InstallSnapshot(request)).await {
-            Ok(RaftResponse::InstallSnapshot(resp)) => resp,
-            _ => return SnapshotSendOutcome::Failed,
-        };
-        if resp.term > term {
-            return SnapshotSendOutcome::HigherTerm(resp.term);
-        }
-        if !resp.accepted || resp.next_offset != offset + len {
+        let mut attempt = 0u32;
+        loop {
+            let request = InstallSnapshotRequest { term, leader: from, meta, offset, data: data.clone(), done };
+            let resp = match transport.call(from, to, RaftRequest::InstallSnapshot(request)).await {
+                Ok(RaftResponse::InstallSnapshot(resp)) => resp,
+                _ => {
+                    // A lost request or reply: resend the same chunk (the
+                    // follower answers a duplicate with its expected offset).
+                    attempt += 1;
+                    if attempt > CHUNK_RETRIES {
+                        return SnapshotSendOutcome::Failed;
+                    }
+                    tokio::time::sleep(CHUNK_RETRY_BACKOFF * attempt).await;
+                    continue;
+                }
+            };
+            if resp.term > term {
+                return SnapshotSendOutcome::HigherTerm(resp.term);
+            }
+            // Accepted, or refused as a duplicate of a chunk the follower already holds.
+            if resp.next_offset == offset + len {
+                break;
+            }
             return SnapshotSendOutcome::Failed;
         }
         if done {
