@@ -267,7 +267,8 @@ fn count_3b() {
     simulate("count_3b", |seed| async move {
         let n = 3;
         let mut cfg = RaftCluster::new(RaftClusterConfig::new(n), seed).await;
-        let rpcs = |cfg: &RaftCluster| (0..n).map(|i| cfg.net.rpcs_served(raftkv_core::NodeId(i as u64 + 1))).sum::<u64>();
+        let rpcs =
+            |cfg: &RaftCluster| (0..n).map(|i| cfg.net.rpcs_served(raftkv_core::NodeId(i as u64 + 1))).sum::<u64>();
         let leader = cfg.check_one_leader().await;
         let mut total1 = rpcs(&cfg);
         assert!((1..=30).contains(&total1), "too many or few RPCs ({total1}) to elect initial leader");

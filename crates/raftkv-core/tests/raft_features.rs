@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use raftkv_core::testkit::sim::{cmd, simulate, RaftCluster, RaftClusterConfig};
 use raftkv_core::raft::core::Role;
+use raftkv_core::testkit::sim::{cmd, simulate, RaftCluster, RaftClusterConfig};
 use tokio::time::{sleep, timeout};
 
 #[test]

@@ -52,7 +52,11 @@ async fn damaged_snapshot_files_are_reported_by_name() {
     let mut w = store.begin(meta).await.expect("begin");
     w.write(Bytes::from(vec![7u8; 10_000])).await.expect("write");
     assert!(w.finish().await.expect("finish"));
-    let path = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|e| e == "snap")).unwrap();
+    let path = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "snap"))
+        .unwrap();
 
     // Flip a data byte: detected when the snapshot is read to its end.
     let mut bytes = std::fs::read(&path).unwrap();

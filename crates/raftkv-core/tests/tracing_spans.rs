@@ -29,7 +29,8 @@ fn raft_steps_emit_spans_with_fields() {
     let subscriber = Registry::default().with(recorder.clone());
     tracing::subscriber::with_default(subscriber, || {
         simulate_seed("raft_steps_emit_spans_with_fields", 7, Duration::from_secs(120), |seed| async move {
-            let mut cfg = RaftCluster::new(RaftClusterConfig { snapshot_every: 5, ..RaftClusterConfig::new(3) }, seed).await;
+            let mut cfg =
+                RaftCluster::new(RaftClusterConfig { snapshot_every: 5, ..RaftClusterConfig::new(3) }, seed).await;
             let leader = cfg.check_one_leader().await;
             let lagging = (leader + 1) % 3;
             cfg.disconnect(lagging);
@@ -44,9 +45,17 @@ fn raft_steps_emit_spans_with_fields() {
         });
     });
     let spans = recorder.spans.lock().unwrap();
-    for name in
-        ["election", "vote", "replicate", "commit", "apply_batch", "snapshot", "compact", "send_snapshot", "install_snapshot"]
-    {
+    for name in [
+        "election",
+        "vote",
+        "replicate",
+        "commit",
+        "apply_batch",
+        "snapshot",
+        "compact",
+        "send_snapshot",
+        "install_snapshot",
+    ] {
         let fields = spans.get(name).unwrap_or_else(|| panic!("no `{name}` span; saw {:?}", spans.keys()));
         for field in ["group", "node", "term"] {
             assert!(fields.contains(field), "span `{name}` lacks field `{field}`: {fields:?}");

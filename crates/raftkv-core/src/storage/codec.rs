@@ -151,7 +151,8 @@ mod tests {
 
     #[test]
     fn entries_and_hard_state_round_trip_and_damage_is_detected() {
-        let e = Entry { term: Term(7), index: LogIndex(42), payload: EntryPayload::Command(Bytes::from_static(b"x=1")) };
+        let e =
+            Entry { term: Term(7), index: LogIndex(42), payload: EntryPayload::Command(Bytes::from_static(b"x=1")) };
         let mut rec = encode_entry(&e);
         assert_eq!(decode_entry(LogIndex(42), &rec), Ok(e));
         let blank = Entry { term: Term(1), index: LogIndex(1), payload: EntryPayload::Blank };

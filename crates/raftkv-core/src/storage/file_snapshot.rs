@@ -98,7 +98,10 @@ fn validate(path: &Path, meta: SnapshotMeta) -> Result<(File, u64, u32), Storage
     }
     let data_len = u64::from_le_bytes(trailer[..8].try_into().unwrap_or_default());
     if data_len != len - HEADER - TRAILER {
-        return Err(corrupt(path, format!("trailer records {data_len} data bytes but the file holds {}", len - HEADER - TRAILER)));
+        return Err(corrupt(
+            path,
+            format!("trailer records {data_len} data bytes but the file holds {}", len - HEADER - TRAILER),
+        ));
     }
     let crc = u32::from_le_bytes(trailer[8..12].try_into().unwrap_or_default());
     file.seek(SeekFrom::Start(HEADER)).map_err(|e| io_err(path, e))?;
@@ -157,14 +160,7 @@ impl SnapshotStore for FileSnapshotStore {
             Ok(w)
         })
         .await?;
-        Ok(Box::new(FileSnapshotWriter {
-            dir: self.dir.clone(),
-            meta,
-            tmp,
-            file: Some(file),
-            written: 0,
-            crc: !0,
-        }))
+        Ok(Box::new(FileSnapshotWriter { dir: self.dir.clone(), meta, tmp, file: Some(file), written: 0, crc: !0 }))
     }
 
     async fn open_latest(&self) -> Result<Option<(SnapshotMeta, Box<dyn SnapshotReader>)>, StorageError> {

@@ -1,5 +1,6 @@
 //! Test support: deterministic simulator, conformance suites, checkers.
 
+pub mod crash;
 pub mod sim;
 mod storage_conformance;
 

@@ -5,10 +5,12 @@
 //! through [`RaftHandle::handle_rpc`](crate::raft::driver::RaftHandle::handle_rpc).
 
 mod error;
+mod local;
 
 use async_trait::async_trait;
 
 pub use error::TransportError;
+pub use local::LocalTransport;
 
 use crate::raft::{RaftRequest, RaftResponse};
 use crate::types::NodeId;

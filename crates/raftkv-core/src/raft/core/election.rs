@@ -53,8 +53,9 @@ impl RaftCore {
     }
 
     fn campaign(&mut self, pre_vote: bool, transfer: bool) {
-        let _span = tracing::info_span!("election", group = %self.cfg.group, node = %self.cfg.id, term = %self.term, pre_vote)
-            .entered();
+        let _span =
+            tracing::info_span!("election", group = %self.cfg.group, node = %self.cfg.id, term = %self.term, pre_vote)
+                .entered();
         let term = if pre_vote {
             self.role = Role::PreCandidate;
             self.term.next()
@@ -155,7 +156,8 @@ impl RaftCore {
         self.lead_transferee = None;
         self.ready.soft_state_changed = true;
         let last = self.log.last_index();
-        self.progress = self.cfg.voters.iter().filter(|&&p| p != self.cfg.id).map(|&p| (p, Progress::new(last))).collect();
+        self.progress =
+            self.cfg.voters.iter().filter(|&&p| p != self.cfg.id).map(|&p| (p, Progress::new(last))).collect();
         self.append_local(EntryPayload::Blank);
     }
 

@@ -117,9 +117,14 @@ impl RaftLog {
         let Ok(offset) = usize::try_from(offset) else {
             return Vec::new();
         };
-        let mut out = Vec::new();
+        let available = self.entries.len().saturating_sub(offset).min(max_count);
+        let range = self.entries.range(offset..offset + available);
+        if max_bytes == usize::MAX {
+            return range.cloned().collect();
+        }
+        let mut out = Vec::with_capacity(available);
         let mut bytes = 0;
-        for e in self.entries.iter().skip(offset).take(max_count) {
+        for e in range {
             let len = e.encoded_len();
             if !out.is_empty() && bytes + len > max_bytes {
                 break;
@@ -280,7 +285,10 @@ mod tests {
         assert_eq!(log.first_index(), LogIndex(3));
         assert_eq!(log.term(LogIndex(2)), Some(Term(1)));
         assert_eq!(log.term(LogIndex(1)), None);
-        assert!(log.install(SnapshotMeta { last_index: LogIndex(3), last_term: Term(2) }), "matching point keeps suffix");
+        assert!(
+            log.install(SnapshotMeta { last_index: LogIndex(3), last_term: Term(2) }),
+            "matching point keeps suffix"
+        );
         assert_eq!(log.last_index(), LogIndex(4));
         assert!(!log.install(SnapshotMeta { last_index: LogIndex(9), last_term: Term(5) }));
         assert_eq!(log.last_index(), LogIndex(9));

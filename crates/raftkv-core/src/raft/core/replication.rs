@@ -4,9 +4,7 @@
 use super::progress::ProgressState;
 use super::quorum::{committed_index, majority};
 use super::{RaftCore, Role};
-use crate::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, HeartbeatRequest, HeartbeatResponse, RaftRequest,
-};
+use crate::raft::{AppendEntriesRequest, AppendEntriesResponse, HeartbeatRequest, HeartbeatResponse, RaftRequest};
 use crate::types::{LogIndex, NodeId, Term};
 
 impl RaftCore {

@@ -81,8 +81,10 @@ impl RaftCore {
         if let SnapshotSendOutcome::HigherTerm(term) = outcome {
             if term > self.term {
                 self.become_follower(term, None);
+                return;
             }
-            return;
+            // A send started in an earlier term of ours was refused for its
+            // stale term: it failed, and the follower must be retried.
         }
         if self.role != Role::Leader {
             return;

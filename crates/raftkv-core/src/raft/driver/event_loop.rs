@@ -157,8 +157,9 @@ impl<SM: StateMachine> EventLoop<SM> {
                         ChunkVerdict::Reply(resp) => RaftResponse::InstallSnapshot(resp),
                         ChunkVerdict::Write => {
                             let store = self.snapshot_store.clone();
-                            let resp = IncomingSnapshot::receive(&mut self.incoming_snapshot, store, &mut self.core, req)
-                                .await;
+                            let resp =
+                                IncomingSnapshot::receive(&mut self.incoming_snapshot, store, &mut self.core, req)
+                                    .await;
                             RaftResponse::InstallSnapshot(resp)
                         }
                     },

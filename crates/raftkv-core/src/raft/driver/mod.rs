@@ -1,4 +1,4 @@
-//! The tokio driver: runs a [`RaftCore`](super::core::RaftCore) against a
+//! The tokio driver: runs a [`RaftCore`] against a
 //! [`LogStore`], a [`SnapshotStore`], a [`Transport`] and a [`StateMachine`].
 //!
 //! [`Raft::start`] spawns two tasks per member: the event loop (owns the core

@@ -61,7 +61,9 @@ impl InvariantChecker {
         self.state
             .lock()
             .ok()
-            .and_then(|s| s.committed.range((group, LogIndex(0))..=(group, LogIndex(u64::MAX))).next_back().map(|(k, _)| k.1))
+            .and_then(|s| {
+                s.committed.range((group, LogIndex(0))..=(group, LogIndex(u64::MAX))).next_back().map(|(k, _)| k.1)
+            })
             .unwrap_or(LogIndex(0))
     }
 }

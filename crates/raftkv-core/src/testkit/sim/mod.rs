@@ -8,6 +8,9 @@
 //! faults, election timeouts, test schedules) derives from the seed.
 
 mod invariants;
+pub mod lab3;
+mod member_storage;
+mod nemesis;
 mod network;
 mod raft_cluster;
 mod recording_sm;
@@ -16,6 +19,8 @@ use std::future::Future;
 use std::time::Duration;
 
 pub use invariants::InvariantChecker;
+pub use member_storage::{MemStorage, MemberStorage};
+pub use nemesis::{raft_nemesis, NemesisReport};
 pub use network::{SimNetwork, SimTransport};
 pub use raft_cluster::{RaftCluster, RaftClusterConfig};
 pub use recording_sm::{cmd, cmd_value, AppliedView, RecordingStateMachine};

@@ -174,7 +174,12 @@ impl SimNetwork {
         self.lock().rng.below(n)
     }
 
-    fn link_up(st: &NetState, from: NodeId, from_incarnation: u64, to: NodeId) -> Option<(u64, Arc<dyn RaftRpcHandler>)> {
+    fn link_up(
+        st: &NetState,
+        from: NodeId,
+        from_incarnation: u64,
+        to: NodeId,
+    ) -> Option<(u64, Arc<dyn RaftRpcHandler>)> {
         let a = st.nodes.get(&from)?;
         let b = st.nodes.get(&to)?;
         if a.incarnation != from_incarnation || a.handler.is_none() || a.side.is_none() || a.side != b.side {

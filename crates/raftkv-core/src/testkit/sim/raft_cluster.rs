@@ -10,16 +10,16 @@ use bytes::Bytes;
 use tokio::time::{sleep, Instant};
 
 use super::invariants::InvariantChecker;
+use super::member_storage::{MemStorage, MemberStorage};
 use super::network::SimNetwork;
 use super::recording_sm::{AppliedView, RecordingStateMachine};
 use crate::raft::core::{RaftConfig, Role, Status};
 use crate::raft::driver::{DriverConfig, Raft, RaftHandle};
 use crate::rng::DetRng;
-use crate::storage::MemDisk;
 use crate::types::{GroupId, LogIndex, NodeId, Term};
 
 /// Settings of a simulated Raft group.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RaftClusterConfig {
     /// Number of members.
     pub n: usize,
@@ -27,15 +27,29 @@ pub struct RaftClusterConfig {
     pub unreliable: bool,
     /// Snapshot every this many applied entries (0: never).
     pub snapshot_every: u64,
-    /// Simulated fsync latency of every member's disk.
+    /// Simulated fsync latency of every member's disk (in-memory storage only).
     pub disk_latency: Duration,
+    /// Where members keep durable state; `None` is in-memory [`MemStorage`].
+    pub storage: Option<Arc<dyn MemberStorage>>,
+}
+
+impl std::fmt::Debug for RaftClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftClusterConfig")
+            .field("n", &self.n)
+            .field("unreliable", &self.unreliable)
+            .field("snapshot_every", &self.snapshot_every)
+            .field("disk_latency", &self.disk_latency)
+            .field("storage", &self.storage.as_ref().map(|_| "custom"))
+            .finish()
+    }
 }
 
 impl RaftClusterConfig {
     /// `n` members, reliable network, no snapshots.
     #[must_use]
     pub fn new(n: usize) -> Self {
-        Self { n, unreliable: false, snapshot_every: 0, disk_latency: Duration::ZERO }
+        Self { n, unreliable: false, snapshot_every: 0, disk_latency: Duration::ZERO, storage: None }
     }
 }
 
@@ -45,7 +59,7 @@ pub struct RaftCluster {
     seed: u64,
     /// The simulated network.
     pub net: SimNetwork,
-    disks: Vec<MemDisk>,
+    storage: Arc<dyn MemberStorage>,
     handles: Vec<Option<RaftHandle<LogIndex>>>,
     boots: Vec<u64>,
     view: AppliedView,
@@ -71,14 +85,14 @@ impl RaftCluster {
     pub async fn new(cfg: RaftClusterConfig, seed: u64) -> Self {
         let net = SimNetwork::new(seed);
         net.set_reliable(!cfg.unreliable);
-        let disks = (0..cfg.n).map(|_| MemDisk::with_write_latency(cfg.disk_latency)).collect();
+        let storage = cfg.storage.clone().unwrap_or_else(|| Arc::new(MemStorage::with_write_latency(cfg.disk_latency)));
         let mut cluster = Self {
             handles: (0..cfg.n).map(|_| None).collect(),
             boots: vec![0; cfg.n],
             cfg,
             seed,
             net,
-            disks,
+            storage,
             view: AppliedView::default(),
             checker: Arc::new(InvariantChecker::default()),
             rng: DetRng::new(seed ^ 0x5eed),
@@ -117,7 +131,7 @@ impl RaftCluster {
         if let Some(h) = self.handles[i].take() {
             h.abort();
         }
-        self.disks[i].crash();
+        self.storage.crash(i);
     }
 
     /// (Re)start member `i` from its durable state. It stays disconnected until [`RaftCluster::connect`].
@@ -137,17 +151,12 @@ impl RaftCluster {
             observer: Some(self.checker.clone()),
             ..DriverConfig::default()
         };
-        let disk = &self.disks[i];
+        let (log_store, snapshot_store) = match self.storage.open(i).await {
+            Ok(stores) => stores,
+            Err(e) => panic!("seed {}: member {i} cannot open its storage: {e}", self.seed),
+        };
         let sm = RecordingStateMachine::new(i, self.view.clone());
-        let started = Raft::start(
-            rcfg,
-            driver,
-            Arc::new(disk.log_store()),
-            Arc::new(disk.snapshot_store()),
-            Arc::new(transport),
-            sm,
-        )
-        .await;
+        let started = Raft::start(rcfg, driver, log_store, snapshot_store, Arc::new(transport), sm).await;
         match started {
             Ok(handle) => {
                 self.net.attach(id(i), Arc::new(handle.clone()));
@@ -338,7 +347,7 @@ impl RaftCluster {
     /// Bytes of durable raft state (log + hard state) of member `i`.
     #[must_use]
     pub fn log_size(&self, i: usize) -> u64 {
-        self.disks[i].log_size_bytes()
+        self.storage.log_size(i)
     }
 
     /// Largest durable raft state over all members.

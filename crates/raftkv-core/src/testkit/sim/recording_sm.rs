@@ -87,11 +87,7 @@ impl AppliedView {
 
     fn record(&self, member: usize, index: LogIndex, command: &Bytes) {
         let mut st = self.lock();
-        let conflict = st
-            .logs
-            .iter()
-            .find(|(_, log)| log.get(&index).is_some_and(|v| v != command))
-            .map(|(m, _)| *m);
+        let conflict = st.logs.iter().find(|(_, log)| log.get(&index).is_some_and(|v| v != command)).map(|(m, _)| *m);
         if let Some(other) = conflict {
             st.errors.push(format!("member {member} applied a different command at index {index} than member {other}"));
         }
@@ -149,7 +145,9 @@ impl StateMachine for RecordingStateMachine {
         buf.put_u64_le(self.applied.len() as u64);
         for (index, command) in &self.applied {
             buf.put_u64_le(index.0);
-            buf.put_u32_le(u32::try_from(command.len()).map_err(|_| StateMachineError::Failed("command too large".into()))?);
+            buf.put_u32_le(
+                u32::try_from(command.len()).map_err(|_| StateMachineError::Failed("command too large".into()))?,
+            );
             buf.put_slice(command);
         }
         out.write(buf.freeze()).await?;

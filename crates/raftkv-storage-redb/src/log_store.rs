@@ -1,0 +1,152 @@
+//! [`RedbLogStore`]: the [`LogStore`] of one member in a shared redb database.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use raftkv_core::raft::{Entry, HardState};
+use raftkv_core::storage::codec;
+use raftkv_core::storage::{LogState, LogStore, LogWrite, StorageError};
+use raftkv_core::LogIndex;
+use redb::{ReadTransaction, ReadableDatabase};
+use tokio::sync::oneshot;
+
+use crate::error::{blocking, corrupt_entry, corrupt_hard_state, ResultExt};
+use crate::storage::Shared;
+use crate::tables::{read_meta, stored_range, LogId, MetaRow, LOG, META};
+use crate::writer::{WriteOp, WriteRequest};
+
+/// The Raft log and hard state of one member (a `(group, node)` pair) in a
+/// [`RedbStorage`](crate::RedbStorage) database.
+///
+/// Implements [`LogStore`] per its contract. Writes and purges go through the
+/// database's group-commit writer and return once their commit is durable
+/// (with [`SyncMode::Always`](crate::SyncMode::Always)); reads run in their
+/// own read transaction, so they see a consistent state. Clones share the log.
+#[derive(Clone)]
+pub struct RedbLogStore {
+    shared: Arc<Shared>,
+    log: LogId,
+}
+
+impl fmt::Debug for RedbLogStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedbLogStore")
+            .field("file", &self.shared.file)
+            .field("group", &self.log.group)
+            .field("node", &self.log.node)
+            .finish()
+    }
+}
+
+impl RedbLogStore {
+    pub(crate) fn new(shared: Arc<Shared>, log: LogId) -> Self {
+        Self { shared, log }
+    }
+
+    /// Sends one mutation to the writer and waits for its commit.
+    async fn submit(&self, op: WriteOp) -> Result<(), StorageError> {
+        let (reply, outcome) = oneshot::channel();
+        self.shared.writes.send(WriteRequest { log: self.log, op, reply }).map_err(|_| StorageError::Closed)?;
+        outcome.await.map_err(|_| StorageError::Closed)?
+    }
+
+    /// Runs `read` in a read transaction on the blocking pool.
+    async fn read<T: Send + 'static>(
+        &self,
+        op: &'static str,
+        read: impl FnOnce(&ReadTransaction, &Path, LogId) -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        let (db, file, log) = (self.shared.db.clone(), self.shared.file.clone(), self.log);
+        blocking(&self.shared.file, op, move || {
+            let txn = db.begin_read().at(&file, "begin read transaction")?;
+            read(&txn, &file, log)
+        })
+        .await
+    }
+}
+
+/// The meta row and the last index of `log`, read in `txn`.
+fn read_bounds(txn: &ReadTransaction, file: &Path, log: LogId) -> Result<(MetaRow, u64), StorageError> {
+    let meta = read_meta(&txn.open_table(META).at(file, "open meta table")?, file, log)?;
+    let stored = stored_range(&txn.open_table(LOG).at(file, "open log table")?, file, log)?;
+    let last = stored.map_or(meta.purged, |(_, last)| last.max(meta.purged));
+    Ok((meta, last))
+}
+
+#[async_trait]
+impl LogStore for RedbLogStore {
+    async fn state(&self) -> Result<LogState, StorageError> {
+        self.read("read log state", |txn, file, log| {
+            let (meta, last) = read_bounds(txn, file, log)?;
+            let hard_state = match &meta.hard_state {
+                Some(record) => codec::decode_hard_state(record).map_err(|e| corrupt_hard_state(file, log, &e))?,
+                None => HardState::default(),
+            };
+            Ok(LogState {
+                hard_state,
+                first_index: LogIndex(meta.purged.saturating_add(1)),
+                last_index: LogIndex(last),
+            })
+        })
+        .await
+    }
+
+    async fn entries(&self, from: LogIndex, to: LogIndex) -> Result<Vec<Entry>, StorageError> {
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        self.read("read log entries", move |txn, file, log| {
+            let (meta, last) = read_bounds(txn, file, log)?;
+            let first = meta.purged.saturating_add(1);
+            if from.0 < first {
+                return Err(StorageError::Compacted { index: from, first: LogIndex(first) });
+            }
+            if to.0 - 1 > last {
+                return Err(StorageError::Unavailable {
+                    index: LogIndex(from.0.max(last.saturating_add(1))),
+                    last: LogIndex(last),
+                });
+            }
+            let table = txn.open_table(LOG).at(file, "open log table")?;
+            let mut out = Vec::with_capacity(usize::try_from(to.0 - from.0).unwrap_or(0));
+            for item in table.range(log.key(from.0)..log.key(to.0)).at(file, "read log entries")? {
+                let (key, value) = item.at(file, "read log entries")?;
+                let index = key.value().2;
+                let expected = from.0 + out.len() as u64;
+                if index != expected {
+                    return Err(corrupt_entry(file, log, expected, "entry is missing"));
+                }
+                out.push(
+                    codec::decode_entry(LogIndex(index), value.value())
+                        .map_err(|e| corrupt_entry(file, log, index, e))?,
+                );
+            }
+            if out.len() as u64 != to.0 - from.0 {
+                return Err(corrupt_entry(file, log, from.0 + out.len() as u64, "entry is missing"));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn write(&self, write: LogWrite) -> Result<(), StorageError> {
+        if write.is_empty() {
+            return Ok(());
+        }
+        self.submit(WriteOp::Write(write)).await
+    }
+
+    async fn purge_through(&self, index: LogIndex) -> Result<(), StorageError> {
+        self.submit(WriteOp::Purge(index)).await
+    }
+
+    async fn size_bytes(&self) -> Result<u64, StorageError> {
+        self.read("read log size", |txn, file, log| {
+            let meta = read_meta(&txn.open_table(META).at(file, "open meta table")?, file, log)?;
+            Ok(meta.size_bytes())
+        })
+        .await
+    }
+}

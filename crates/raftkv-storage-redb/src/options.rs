@@ -1,0 +1,35 @@
+//! How a [`RedbStorage`](crate::RedbStorage) is opened: durability and checks.
+
+/// Whether a commit waits for the disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SyncMode {
+    /// Every commit is fsynced before any call in it returns (redb
+    /// `Durability::Immediate`). This is what the [`LogStore`] contract needs.
+    ///
+    /// [`LogStore`]: raftkv_core::storage::LogStore
+    #[default]
+    Always,
+    /// **No durability.** Commits are only in memory (redb `Durability::None`)
+    /// until the database is closed cleanly: a crash or power loss loses any
+    /// number of acknowledged writes, so a Raft member may forget votes and
+    /// entries it promised to keep and break safety. Only for benchmarks and
+    /// tests.
+    Never,
+}
+
+/// Options of [`RedbStorage::open`](crate::RedbStorage::open).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RedbOptions {
+    /// Whether commits are fsynced (default [`SyncMode::Always`]).
+    pub sync: SyncMode,
+    /// Verify the checksum of every page when the file is opened (default
+    /// `true`). This reads the whole file once, and turns a file damaged
+    /// outside redb into an error instead of a possible panic later.
+    pub check_integrity_on_open: bool,
+}
+
+impl Default for RedbOptions {
+    fn default() -> Self {
+        Self { sync: SyncMode::Always, check_integrity_on_open: true }
+    }
+}

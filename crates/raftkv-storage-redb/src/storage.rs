@@ -1,0 +1,323 @@
+//! [`RedbStorage`]: one redb database file holding the logs of many Raft
+//! members, with a snapshot directory per member beside it.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use raftkv_core::storage::codec;
+use raftkv_core::storage::{FileSnapshotStore, StorageError};
+use raftkv_core::{GroupId, NodeId};
+use redb::{Database, ReadableDatabase};
+use tokio::sync::mpsc;
+
+use crate::error::{blocking, corrupt_hard_state, ResultExt};
+use crate::log_store::RedbLogStore;
+use crate::options::{RedbOptions, SyncMode};
+use crate::tables::{load_bounds, read_meta, LogId, LOG, META};
+use crate::writer::{BoundsMap, WriteRequest, Writer};
+
+/// Name of the database file inside the storage directory.
+pub const DB_FILE_NAME: &str = "raftkv.redb";
+
+/// Name of the directory of snapshot directories inside the storage directory.
+pub const SNAPSHOTS_DIR_NAME: &str = "snapshots";
+
+/// What every handle of one open database shares.
+pub(crate) struct Shared {
+    pub db: Arc<Database>,
+    /// The database file, for error locations.
+    pub file: Arc<PathBuf>,
+    pub dir: PathBuf,
+    pub writes: mpsc::UnboundedSender<WriteRequest>,
+    pub bounds: BoundsMap,
+    pub commits: Arc<AtomicU64>,
+}
+
+/// One redb database shared by the Raft logs of many members (multi-raft),
+/// plus a [`FileSnapshotStore`] per member.
+///
+/// Every write of every log goes through one writer task that coalesces
+/// concurrent requests into one commit (group commit; see the crate docs).
+/// Clones share the same database. The file stays locked until every handle
+/// (this, its clones and every [`RedbLogStore`]) is dropped.
+#[derive(Clone)]
+pub struct RedbStorage {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for RedbStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedbStorage").field("file", &self.shared.file).field("commits", &self.commits()).finish()
+    }
+}
+
+impl RedbStorage {
+    /// Opens (creating them if needed) the database `dir/raftkv.redb` and the
+    /// snapshot directory `dir/snapshots/`.
+    ///
+    /// A file that is not a redb database, or that is damaged (truncated, a
+    /// page checksum mismatch with [`RedbOptions::check_integrity_on_open`]),
+    /// fails with an error naming the file. Must be called inside a tokio
+    /// runtime: it starts the writer task.
+    pub async fn open(dir: impl AsRef<Path>, options: RedbOptions) -> Result<Self, StorageError> {
+        let dir = dir.as_ref().to_path_buf();
+        let file = Arc::new(dir.join(DB_FILE_NAME));
+        let db = {
+            let (dir, file) = (dir.clone(), file.clone());
+            move || open_database(&dir, &file, options)
+        };
+        let db = blocking(&file, "open database", db).await?;
+        tracing::debug!(file = %file.display(), ?options, "opened redb storage");
+        Ok(Self::start(dir, file, db, options.sync))
+    }
+
+    /// Wraps an open database whose tables exist and starts its writer task.
+    fn start(dir: PathBuf, file: Arc<PathBuf>, db: Database, sync: SyncMode) -> Self {
+        let db = Arc::new(db);
+        let (writes, requests) = mpsc::unbounded_channel();
+        let bounds: BoundsMap = Arc::new(Mutex::new(HashMap::new()));
+        let commits = Arc::new(AtomicU64::new(0));
+        let writer = Writer::new(requests, Arc::downgrade(&db), file.clone(), sync, bounds.clone(), commits.clone());
+        tokio::spawn(writer.run());
+        Self { shared: Arc::new(Shared { db, file, dir, writes, bounds, commits }) }
+    }
+
+    /// The log store and snapshot store of one member: its log in the shared
+    /// database, and a [`FileSnapshotStore`] at `dir/snapshots/g<group>-n<node>`.
+    ///
+    /// Reads the log's bounds (checking them and the hard state); may be
+    /// called again for the same member, and all its handles share one log.
+    pub async fn member(
+        &self,
+        group: GroupId,
+        node: NodeId,
+    ) -> Result<(RedbLogStore, FileSnapshotStore), StorageError> {
+        let log = LogId::new(group, node);
+        let (db, file) = (self.shared.db.clone(), self.shared.file.clone());
+        let loaded = blocking(&self.shared.file, "load log", move || {
+            let txn = db.begin_read().at(&file, "begin read transaction")?;
+            let meta_table = txn.open_table(META).at(&file, "open meta table")?;
+            let log_table = txn.open_table(LOG).at(&file, "open log table")?;
+            let meta = read_meta(&meta_table, &file, log)?;
+            if let Some(record) = &meta.hard_state {
+                codec::decode_hard_state(record).map_err(|e| corrupt_hard_state(&file, log, &e))?;
+            }
+            load_bounds(&log_table, &meta, &file, log)
+        })
+        .await?;
+        // Keep bounds already cached: the writer may have moved them since we read.
+        self.shared.bounds.lock().unwrap_or_else(PoisonError::into_inner).entry(log).or_insert(loaded);
+
+        let snapshots_dir = self.shared.dir.join(SNAPSHOTS_DIR_NAME).join(format!("g{}-n{}", group.0, node.0));
+        let snapshots = FileSnapshotStore::open(snapshots_dir).await?;
+        Ok((RedbLogStore::new(self.shared.clone(), log), snapshots))
+    }
+
+    /// Number of write transactions the group-commit writer has committed
+    /// since the database was opened (each one fsync with
+    /// [`SyncMode::Always`](crate::SyncMode::Always)).
+    #[must_use]
+    pub fn commits(&self) -> u64 {
+        self.shared.commits.load(Ordering::Relaxed)
+    }
+
+    /// Path of the database file.
+    #[must_use]
+    pub fn db_path(&self) -> &Path {
+        &self.shared.file
+    }
+}
+
+/// Creates the directories, opens the file and creates the tables.
+fn open_database(dir: &Path, file: &Path, options: RedbOptions) -> Result<Database, StorageError> {
+    let snapshots = dir.join(SNAPSHOTS_DIR_NAME);
+    std::fs::create_dir_all(&snapshots)
+        .map_err(|source| StorageError::Io { location: snapshots.display().to_string(), source })?;
+    refuse_emptied_file(file, &snapshots)?;
+    let db = Database::builder()
+        .set_check_integrity_on_open(options.check_integrity_on_open)
+        .create(file)
+        .at(file, "open database")?;
+    create_tables(&db, file)?;
+    Ok(db)
+}
+
+/// redb initializes an empty file as a new database. That is right for a
+/// file whose creation crashed, but not for one that was opened before (a
+/// member's snapshot directory exists, made after a successful open): that
+/// one was truncated, and starting with an empty log would forget votes.
+fn refuse_emptied_file(file: &Path, snapshots: &Path) -> Result<(), StorageError> {
+    let empty = std::fs::metadata(file).is_ok_and(|m| m.len() == 0);
+    if !empty {
+        return Ok(());
+    }
+    let mut members = std::fs::read_dir(snapshots)
+        .map_err(|source| StorageError::Io { location: snapshots.display().to_string(), source })?;
+    if members.next().is_some() {
+        return Err(StorageError::Corrupt {
+            location: file.display().to_string(),
+            reason: format!("file is empty (truncated?) although {} holds member directories", snapshots.display()),
+        });
+    }
+    Ok(())
+}
+
+/// Creates the tables if they do not exist, so that readers can always open them.
+fn create_tables(db: &Database, file: &Path) -> Result<(), StorageError> {
+    let txn = db.begin_write().at(file, "begin write transaction")?;
+    txn.open_table(LOG).at(file, "create log table")?;
+    txn.open_table(META).at(file, "create meta table")?;
+    txn.commit().at(file, "create tables")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use raftkv_core::raft::{Entry, EntryPayload};
+    use raftkv_core::storage::LogStore;
+    use raftkv_core::{LogIndex, Term};
+    use redb::ReadableTable;
+
+    use super::*;
+
+    fn ents(range: std::ops::RangeInclusive<u64>) -> Vec<Entry> {
+        range.map(|i| Entry { term: Term(1), index: LogIndex(i), payload: EntryPayload::Blank }).collect()
+    }
+
+    /// A database with entries 1..=5 and a hard state for member (1, 1).
+    async fn filled(dir: &Path) -> PathBuf {
+        let storage = RedbStorage::open(dir, RedbOptions::default()).await.unwrap();
+        let (log, _) = storage.member(GroupId(1), NodeId(1)).await.unwrap();
+        log.append(ents(1..=5)).await.unwrap();
+        log.save_hard_state(raftkv_core::raft::HardState { term: Term(1), vote: None, commit: LogIndex(2) })
+            .await
+            .unwrap();
+        storage.db_path().to_path_buf()
+    }
+
+    async fn member_err(dir: &Path) -> StorageError {
+        let storage = RedbStorage::open(dir, RedbOptions::default()).await.unwrap();
+        storage.member(GroupId(1), NodeId(1)).await.expect_err("the member's log is damaged")
+    }
+
+    #[tokio::test]
+    async fn a_gap_before_the_first_entry_is_reported_when_the_member_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = filled(dir.path()).await;
+        let db = Database::create(&file).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(LOG).unwrap().remove((1, 1, 1)).unwrap();
+        txn.commit().unwrap();
+        drop(db);
+        let err = member_err(dir.path()).await;
+        let StorageError::Corrupt { location, reason } = &err else { panic!("expected Corrupt, got {err:?}") };
+        assert_eq!(location, &format!("{} log (group 1, node 1, index 2)", file.display()));
+        assert!(reason.contains("last purged index is 0"), "{reason}");
+    }
+
+    #[tokio::test]
+    async fn a_damaged_hard_state_is_reported_when_the_member_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = filled(dir.path()).await;
+        let db = Database::create(&file).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut meta = txn.open_table(META).unwrap();
+            let row = meta.get((1, 1)).unwrap().unwrap();
+            let (purged, bytes, hs) = row.value();
+            let mut hs = hs.unwrap().to_vec();
+            drop(row);
+            hs[10] ^= 1;
+            meta.insert((1, 1), (purged, bytes, Some(hs.as_slice()))).unwrap();
+        }
+        txn.commit().unwrap();
+        drop(db);
+        let err = member_err(dir.path()).await;
+        let StorageError::Corrupt { location, reason } = &err else { panic!("expected Corrupt, got {err:?}") };
+        assert_eq!(location, &format!("{} hard state (group 1, node 1)", file.display()));
+        assert!(reason.contains("checksum"), "{reason}");
+    }
+
+    #[tokio::test]
+    async fn a_database_open_elsewhere_is_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = RedbStorage::open(dir.path(), RedbOptions::default()).await.unwrap();
+        let err = RedbStorage::open(dir.path(), RedbOptions::default()).await.expect_err("the file is locked");
+        assert!(err.to_string().contains("already open"), "{err}");
+        assert!(err.to_string().contains(&first.db_path().display().to_string()), "{err}");
+        drop(first);
+        RedbStorage::open(dir.path(), RedbOptions::default()).await.expect("reopen once the first handle is gone");
+    }
+
+    /// An in-memory file whose fsyncs fail while `fail` is set.
+    #[derive(Debug)]
+    struct FailingSync {
+        inner: redb::backends::InMemoryBackend,
+        fail: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl redb::StorageBackend for FailingSync {
+        fn len(&self) -> Result<u64, std::io::Error> {
+            self.inner.len()
+        }
+        fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
+            self.inner.read(offset, out)
+        }
+        fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
+            self.inner.set_len(len)
+        }
+        fn sync_data(&self) -> Result<(), std::io::Error> {
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(std::io::Error::other("injected fsync failure"));
+            }
+            self.inner.sync_data()
+        }
+        fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
+            self.inner.write(offset, data)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_fails_its_batch_and_every_later_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let backend = FailingSync { inner: redb::backends::InMemoryBackend::new(), fail: fail.clone() };
+        let file = Arc::new(dir.path().join("in-memory.redb"));
+        let db = Database::builder().create_with_backend(backend).unwrap();
+        create_tables(&db, &file).unwrap();
+        let storage = RedbStorage::start(dir.path().to_path_buf(), file.clone(), db, SyncMode::Always);
+        let (a, _) = storage.member(GroupId(1), NodeId(1)).await.unwrap();
+        let (b, _) = storage.member(GroupId(1), NodeId(2)).await.unwrap();
+        a.append(ents(1..=2)).await.unwrap();
+
+        fail.store(true, Ordering::SeqCst);
+        let (ra, rb) = tokio::join!(a.append(ents(3..=3)), b.append(ents(1..=1)));
+        for result in [ra, rb] {
+            let err = result.expect_err("the commit failed");
+            assert!(matches!(err, StorageError::Io { .. }), "{err:?}");
+            assert!(err.to_string().contains(&file.display().to_string()), "{err}");
+        }
+
+        fail.store(false, Ordering::SeqCst);
+        let err = a.append(ents(3..=3)).await.expect_err("writes after a failed commit must fail");
+        assert!(err.to_string().contains("reopen"), "{err}");
+        let err = b.purge_through(LogIndex(1)).await.expect_err("writes after a failed commit must fail");
+        assert!(err.to_string().contains("reopen"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn writes_that_change_nothing_need_no_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = RedbStorage::open(dir.path(), RedbOptions::default()).await.unwrap();
+        let (log, _) = storage.member(GroupId(1), NodeId(1)).await.unwrap();
+        log.append(ents(1..=1)).await.unwrap();
+        assert_eq!(storage.commits(), 1);
+        log.append(Vec::new()).await.unwrap();
+        log.truncate_after(LogIndex(9)).await.unwrap();
+        log.purge_through(LogIndex(0)).await.unwrap();
+        assert_eq!(storage.commits(), 1);
+    }
+}

@@ -1,0 +1,146 @@
+//! The redb tables shared by every Raft log in one database file.
+//!
+//! - `raft_log`: `(group, node, index)` → entry record
+//!   ([`codec::encode_entry`](raftkv_core::storage::codec::encode_entry)).
+//!   Tuple keys sort by group, then node, then index, so each log is one
+//!   contiguous key range.
+//! - `raft_meta`: `(group, node)` → `(last purged index, stored log bytes,
+//!   hard state record or none)`; the hard state record is
+//!   [`codec::encode_hard_state`](raftkv_core::storage::codec::encode_hard_state).
+//!
+//! A log's last index is its greatest key, or the last purged index when it
+//! holds no entry.
+
+use std::path::Path;
+
+use raftkv_core::storage::StorageError;
+use raftkv_core::{GroupId, NodeId};
+use redb::{ReadableTable, TableDefinition};
+
+use crate::bounds::LogBounds;
+use crate::error::ResultExt;
+
+/// Key of [`LOG`]: `(group, node, index)`.
+pub(crate) type LogKey = (u64, u64, u64);
+/// Key of [`META`]: `(group, node)`.
+pub(crate) type MetaKey = (u64, u64);
+/// Value of [`META`]: `(last purged index, stored log bytes, hard state record)`.
+pub(crate) type MetaValue = (u64, u64, Option<&'static [u8]>);
+/// [`LOG`] opened for writing.
+pub(crate) type LogTable<'txn> = redb::Table<'txn, LogKey, &'static [u8]>;
+/// [`META`] opened for writing.
+pub(crate) type MetaTable<'txn> = redb::Table<'txn, MetaKey, MetaValue>;
+
+/// Log entries of every member.
+pub(crate) const LOG: TableDefinition<LogKey, &[u8]> = TableDefinition::new("raft_log");
+
+/// Purge point, log size and hard state of every member.
+pub(crate) const META: TableDefinition<MetaKey, MetaValue> = TableDefinition::new("raft_meta");
+
+/// Bytes counted per stored entry besides its record: the `(group, node, index)` key.
+pub(crate) const ENTRY_KEY_BYTES: u64 = 24;
+
+/// Identifies one Raft log in the database: a member of a group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct LogId {
+    /// The replica group.
+    pub group: u64,
+    /// The member inside the group.
+    pub node: u64,
+}
+
+impl LogId {
+    pub(crate) fn new(group: GroupId, node: NodeId) -> Self {
+        Self { group: group.0, node: node.0 }
+    }
+
+    /// The key of entry `index` of this log.
+    pub(crate) fn key(self, index: u64) -> LogKey {
+        (self.group, self.node, index)
+    }
+
+    /// The key of this log's row in [`META`].
+    pub(crate) fn meta_key(self) -> MetaKey {
+        (self.group, self.node)
+    }
+}
+
+/// One row of [`META`], owned.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct MetaRow {
+    /// Last purged index (0 if never purged).
+    pub purged: u64,
+    /// Bytes of the stored entries: records plus [`ENTRY_KEY_BYTES`] each.
+    pub log_bytes: u64,
+    /// The encoded hard state, if one was saved.
+    pub hard_state: Option<Vec<u8>>,
+}
+
+impl MetaRow {
+    /// Bytes of log and hard state, as reported by `size_bytes`.
+    pub(crate) fn size_bytes(&self) -> u64 {
+        self.log_bytes + self.hard_state.as_ref().map_or(0, |hs| hs.len() as u64)
+    }
+}
+
+/// Reads the meta row of `log` (the default row if none was written).
+pub(crate) fn read_meta(
+    table: &impl ReadableTable<MetaKey, MetaValue>,
+    file: &Path,
+    log: LogId,
+) -> Result<MetaRow, StorageError> {
+    let Some(guard) = table.get(log.meta_key()).at(file, "read log metadata")? else {
+        return Ok(MetaRow::default());
+    };
+    let (purged, log_bytes, hard_state) = guard.value();
+    Ok(MetaRow { purged, log_bytes, hard_state: hard_state.map(<[u8]>::to_vec) })
+}
+
+/// Writes the meta row of `log`.
+pub(crate) fn write_meta(
+    table: &mut MetaTable<'_>,
+    file: &Path,
+    log: LogId,
+    row: &MetaRow,
+) -> Result<(), StorageError> {
+    table
+        .insert(log.meta_key(), (row.purged, row.log_bytes, row.hard_state.as_deref()))
+        .at(file, "write log metadata")?;
+    Ok(())
+}
+
+/// The first and last stored index of `log`, if it holds any entry.
+pub(crate) fn stored_range(
+    table: &impl ReadableTable<LogKey, &'static [u8]>,
+    file: &Path,
+    log: LogId,
+) -> Result<Option<(u64, u64)>, StorageError> {
+    let mut range = table.range(log.key(0)..=log.key(u64::MAX)).at(file, "read log bounds")?;
+    let Some(first) = range.next() else { return Ok(None) };
+    let first = first.at(file, "read log bounds")?.0.value().2;
+    let last = match range.next_back() {
+        Some(last) => last.at(file, "read log bounds")?.0.value().2,
+        None => first,
+    };
+    Ok(Some((first, last)))
+}
+
+/// The bounds of `log` as stored, checked for consistency.
+pub(crate) fn load_bounds(
+    log_table: &impl ReadableTable<LogKey, &'static [u8]>,
+    meta: &MetaRow,
+    file: &Path,
+    log: LogId,
+) -> Result<LogBounds, StorageError> {
+    let purged = meta.purged;
+    match stored_range(log_table, file, log)? {
+        None => Ok(LogBounds { purged, last: purged }),
+        Some((first, last)) if first == purged.saturating_add(1) => Ok(LogBounds { purged, last }),
+        Some((first, _)) => Err(crate::error::corrupt_entry(
+            file,
+            log,
+            first,
+            format!("first stored entry is {first} but the last purged index is {purged}"),
+        )),
+    }
+}

@@ -1,0 +1,264 @@
+//! The group-commit writer: one task applies every log write of a database.
+//!
+//! It takes the first queued request, drains the others (up to
+//! [`MAX_BATCH`]), applies them all in one redb write transaction on the
+//! blocking pool, commits once (one fsync), and only then answers each
+//! request. Each request is validated against its log's bounds as left by the
+//! requests before it; an invalid one gets its error and changes nothing,
+//! without failing the others. A failed commit fails the whole batch and
+//! poisons the writer: every later write fails until the database is reopened.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+
+use raftkv_core::storage::codec;
+use raftkv_core::storage::{LogWrite, StorageError};
+use raftkv_core::LogIndex;
+use redb::{Database, Durability};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::bounds::{LogBounds, Plan};
+use crate::error::{blocking, duplicate, ResultExt};
+use crate::options::SyncMode;
+use crate::tables::{read_meta, write_meta, LogId, LogTable, MetaTable, ENTRY_KEY_BYTES, LOG, META};
+
+/// Most requests applied in one transaction.
+const MAX_BATCH: usize = 1024;
+
+/// Bounds of every log opened through `RedbStorage::member`, as committed.
+pub(crate) type BoundsMap = Arc<Mutex<HashMap<LogId, LogBounds>>>;
+
+/// A mutation of one log.
+#[derive(Debug)]
+pub(crate) enum WriteOp {
+    /// [`LogStore::write`](raftkv_core::storage::LogStore::write).
+    Write(LogWrite),
+    /// [`LogStore::purge_through`](raftkv_core::storage::LogStore::purge_through).
+    Purge(LogIndex),
+}
+
+/// A queued mutation and where to send its outcome.
+#[derive(Debug)]
+pub(crate) struct WriteRequest {
+    pub log: LogId,
+    pub op: WriteOp,
+    pub reply: oneshot::Sender<Result<(), StorageError>>,
+}
+
+/// The writer task's state.
+pub(crate) struct Writer {
+    requests: mpsc::UnboundedReceiver<WriteRequest>,
+    /// Weak, so that dropping the last store handle closes the database at once.
+    db: Weak<Database>,
+    file: Arc<PathBuf>,
+    sync: SyncMode,
+    bounds: BoundsMap,
+    commits: Arc<AtomicU64>,
+    /// Why writes are refused, after a commit failed.
+    poisoned: Option<String>,
+}
+
+/// What a successful batch did.
+struct Applied {
+    results: Vec<Result<(), StorageError>>,
+    bounds: HashMap<LogId, LogBounds>,
+    committed: bool,
+}
+
+/// Why a whole batch failed.
+struct BatchFailure {
+    error: StorageError,
+    /// The failure leaves the database in an unknown state (a failed commit).
+    poison: bool,
+}
+
+impl From<StorageError> for BatchFailure {
+    fn from(error: StorageError) -> Self {
+        Self { error, poison: false }
+    }
+}
+
+impl Writer {
+    pub(crate) fn new(
+        requests: mpsc::UnboundedReceiver<WriteRequest>,
+        db: Weak<Database>,
+        file: Arc<PathBuf>,
+        sync: SyncMode,
+        bounds: BoundsMap,
+        commits: Arc<AtomicU64>,
+    ) -> Self {
+        Self { requests, db, file, sync, bounds, commits, poisoned: None }
+    }
+
+    /// Serves requests until every sender is gone.
+    pub(crate) async fn run(mut self) {
+        while let Some(first) = self.requests.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match self.requests.try_recv() {
+                    Ok(request) => batch.push(request),
+                    Err(_) => break,
+                }
+            }
+            self.process(batch).await;
+        }
+    }
+
+    async fn process(&mut self, batch: Vec<WriteRequest>) {
+        // A caller that gave up on its request no longer expects it to apply.
+        let batch: Vec<WriteRequest> = batch.into_iter().filter(|r| !r.reply.is_closed()).collect();
+        if batch.is_empty() {
+            return;
+        }
+        if let Some(reason) = &self.poisoned {
+            let message = format!("{}: writes refused: {reason}; reopen the database", self.file.display());
+            for request in batch {
+                let _ = request.reply.send(Err(StorageError::Backend(message.clone())));
+            }
+            return;
+        }
+        let Some(db) = self.db.upgrade() else {
+            for request in batch {
+                let _ = request.reply.send(Err(StorageError::Closed));
+            }
+            return;
+        };
+
+        let mut ops = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
+        for request in batch {
+            ops.push((request.log, request.op));
+            replies.push(request.reply);
+        }
+        let bounds: HashMap<LogId, LogBounds> = {
+            let all = self.bounds.lock().unwrap_or_else(PoisonError::into_inner);
+            ops.iter().filter_map(|(log, _)| all.get(log).map(|b| (*log, *b))).collect()
+        };
+        let (file, sync, count) = (self.file.clone(), self.sync, ops.len());
+        let outcome = blocking(&self.file, "group commit", move || {
+            // `db` is dropped when this returns, before any caller is answered.
+            Ok(apply_batch(&db, &file, sync, ops, bounds))
+        })
+        .await
+        .unwrap_or_else(|error| Err(BatchFailure { error, poison: true }));
+
+        match outcome {
+            Ok(applied) => {
+                if applied.committed {
+                    self.commits.fetch_add(1, Ordering::Relaxed);
+                    let mut all = self.bounds.lock().unwrap_or_else(PoisonError::into_inner);
+                    all.extend(applied.bounds);
+                }
+                tracing::debug!(requests = count, committed = applied.committed, "redb group commit");
+                for (reply, result) in replies.into_iter().zip(applied.results) {
+                    let _ = reply.send(result);
+                }
+            }
+            Err(failure) => {
+                tracing::error!(requests = count, error = %failure.error, poison = failure.poison, "redb group commit failed");
+                if failure.poison {
+                    self.poisoned = Some(failure.error.to_string());
+                }
+                for reply in replies {
+                    let _ = reply.send(Err(duplicate(&failure.error)));
+                }
+            }
+        }
+    }
+}
+
+/// Applies `ops` in one write transaction and commits it (unless no request
+/// changed anything).
+fn apply_batch(
+    db: &Database,
+    file: &Path,
+    sync: SyncMode,
+    ops: Vec<(LogId, WriteOp)>,
+    mut bounds: HashMap<LogId, LogBounds>,
+) -> Result<Applied, BatchFailure> {
+    let mut txn = db.begin_write().at(file, "begin write transaction")?;
+    if sync == SyncMode::Never {
+        txn.set_durability(Durability::None).at(file, "set durability")?;
+    }
+    let mut results = Vec::with_capacity(ops.len());
+    let mut dirty = false;
+    {
+        let mut log_table = txn.open_table(LOG).at(file, "open log table")?;
+        let mut meta_table = txn.open_table(META).at(file, "open meta table")?;
+        for (log, op) in ops {
+            let Some(current) = bounds.get_mut(&log) else {
+                results.push(Err(StorageError::Backend(format!(
+                    "{}: log of group {} node {} was not opened with RedbStorage::member",
+                    file.display(),
+                    log.group,
+                    log.node
+                ))));
+                continue;
+            };
+            let planned = match &op {
+                // A write that changes nothing (say, a truncation past the end) needs no commit.
+                WriteOp::Write(write) => current.plan_write(write).map(|plan| {
+                    (plan.remove.is_some() || !write.entries.is_empty() || write.hard_state.is_some()).then_some(plan)
+                }),
+                WriteOp::Purge(index) => Ok(current.plan_purge(*index)),
+            };
+            match planned {
+                Err(invalid) => results.push(Err(invalid)),
+                Ok(None) => results.push(Ok(())),
+                Ok(Some(plan)) => {
+                    apply(&mut log_table, &mut meta_table, file, log, plan, op)?;
+                    *current = plan.bounds;
+                    dirty = true;
+                    results.push(Ok(()));
+                }
+            }
+        }
+    }
+    if !dirty {
+        txn.abort().at(file, "abort write transaction")?;
+        return Ok(Applied { results, bounds, committed: false });
+    }
+    txn.commit().at(file, "commit").map_err(|error| BatchFailure { error, poison: true })?;
+    Ok(Applied { results, bounds, committed: true })
+}
+
+/// Applies one validated request to the open tables.
+fn apply(
+    log_table: &mut LogTable<'_>,
+    meta_table: &mut MetaTable<'_>,
+    file: &Path,
+    log: LogId,
+    plan: Plan,
+    op: WriteOp,
+) -> Result<(), StorageError> {
+    let mut meta = read_meta(meta_table, file, log)?;
+    if let Some((from, to)) = plan.remove {
+        let mut removed = 0u64;
+        log_table
+            .retain_in(log.key(from)..=log.key(to), |_, value| {
+                removed += ENTRY_KEY_BYTES + value.len() as u64;
+                false
+            })
+            .at(file, "remove log entries")?;
+        meta.log_bytes = meta.log_bytes.saturating_sub(removed);
+    }
+    match op {
+        WriteOp::Write(write) => {
+            for entry in &write.entries {
+                let record = codec::encode_entry(entry);
+                meta.log_bytes += ENTRY_KEY_BYTES + record.len() as u64;
+                let old = log_table.insert(log.key(entry.index.0), record.as_slice()).at(file, "append log entry")?;
+                if let Some(old) = old {
+                    meta.log_bytes = meta.log_bytes.saturating_sub(ENTRY_KEY_BYTES + old.value().len() as u64);
+                }
+            }
+            if let Some(hard_state) = &write.hard_state {
+                meta.hard_state = Some(codec::encode_hard_state(hard_state));
+            }
+        }
+        WriteOp::Purge(_) => meta.purged = plan.bounds.purged,
+    }
+    write_meta(meta_table, file, log, &meta)
+}
