@@ -122,7 +122,14 @@ impl FileSnapshotStore {
         let dir: PathBuf = dir.into();
         let d = dir.clone();
         blocking(move || {
+            let existed = d.is_dir();
             fs::create_dir_all(&d).map_err(|e| io_err(&d, e))?;
+            if !existed {
+                // Make the new directory's entry durable in its parent.
+                if let Some(parent) = d.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    sync_dir(parent)?;
+                }
+            }
             for entry in fs::read_dir(&d).map_err(|e| io_err(&d, e))? {
                 let entry = entry.map_err(|e| io_err(&d, e))?;
                 if entry.file_name().to_str().is_some_and(|n| n.ends_with(".tmp")) {

@@ -53,6 +53,9 @@ impl RaftConfig {
     /// Checks the settings, naming the first bad one.
     pub fn validate(&self) -> Result<(), super::ConfigError> {
         use super::ConfigError;
+        if self.voters.contains(&NodeId(0)) {
+            return Err(ConfigError::Invalid { key: "voters", expected: "node ids of 1 or more (0 means \"no vote\" on disk)" });
+        }
         if !self.voters.contains(&self.id) {
             return Err(ConfigError::NotAVoter(self.id));
         }

@@ -7,10 +7,12 @@
 //! trait to run the same scenarios on real files.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 
 use crate::storage::{LogStore, MemDisk, SnapshotStore, StorageError};
 
@@ -61,5 +63,72 @@ impl MemberStorage for MemStorage {
 
     fn log_size(&self, member: usize) -> u64 {
         self.disk(member).log_size_bytes()
+    }
+}
+
+/// Opens one member's stores in a directory.
+pub type OpenInDir = Box<
+    dyn Fn(PathBuf) -> BoxFuture<'static, Result<(Arc<dyn LogStore>, Arc<dyn SnapshotStore>), StorageError>>
+        + Send
+        + Sync,
+>;
+
+/// [`MemberStorage`] for durable backends: member `i` lives in `root/member-<i>`,
+/// a restart reopens that directory, and a crash drops every handle the
+/// member held (the simulator aborts its tasks first).
+pub struct DirStorage {
+    root: PathBuf,
+    open: OpenInDir,
+    logs: Mutex<BTreeMap<usize, Arc<dyn LogStore>>>,
+}
+
+impl std::fmt::Debug for DirStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirStorage").field("root", &self.root).finish_non_exhaustive()
+    }
+}
+
+impl DirStorage {
+    /// Members under `root`, each opened with `open(member_dir)`.
+    #[must_use]
+    pub fn new(root: impl Into<PathBuf>, open: OpenInDir) -> Self {
+        Self { root: root.into(), open, logs: Mutex::default() }
+    }
+
+    fn logs(&self) -> std::sync::MutexGuard<'_, BTreeMap<usize, Arc<dyn LogStore>>> {
+        self.logs.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl MemberStorage for DirStorage {
+    async fn open(&self, member: usize) -> Result<(Arc<dyn LogStore>, Arc<dyn SnapshotStore>), StorageError> {
+        let dir = self.root.join(format!("member-{member}"));
+        let mut attempt = 0;
+        loop {
+            // Let the tasks of the crashed incarnation be dropped, so that
+            // their handles release the files.
+            tokio::task::yield_now().await;
+            match (self.open)(dir.clone()).await {
+                Ok((log, snapshots)) => {
+                    self.logs().insert(member, log.clone());
+                    return Ok((log, snapshots));
+                }
+                Err(e) if attempt >= 20 => return Err(e),
+                Err(_) => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }
+    }
+
+    fn crash(&self, member: usize) {
+        self.logs().remove(&member);
+    }
+
+    fn log_size(&self, member: usize) -> u64 {
+        let log = self.logs().get(&member).cloned();
+        log.map_or(0, |log| futures::executor::block_on(log.size_bytes()).unwrap_or(0))
     }
 }

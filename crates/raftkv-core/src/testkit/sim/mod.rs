@@ -19,7 +19,7 @@ use std::future::Future;
 use std::time::Duration;
 
 pub use invariants::InvariantChecker;
-pub use member_storage::{MemStorage, MemberStorage};
+pub use member_storage::{DirStorage, MemStorage, MemberStorage, OpenInDir};
 pub use nemesis::{raft_nemesis, NemesisReport};
 pub use network::{SimNetwork, SimTransport};
 pub use raft_cluster::{RaftCluster, RaftClusterConfig};
@@ -57,30 +57,69 @@ impl Drop for SeedReporter {
 /// If the scenario panics or exceeds the virtual time limit.
 pub fn simulate<F, Fut>(name: &str, scenario: F)
 where
-    F: FnOnce(u64) -> Fut,
+    F: FnOnce(u64) -> Fut + Send + 'static,
     Fut: Future<Output = ()>,
 {
     let seed = seed_for(name);
     simulate_seed(name, seed, MAX_VIRTUAL_TIME, scenario);
 }
 
-/// Like [`simulate`] with an explicit seed and time limit.
+/// Wall-clock budget of one simulation (`RAFTKV_SIM_WALL_SECS`, default 300 s).
+/// Virtual time only advances when every task waits, so a livelock in zero
+/// virtual time would otherwise hang forever instead of failing.
+fn wall_limit() -> Duration {
+    let secs = std::env::var("RAFTKV_SIM_WALL_SECS").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(300);
+    Duration::from_secs(secs)
+}
+
+/// Like [`simulate`] with an explicit seed and virtual time limit.
+///
+/// The scenario runs on its own thread (with the caller's `tracing`
+/// dispatcher); if it produces no result within the wall-clock budget the
+/// call panics naming the seed.
 ///
 /// # Panics
-/// If the runtime cannot be built, the scenario panics, or it exceeds `limit`.
+/// If the runtime cannot be built, the scenario panics, exceeds `limit` of
+/// virtual time, or exceeds the wall-clock budget.
 pub fn simulate_seed<F, Fut, T>(name: &str, seed: u64, limit: Duration, scenario: F) -> T
+where
+    F: FnOnce(u64) -> Fut + Send + 'static,
+    Fut: Future<Output = T>,
+    T: Send + 'static,
+{
+    let _reporter = SeedReporter { name: name.to_string(), seed };
+    eprintln!("[sim] {name}: seed {seed}");
+    let dispatch = tracing::dispatcher::get_default(Clone::clone);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread_name = name.to_string();
+    let spawned = std::thread::Builder::new().name(format!("sim-{name}")).spawn(move || {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            tracing::dispatcher::with_default(&dispatch, || run_paused(&thread_name, seed, limit, scenario))
+        }));
+        let _ = tx.send(outcome);
+    });
+    if let Err(e) = spawned {
+        panic!("{name}: cannot start the simulation thread: {e}");
+    }
+    match rx.recv_timeout(wall_limit()) {
+        Ok(Ok(v)) => v,
+        Ok(Err(payload)) => std::panic::resume_unwind(payload),
+        Err(_) => panic!(
+            "{name}: no result after {:?} of wall time — a livelock in zero virtual time? (seed {seed})",
+            wall_limit()
+        ),
+    }
+}
+
+fn run_paused<F, Fut, T>(name: &str, seed: u64, limit: Duration, scenario: F) -> T
 where
     F: FnOnce(u64) -> Fut,
     Fut: Future<Output = T>,
 {
-    let _reporter = SeedReporter { name: name.to_string(), seed };
-    eprintln!("[sim] {name}: seed {seed}");
-    #[allow(clippy::expect_used)]
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .expect("build a current-thread tokio runtime");
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build() {
+        Ok(rt) => rt,
+        Err(e) => panic!("{name}: cannot build a current-thread tokio runtime: {e}"),
+    };
     rt.block_on(async move {
         match tokio::time::timeout(limit, scenario(seed)).await {
             Ok(v) => v,

@@ -8,8 +8,11 @@
 //! included. Run it inside [`simulate`](super::simulate) (virtual time, one
 //! thread):
 //!
-//! ```ignore
-//! simulate("persist1_3c", |seed| lab3::persist1_3c(seed, Some(Arc::new(my_storage))));
+//! ```
+//! use std::sync::Arc;
+//! use raftkv_core::testkit::sim::{lab3, simulate, MemStorage};
+//!
+//! simulate("persist1_3c", |seed| lab3::persist1_3c(seed, Some(Arc::new(MemStorage::default()))));
 //! ```
 //!
 //! `storage` is `None` for the in-memory [`MemStorage`](super::MemStorage), or a
