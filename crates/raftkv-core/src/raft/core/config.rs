@@ -54,7 +54,10 @@ impl RaftConfig {
     pub fn validate(&self) -> Result<(), super::ConfigError> {
         use super::ConfigError;
         if self.voters.contains(&NodeId(0)) {
-            return Err(ConfigError::Invalid { key: "voters", expected: "node ids of 1 or more (0 means \"no vote\" on disk)" });
+            return Err(ConfigError::Invalid {
+                key: "voters",
+                expected: "node ids of 1 or more (0 means \"no vote\" on disk)",
+            });
         }
         if !self.voters.contains(&self.id) {
             return Err(ConfigError::NotAVoter(self.id));

@@ -1,0 +1,320 @@
+//! One group commit: queued commands validated against the cached bounds and
+//! turned into SQL steps ([`plan`]), then executed in one transaction
+//! ([`Batch::execute`]). A command that fails validation gets its error and
+//! adds no step, so it has no effect and the others still commit.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use raftkv_core::storage::{codec, LogWrite, StorageError};
+use raftkv_core::LogIndex;
+use sqlx::{Connection, SqliteConnection};
+
+use crate::bounds::{LogId, LogMeta};
+use crate::error::{index_too_large, DbFile};
+
+/// A mutation queued for the writer.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// `LogStore::write`.
+    Write { log: LogId, write: LogWrite },
+    /// `LogStore::purge_through`.
+    Purge { log: LogId, through: LogIndex },
+}
+
+impl Command {
+    pub(crate) fn log(&self) -> LogId {
+        match self {
+            Self::Write { log, .. } | Self::Purge { log, .. } => *log,
+        }
+    }
+}
+
+/// One SQL change of a batch.
+#[derive(Debug)]
+enum Step {
+    /// Remove the entries after `after`.
+    DeleteAfter { log: LogId, after: i64 },
+    /// Remove the entries up to and including `through`.
+    DeleteThrough { log: LogId, through: i64 },
+    /// Insert `(index, encoded entry)` rows.
+    Insert { log: LogId, rows: Vec<(i64, Vec<u8>)> },
+    /// Store the meta row (hard state and purged index).
+    PutMeta { log: LogId, hard_state: Option<Vec<u8>>, purged: i64 },
+}
+
+/// The SQL steps of a batch and the bounds they lead to.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    steps: Vec<Step>,
+    /// Bounds of every log touched, after the batch. `entry_bytes` counts the
+    /// inserted bytes but not yet the deleted ones (known only once executed).
+    metas: HashMap<LogId, LogMeta>,
+}
+
+/// Validates `commands` in order against `metas` (each seeing the effect of the
+/// valid ones before it). Returns one outcome per command and the batch to
+/// commit (`None` when no command changes anything).
+pub(crate) fn plan(
+    commands: Vec<Command>,
+    mut metas: HashMap<LogId, LogMeta>,
+) -> (Vec<Result<(), StorageError>>, Option<Batch>) {
+    let mut steps = Vec::new();
+    let mut dirty = Vec::new();
+    let mut outcomes = Vec::with_capacity(commands.len());
+    for command in commands {
+        let log = command.log();
+        let Some(meta) = metas.get_mut(&log) else {
+            outcomes.push(Err(StorageError::Backend(format!("{log} was not opened through SqliteStorage::member"))));
+            continue;
+        };
+        let before = (meta.hard_state, meta.purged);
+        let outcome = match command {
+            Command::Write { write, .. } => plan_write(log, meta, write, &mut steps),
+            Command::Purge { through, .. } => plan_purge(log, meta, through, &mut steps),
+        };
+        if outcome.is_ok() && (meta.hard_state, meta.purged) != before && !dirty.contains(&log) {
+            dirty.push(log);
+        }
+        outcomes.push(outcome);
+    }
+    for log in dirty {
+        let meta = &metas[&log];
+        let purged = i64::try_from(meta.purged).unwrap_or(i64::MAX);
+        steps.push(Step::PutMeta { log, hard_state: meta.hard_state.map(|hs| codec::encode_hard_state(&hs)), purged });
+    }
+    let batch = (!steps.is_empty()).then_some(Batch { steps, metas });
+    (outcomes, batch)
+}
+
+/// Applies `write` to `meta` and adds its steps, or fails without touching either.
+fn plan_write(log: LogId, meta: &mut LogMeta, write: LogWrite, steps: &mut Vec<Step>) -> Result<(), StorageError> {
+    let mut new_last = meta.last;
+    if let Some(index) = write.truncate_after {
+        if index.0 < meta.purged {
+            return Err(StorageError::TruncateBeforeFirst { index, first: LogIndex(meta.first()) });
+        }
+        new_last = new_last.min(index.0);
+    }
+    for (entry, expected) in write.entries.iter().zip(new_last + 1..) {
+        if entry.index.0 != expected {
+            return Err(StorageError::NotContiguous { last: LogIndex(expected - 1), got: entry.index });
+        }
+    }
+    let rows = write
+        .entries
+        .iter()
+        .map(|e| Ok((i64::try_from(e.index.0).map_err(|_| index_too_large(log, e.index.0))?, codec::encode_entry(e))))
+        .collect::<Result<Vec<_>, StorageError>>()?;
+
+    if new_last < meta.last {
+        // new_last < last <= i64::MAX, so it fits.
+        steps.push(Step::DeleteAfter { log, after: i64::try_from(new_last).unwrap_or(i64::MAX) });
+        meta.last = new_last;
+    }
+    if let Some(last) = write.entries.last() {
+        meta.entry_bytes += rows.iter().map(|(_, value)| value.len() as u64).sum::<u64>();
+        meta.last = last.index.0;
+        steps.push(Step::Insert { log, rows });
+    }
+    if let Some(hard_state) = write.hard_state {
+        meta.hard_state = Some(hard_state);
+    }
+    Ok(())
+}
+
+/// Applies a purge through `through` to `meta` and adds its steps.
+fn plan_purge(log: LogId, meta: &mut LogMeta, through: LogIndex, steps: &mut Vec<Step>) -> Result<(), StorageError> {
+    if through.0 <= meta.purged {
+        return Ok(());
+    }
+    let bound = i64::try_from(through.0).map_err(|_| index_too_large(log, through.0))?;
+    if meta.last > meta.purged {
+        steps.push(Step::DeleteThrough { log, through: bound });
+    }
+    meta.purged = through.0;
+    meta.last = meta.last.max(through.0);
+    Ok(())
+}
+
+/// Rows per multi-row `INSERT`; the remainder is inserted row by row, so that
+/// only two statement texts are ever prepared.
+const INSERT_CHUNK: usize = 64;
+const INSERT_ONE: &str = "INSERT INTO log (grp, node, idx, value) VALUES (?, ?, ?, ?)";
+
+fn insert_chunk_sql() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        let values = vec!["(?, ?, ?, ?)"; INSERT_CHUNK].join(", ");
+        format!("INSERT INTO log (grp, node, idx, value) VALUES {values}")
+    })
+}
+
+impl Batch {
+    /// Runs every step in one `BEGIN IMMEDIATE` transaction and commits it
+    /// (durably, under `synchronous = FULL`). Returns the bounds to publish.
+    pub(crate) async fn execute(
+        self,
+        conn: &mut SqliteConnection,
+        db: &DbFile,
+    ) -> Result<HashMap<LogId, LogMeta>, StorageError> {
+        let Self { steps, mut metas } = self;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(|e| db.sqlx("beginning a transaction", e))?;
+        for step in steps {
+            match step {
+                Step::DeleteAfter { log, after } => {
+                    let removed = delete(&mut tx, log, "idx > ?", after).await.map_err(|e| db.sqlx("truncating", e))?;
+                    subtract(&mut metas, log, removed);
+                }
+                Step::DeleteThrough { log, through } => {
+                    let removed = delete(&mut tx, log, "idx <= ?", through).await.map_err(|e| db.sqlx("purging", e))?;
+                    subtract(&mut metas, log, removed);
+                }
+                Step::Insert { log, rows } => insert(&mut tx, log, rows).await.map_err(|e| db.sqlx("appending", e))?,
+                Step::PutMeta { log, hard_state, purged } => {
+                    let (grp, node) = log.key();
+                    sqlx::query(
+                        "INSERT INTO meta (grp, node, hard_state, purged) VALUES (?, ?, ?, ?) \
+                         ON CONFLICT (grp, node) DO UPDATE SET hard_state = excluded.hard_state, purged = excluded.purged",
+                    )
+                    .bind(grp)
+                    .bind(node)
+                    .bind(hard_state)
+                    .bind(purged)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| db.sqlx("saving the hard state", e))?;
+                }
+            }
+        }
+        tx.commit().await.map_err(|e| db.sqlx("commit", e))?;
+        Ok(metas)
+    }
+}
+
+fn subtract(metas: &mut HashMap<LogId, LogMeta>, log: LogId, removed: u64) {
+    if let Some(meta) = metas.get_mut(&log) {
+        meta.entry_bytes = meta.entry_bytes.saturating_sub(removed);
+    }
+}
+
+/// Deletes the entries of `log` matching `condition` (on `idx`, bound to
+/// `bound`); returns the bytes of the values removed.
+async fn delete(conn: &mut SqliteConnection, log: LogId, condition: &str, bound: i64) -> Result<u64, sqlx::Error> {
+    let (grp, node) = log.key();
+    let bytes: i64 = sqlx::query_scalar(&format!(
+        "SELECT COALESCE(SUM(LENGTH(value)), 0) FROM log WHERE grp = ? AND node = ? AND {condition}"
+    ))
+    .bind(grp)
+    .bind(node)
+    .bind(bound)
+    .fetch_one(&mut *conn)
+    .await?;
+    sqlx::query(&format!("DELETE FROM log WHERE grp = ? AND node = ? AND {condition}"))
+        .bind(grp)
+        .bind(node)
+        .bind(bound)
+        .execute(&mut *conn)
+        .await?;
+    Ok(u64::try_from(bytes).unwrap_or_default())
+}
+
+async fn insert(conn: &mut SqliteConnection, log: LogId, rows: Vec<(i64, Vec<u8>)>) -> Result<(), sqlx::Error> {
+    let (grp, node) = log.key();
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<_> = rows.by_ref().take(INSERT_CHUNK).collect();
+        if chunk.len() == INSERT_CHUNK {
+            let mut query = sqlx::query(insert_chunk_sql());
+            for (idx, value) in chunk {
+                query = query.bind(grp).bind(node).bind(idx).bind(value);
+            }
+            query.execute(&mut *conn).await?;
+        } else {
+            for (idx, value) in chunk {
+                sqlx::query(INSERT_ONE).bind(grp).bind(node).bind(idx).bind(value).execute(&mut *conn).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use raftkv_core::raft::{Entry, EntryPayload, HardState};
+    use raftkv_core::{GroupId, NodeId, Term};
+
+    use super::*;
+
+    const A: LogId = LogId { group: GroupId(1), node: NodeId(1) };
+    const B: LogId = LogId { group: GroupId(2), node: NodeId(1) };
+
+    fn ents(range: std::ops::RangeInclusive<u64>) -> Vec<Entry> {
+        range.map(|i| Entry { term: Term(1), index: LogIndex(i), payload: EntryPayload::Blank }).collect()
+    }
+
+    fn append(log: LogId, range: std::ops::RangeInclusive<u64>) -> Command {
+        Command::Write { log, write: LogWrite { entries: ents(range), ..LogWrite::default() } }
+    }
+
+    fn metas() -> HashMap<LogId, LogMeta> {
+        [(A, LogMeta { purged: 0, last: 3, ..LogMeta::default() }), (B, LogMeta::default())].into_iter().collect()
+    }
+
+    #[test]
+    fn later_commands_see_earlier_ones_and_invalid_ones_are_skipped() {
+        let commands = vec![
+            append(A, 4..=5),
+            append(A, 9..=9),
+            append(A, 6..=6),
+            append(B, 1..=2),
+            Command::Write { log: B, write: LogWrite { truncate_after: Some(LogIndex(1)), ..LogWrite::default() } },
+        ];
+        let (outcomes, batch) = plan(commands, metas());
+        assert!(outcomes[0].is_ok() && outcomes[2].is_ok() && outcomes[3].is_ok() && outcomes[4].is_ok());
+        assert!(matches!(outcomes[1], Err(StorageError::NotContiguous { last: LogIndex(5), got: LogIndex(9) })));
+        let batch = batch.expect("steps to commit");
+        assert_eq!((batch.metas[&A].last, batch.metas[&B].last), (6, 1));
+        assert_eq!(batch.steps.len(), 4, "three inserts and one truncation: {:?}", batch.steps);
+    }
+
+    #[test]
+    fn no_op_commands_commit_nothing() {
+        let commands = vec![
+            Command::Purge { log: B, through: LogIndex(0) },
+            Command::Write { log: A, write: LogWrite::default() },
+            Command::Write { log: A, write: LogWrite { truncate_after: Some(LogIndex(9)), ..LogWrite::default() } },
+            append(A, 7..=7),
+        ];
+        let (outcomes, batch) = plan(commands, metas());
+        assert!(outcomes[..3].iter().all(Result::is_ok));
+        assert!(outcomes[3].is_err());
+        assert!(batch.is_none());
+    }
+
+    #[test]
+    fn purge_and_hard_state_write_one_meta_row_per_log() {
+        let hs = HardState { term: Term(2), vote: Some(NodeId(1)), commit: LogIndex(1) };
+        let commands = vec![
+            Command::Write { log: A, write: LogWrite { hard_state: Some(hs), ..LogWrite::default() } },
+            Command::Purge { log: A, through: LogIndex(8) },
+            append(A, 9..=9),
+        ];
+        let (outcomes, batch) = plan(commands, metas());
+        assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+        let batch = batch.expect("steps to commit");
+        let meta = batch.metas[&A];
+        assert_eq!((meta.purged, meta.last, meta.hard_state), (8, 9, Some(hs)));
+        let metas = batch.steps.iter().filter(|s| matches!(s, Step::PutMeta { .. })).count();
+        assert_eq!(metas, 1);
+    }
+
+    #[test]
+    fn indices_beyond_sqlite_integers_are_rejected() {
+        let mut far = metas();
+        far.insert(A, LogMeta { purged: i64::MAX as u64, last: i64::MAX as u64, ..LogMeta::default() });
+        let (outcomes, batch) = plan(vec![append(A, i64::MAX as u64 + 1..=i64::MAX as u64 + 1)], far);
+        assert!(matches!(outcomes[0], Err(StorageError::Backend(_))), "{outcomes:?}");
+        assert!(batch.is_none());
+    }
+}

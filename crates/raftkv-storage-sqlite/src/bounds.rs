@@ -1,0 +1,200 @@
+//! Per-log bounds cached in memory: the first and last index, hard state and
+//! size of every member's log, loaded from the tables when the member is
+//! opened and updated by the writer after each commit. Requests are validated
+//! against them before anything is written.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use raftkv_core::raft::HardState;
+use raftkv_core::storage::{codec, LogState, StorageError};
+use raftkv_core::{GroupId, LogIndex, NodeId};
+use sqlx::SqliteConnection;
+
+use crate::error::DbFile;
+
+/// Identifies one member's log inside the shared tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct LogId {
+    pub(crate) group: GroupId,
+    pub(crate) node: NodeId,
+}
+
+impl LogId {
+    /// The `(grp, node)` key columns. Only equality matters for them, so ids
+    /// above `i64::MAX` keep their bit pattern.
+    pub(crate) fn key(self) -> (i64, i64) {
+        (i64::from_ne_bytes(self.group.0.to_ne_bytes()), i64::from_ne_bytes(self.node.0.to_ne_bytes()))
+    }
+}
+
+impl fmt::Display for LogId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "group {}, node {}", self.group, self.node)
+    }
+}
+
+/// What the store holds for one log, mirrored from the committed tables.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct LogMeta {
+    /// Last purged index; the first stored index is `purged + 1`.
+    pub(crate) purged: u64,
+    /// Last stored index, or `purged` when the log is empty.
+    pub(crate) last: u64,
+    /// The saved hard state (`None` until one is saved).
+    pub(crate) hard_state: Option<HardState>,
+    /// Sum of the stored entry values' lengths.
+    pub(crate) entry_bytes: u64,
+}
+
+impl LogMeta {
+    pub(crate) fn first(&self) -> u64 {
+        self.purged + 1
+    }
+
+    pub(crate) fn state(&self) -> LogState {
+        LogState {
+            hard_state: self.hard_state.unwrap_or_default(),
+            first_index: LogIndex(self.first()),
+            last_index: LogIndex(self.last),
+        }
+    }
+
+    /// Bytes of stored entry values plus the stored hard state record.
+    pub(crate) fn size_bytes(&self) -> u64 {
+        self.entry_bytes + self.hard_state.map_or(0, |hs| codec::encode_hard_state(&hs).len() as u64)
+    }
+
+    /// Checks that every index in `[from, to)` is stored (`from < to`).
+    pub(crate) fn check_range(&self, from: LogIndex, to: LogIndex) -> Result<(), StorageError> {
+        if from.0 < self.first() {
+            return Err(StorageError::Compacted { index: from, first: LogIndex(self.first()) });
+        }
+        if to.0 - 1 > self.last {
+            return Err(StorageError::Unavailable {
+                index: LogIndex(from.0.max(self.last + 1)),
+                last: LogIndex(self.last),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The cached bounds of every log opened through `SqliteStorage::member`.
+#[derive(Debug, Default)]
+pub(crate) struct Bounds {
+    logs: Mutex<HashMap<LogId, LogMeta>>,
+}
+
+impl Bounds {
+    fn lock(&self) -> MutexGuard<'_, HashMap<LogId, LogMeta>> {
+        self.logs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn get(&self, log: LogId) -> Option<LogMeta> {
+        self.lock().get(&log).copied()
+    }
+
+    /// Registers a freshly loaded log unless it is known already (then the
+    /// cached copy, which the writer keeps current, stays).
+    pub(crate) fn insert_if_absent(&self, log: LogId, meta: LogMeta) {
+        self.lock().entry(log).or_insert(meta);
+    }
+
+    /// The current bounds of the given logs (those known).
+    pub(crate) fn snapshot(&self, logs: impl IntoIterator<Item = LogId>) -> HashMap<LogId, LogMeta> {
+        let map = self.lock();
+        logs.into_iter().filter_map(|log| map.get(&log).map(|meta| (log, *meta))).collect()
+    }
+
+    /// Publishes the bounds after a commit.
+    pub(crate) fn publish(&self, metas: HashMap<LogId, LogMeta>) {
+        self.lock().extend(metas);
+    }
+}
+
+/// Reads the bounds of `log` from the tables, checking that its entries are
+/// contiguous from `purged + 1` and that its hard state decodes.
+pub(crate) async fn load(conn: &mut SqliteConnection, db: &DbFile, log: LogId) -> Result<LogMeta, StorageError> {
+    let (grp, node) = log.key();
+    let row: Option<(Option<Vec<u8>>, i64)> =
+        sqlx::query_as("SELECT hard_state, purged FROM meta WHERE grp = ? AND node = ?")
+            .bind(grp)
+            .bind(node)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(|e| db.sqlx("reading the meta table", e))?;
+    let (hard_state, purged) = row.unwrap_or((None, 0));
+    let hard_state = hard_state
+        .map(|record| codec::decode_hard_state(&record))
+        .transpose()
+        .map_err(|e| db.corrupt_meta(log, format!("hard state: {e}")))?;
+    let purged = u64::try_from(purged).map_err(|_| db.corrupt_meta(log, format!("negative purged index {purged}")))?;
+
+    let (min, max, count, bytes): (Option<i64>, Option<i64>, i64, i64) = sqlx::query_as(
+        "SELECT MIN(idx), MAX(idx), COUNT(*), COALESCE(SUM(LENGTH(value)), 0) FROM log WHERE grp = ? AND node = ?",
+    )
+    .bind(grp)
+    .bind(node)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| db.sqlx("reading the log table", e))?;
+
+    let mut meta = LogMeta { purged, last: purged, hard_state, entry_bytes: u64::try_from(bytes).unwrap_or_default() };
+    if let (Some(min), Some(max)) = (min, max) {
+        let index = |v: i64| u64::try_from(v).map_err(|_| db.corrupt_log(log, 0, format!("negative index {v}")));
+        let (min, max) = (index(min)?, index(max)?);
+        if min != meta.first() {
+            let reason = format!("first stored entry is {min} but the last purged index is {purged}");
+            return Err(db.corrupt_log(log, min, reason));
+        }
+        let expected = max - min + 1;
+        if u64::try_from(count).ok() != Some(expected) {
+            let reason = format!("{count} entries stored between {min} and {max}: some are missing");
+            return Err(db.corrupt_log(log, max, reason));
+        }
+        meta.last = max;
+    }
+    Ok(meta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_checks_report_compacted_and_unavailable() {
+        let meta = LogMeta { purged: 4, last: 10, ..LogMeta::default() };
+        assert!(meta.check_range(LogIndex(5), LogIndex(11)).is_ok());
+        assert!(matches!(
+            meta.check_range(LogIndex(4), LogIndex(6)),
+            Err(StorageError::Compacted { index: LogIndex(4), first: LogIndex(5) })
+        ));
+        assert!(matches!(
+            meta.check_range(LogIndex(9), LogIndex(13)),
+            Err(StorageError::Unavailable { index: LogIndex(11), last: LogIndex(10) })
+        ));
+        assert!(matches!(
+            meta.check_range(LogIndex(15), LogIndex(16)),
+            Err(StorageError::Unavailable { index: LogIndex(15), last: LogIndex(10) })
+        ));
+    }
+
+    #[test]
+    fn state_and_size_of_an_empty_purged_log() {
+        let meta = LogMeta { purged: 8, last: 8, ..LogMeta::default() };
+        let state = meta.state();
+        assert_eq!((state.first_index, state.last_index), (LogIndex(9), LogIndex(8)));
+        assert_eq!(meta.size_bytes(), 0);
+        let saved = LogMeta { hard_state: Some(HardState::default()), ..meta };
+        assert_eq!(saved.size_bytes(), codec::encode_hard_state(&HardState::default()).len() as u64);
+    }
+
+    #[test]
+    fn log_ids_keep_their_bits_as_keys() {
+        let log = LogId { group: GroupId(u64::MAX), node: NodeId(2) };
+        assert_eq!(log.key(), (-1, 2));
+        assert_eq!(log.to_string(), "group 18446744073709551615, node 2");
+    }
+}

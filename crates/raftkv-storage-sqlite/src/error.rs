@@ -1,0 +1,143 @@
+//! Turning sqlx, migration and codec failures into [`StorageError`]s that
+//! name the database file (and, for a damaged record, the log and index).
+
+use std::fmt::Write as _;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use raftkv_core::storage::codec::CodecError;
+use raftkv_core::storage::StorageError;
+use sqlx::migrate::MigrateError;
+
+use crate::bounds::LogId;
+
+/// SQLite's primary result codes that mean the file itself is damaged.
+const SQLITE_CORRUPT: i32 = 11;
+const SQLITE_NOTADB: i32 = 26;
+
+/// The database file, named by every error this crate returns.
+#[derive(Clone, Debug)]
+pub(crate) struct DbFile(Arc<PathBuf>);
+
+impl DbFile {
+    pub(crate) fn new(path: PathBuf) -> Self {
+        Self(Arc::new(path))
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn location(&self, what: &str) -> String {
+        format!("{} ({what})", self.0.display())
+    }
+
+    /// A failed sqlx call during `what` (an operation such as "commit").
+    pub(crate) fn sqlx(&self, what: &str, err: sqlx::Error) -> StorageError {
+        let location = self.location(what);
+        match err {
+            sqlx::Error::Io(source) => StorageError::Io { location, source },
+            sqlx::Error::Database(db) => {
+                let primary = db.code().and_then(|c| c.parse::<i32>().ok()).map(|c| c & 0xff);
+                if matches!(primary, Some(SQLITE_CORRUPT | SQLITE_NOTADB)) {
+                    StorageError::Corrupt { location, reason: db.to_string() }
+                } else {
+                    StorageError::Io { location, source: io::Error::other(db.to_string()) }
+                }
+            }
+            sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => StorageError::Closed,
+            other => StorageError::Io { location, source: io::Error::other(other.to_string()) },
+        }
+    }
+
+    /// A failed schema migration.
+    pub(crate) fn migrate(&self, err: MigrateError) -> StorageError {
+        match err {
+            MigrateError::Execute(e) | MigrateError::ExecuteMigration(e, _) => self.sqlx("schema migration", e),
+            other => StorageError::Corrupt {
+                location: self.0.display().to_string(),
+                reason: format!("schema migration failed (was the file written by another version?): {other}"),
+            },
+        }
+    }
+
+    /// A std I/O failure on `path` (the directory, usually).
+    pub(crate) fn io(path: &Path, source: io::Error) -> StorageError {
+        StorageError::Io { location: path.display().to_string(), source }
+    }
+
+    /// A stored entry that failed to decode.
+    pub(crate) fn corrupt_entry(&self, log: LogId, index: u64, err: &CodecError) -> StorageError {
+        self.corrupt_log(log, index, err.to_string())
+    }
+
+    /// The log of `log` is inconsistent at `index` (missing or misplaced entry).
+    pub(crate) fn corrupt_log(&self, log: LogId, index: u64, reason: String) -> StorageError {
+        StorageError::Corrupt { location: format!("{} log ({log}, index {index})", self.0.display()), reason }
+    }
+
+    /// The meta row of `log` is damaged or inconsistent with its entries.
+    pub(crate) fn corrupt_meta(&self, log: LogId, reason: String) -> StorageError {
+        StorageError::Corrupt { location: format!("{} meta ({log})", self.0.display()), reason }
+    }
+
+    /// `PRAGMA quick_check` found damage (its report, one line per problem).
+    pub(crate) fn failed_check(&self, report: &[String]) -> StorageError {
+        const SHOWN: usize = 5;
+        let problems: Vec<&str> =
+            report.iter().flat_map(|r| r.lines()).filter(|l| !l.trim().is_empty() && !l.starts_with("***")).collect();
+        let mut reason = format!("integrity check failed: {}", problems[..problems.len().min(SHOWN)].join("; "));
+        if problems.len() > SHOWN {
+            let _ = write!(reason, " (and {} more)", problems.len() - SHOWN);
+        }
+        StorageError::Corrupt { location: self.0.display().to_string(), reason }
+    }
+}
+
+/// A copy of `err` for every request of a failed batch (`StorageError` is not `Clone`).
+pub(crate) fn duplicate(err: &StorageError) -> StorageError {
+    match err {
+        StorageError::Closed => StorageError::Closed,
+        StorageError::Io { location, source } => {
+            StorageError::Io { location: location.clone(), source: io::Error::new(source.kind(), source.to_string()) }
+        }
+        StorageError::Corrupt { location, reason } => {
+            StorageError::Corrupt { location: location.clone(), reason: reason.clone() }
+        }
+        other => StorageError::Backend(other.to_string()),
+    }
+}
+
+/// An index that does not fit SQLite's signed 64-bit integers.
+pub(crate) fn index_too_large(log: LogId, index: u64) -> StorageError {
+    StorageError::Backend(format!("log index {index} of {log} exceeds the largest SQLite integer ({})", i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use raftkv_core::{GroupId, NodeId};
+
+    use super::*;
+
+    #[test]
+    fn codec_errors_name_file_log_and_index() {
+        let db = DbFile::new(PathBuf::from("/data/raftkv.sqlite"));
+        let log = LogId { group: GroupId(3), node: NodeId(4) };
+        let err = db.corrupt_entry(log, 17, &CodecError::UnknownKind(9));
+        let StorageError::Corrupt { location, reason } = &err else { panic!("expected Corrupt, got {err:?}") };
+        assert_eq!(location, "/data/raftkv.sqlite log (group 3, node 4, index 17)");
+        assert_eq!(reason, "unknown entry kind 9");
+    }
+
+    #[test]
+    fn duplicated_io_errors_keep_kind_and_location() {
+        let err = StorageError::Io {
+            location: "f (commit)".into(),
+            source: io::Error::new(io::ErrorKind::StorageFull, "full"),
+        };
+        let copy = duplicate(&err);
+        assert_eq!(copy.to_string(), err.to_string());
+        assert!(matches!(copy, StorageError::Io { source, .. } if source.kind() == io::ErrorKind::StorageFull));
+    }
+}
