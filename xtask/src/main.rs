@@ -2,6 +2,7 @@
 
 mod args;
 mod bench;
+mod bench_storage;
 mod hist;
 mod stress;
 
@@ -23,6 +24,14 @@ Commands:
         2 tokio worker threads). For every command size and proposer count:
         warm up W s (default 1), measure D s (default 5), print ops/s, p50, p99.
 
+  bench storage [--duration-secs D] [--backend redb|sqlite|all]
+        Durable log stores with fsync on (default backend all, D default 3 s
+        per row), in fresh temp dirs under $CARGO_TARGET_DIR (else /tmp):
+        one appender with batches of 1, 16 and 256 entries of 256 bytes
+        (appends/s, entries/s, p50/p99 latency); 16 appenders on one storage
+        with batches of 1 (group commit: entries/s vs one appender, commits);
+        raw write + fdatasync latency of the same filesystem.
+
   help
         This text.
 ";
@@ -37,8 +46,9 @@ fn main() -> Result<()> {
         }
         ["stress", "raft", rest @ ..] => stress::run(&stress::StressArgs::parse(rest)?),
         ["bench", "core", rest @ ..] => bench::run(&bench::BenchArgs::parse(rest)?),
+        ["bench", "storage", rest @ ..] => bench_storage::run(&bench_storage::StorageBenchArgs::parse(rest)?),
         ["stress", ..] => bail!("unknown stress target; try `cargo xtask stress raft --seeds N`"),
-        ["bench", ..] => bail!("unknown bench target; try `cargo xtask bench core`"),
+        ["bench", ..] => bail!("unknown bench target; try `cargo xtask bench core` or `cargo xtask bench storage`"),
         [other, ..] => bail!("unknown command `{other}`; try `cargo xtask help`"),
     }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use raftkv_core::storage::{LogStore, SnapshotStore};
-use raftkv_core::testkit::sim::{lab3, simulate, DirStorage, MemberStorage};
+use raftkv_core::testkit::sim::{DirStorage, MemberStorage};
 use raftkv_core::{GroupId, NodeId};
 use raftkv_storage_redb::{RedbOptions, RedbStorage};
 
@@ -24,33 +24,4 @@ fn on_disk(root: &Path) -> Arc<dyn MemberStorage> {
     ))
 }
 
-macro_rules! scenarios_on_disk {
-    ($($name:ident),* $(,)?) => {
-        $(
-            #[test]
-            fn $name() {
-                let dir = tempfile::tempdir().expect("temp dir");
-                let storage = on_disk(dir.path());
-                simulate(concat!(stringify!($name), "_redb"), move |seed| lab3::$name(seed, Some(storage)));
-            }
-        )*
-    };
-}
-
-scenarios_on_disk!(
-    persist1_3c,
-    persist2_3c,
-    persist3_3c,
-    figure8_3c,
-    unreliable_agree_3c,
-    figure8_unreliable_3c,
-    reliable_churn_3c,
-    unreliable_churn_3c,
-    snapshot_basic_3d,
-    snapshot_install_3d,
-    snapshot_install_unreliable_3d,
-    snapshot_install_crash_3d,
-    snapshot_install_un_crash_3d,
-    snapshot_all_crash_3d,
-    snapshot_init_3d,
-);
+raftkv_core::lab3_scenarios_on!(on_disk, "_redb");

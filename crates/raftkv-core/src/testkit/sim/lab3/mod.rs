@@ -48,3 +48,34 @@ pub use snapshots::{
     snapshot_all_crash_3d, snapshot_basic_3d, snapshot_init_3d, snapshot_install_3d, snapshot_install_crash_3d,
     snapshot_install_un_crash_3d, snapshot_install_unreliable_3d,
 };
+
+/// Generate one `#[test]` per lab-3C/3D scenario, each running on a fresh
+/// [`MemberStorage`](super::MemberStorage) made by `$make` from a new
+/// temporary directory (`fn(&Path) -> Arc<dyn MemberStorage>`). `$suffix`
+/// distinguishes the seeds of this backend's runs from the in-memory ones.
+/// The calling crate needs `tempfile` as a dev-dependency.
+#[macro_export]
+macro_rules! lab3_scenarios_on {
+    ($make:path, $suffix:literal) => {
+        $crate::lab3_scenarios_on!(@each $make, $suffix,
+            persist1_3c, persist2_3c, persist3_3c, figure8_3c, unreliable_agree_3c, figure8_unreliable_3c,
+            reliable_churn_3c, unreliable_churn_3c, snapshot_basic_3d, snapshot_install_3d,
+            snapshot_install_unreliable_3d, snapshot_install_crash_3d, snapshot_install_un_crash_3d,
+            snapshot_all_crash_3d, snapshot_init_3d);
+    };
+    (@each $make:path, $suffix:literal, $($name:ident),*) => {
+        $(
+            #[test]
+            fn $name() {
+                let dir = match tempfile::tempdir() {
+                    Ok(dir) => dir,
+                    Err(e) => panic!("cannot create a temporary directory: {e}"),
+                };
+                let storage = $make(dir.path());
+                $crate::testkit::sim::simulate(concat!(stringify!($name), $suffix), move |seed| {
+                    $crate::testkit::sim::lab3::$name(seed, Some(storage))
+                });
+            }
+        )*
+    };
+}
