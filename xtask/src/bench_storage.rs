@@ -54,10 +54,11 @@ pub struct StorageBenchArgs {
 impl StorageBenchArgs {
     pub fn parse(args: &[&str]) -> Result<Self> {
         let flags = Flags::parse(args, &["--duration-secs", "--backend"])?;
-        let duration = Duration::from_secs_f64(flags.get("--duration-secs")?.unwrap_or(3.0));
-        if duration.is_zero() {
-            bail!("need a positive --duration-secs");
+        let secs: f64 = flags.get("--duration-secs")?.unwrap_or(3.0);
+        if !(secs.is_finite() && secs > 0.0 && secs < 86_400.0) {
+            bail!("need a positive --duration-secs (under a day)");
         }
+        let duration = Duration::from_secs_f64(secs);
         let backend: String = flags.get("--backend")?.unwrap_or_else(|| "all".to_string());
         let backends = match backend.as_str() {
             "redb" => vec![Backend::Redb],
