@@ -26,6 +26,8 @@ use crate::tables::{read_meta, write_meta, LogId, LogTable, MetaTable, ENTRY_KEY
 
 /// Most requests applied in one transaction.
 const MAX_BATCH: usize = 1024;
+/// Yields spent gathering more requests into one commit while they keep arriving.
+const GATHER_ROUNDS: usize = 4;
 
 /// Bounds of every log opened through `RedbStorage::member`, as committed.
 pub(crate) type BoundsMap = Arc<Mutex<HashMap<LogId, LogBounds>>>;
@@ -96,10 +98,19 @@ impl Writer {
     pub(crate) async fn run(mut self) {
         while let Some(first) = self.requests.recv().await {
             let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match self.requests.try_recv() {
-                    Ok(request) => batch.push(request),
-                    Err(_) => break,
+            // Gather: give writers woken by the previous commit a chance to
+            // queue their next request, as long as new ones keep arriving.
+            for _ in 0..GATHER_ROUNDS {
+                tokio::task::yield_now().await;
+                let before = batch.len();
+                while batch.len() < MAX_BATCH {
+                    match self.requests.try_recv() {
+                        Ok(request) => batch.push(request),
+                        Err(_) => break,
+                    }
+                }
+                if batch.len() == before || batch.len() >= MAX_BATCH {
+                    break;
                 }
             }
             self.process(batch).await;

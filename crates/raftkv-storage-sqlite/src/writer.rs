@@ -22,6 +22,8 @@ use crate::error::{duplicate, DbFile};
 
 /// Most requests committed in one transaction.
 const MAX_BATCH: usize = 1024;
+/// Yields spent gathering more requests into one commit while they keep arriving.
+const GATHER_ROUNDS: usize = 4;
 
 type Reply = oneshot::Sender<Result<(), StorageError>>;
 
@@ -82,11 +84,23 @@ impl Writer {
                 Message::Request(command, reply) => batch.push((command, reply)),
                 Message::Close(ack) => close = Some(ack),
             }
-            while close.is_none() && batch.len() < MAX_BATCH {
-                match self.rx.try_recv() {
-                    Ok(Message::Request(command, reply)) => batch.push((command, reply)),
-                    Ok(Message::Close(ack)) => close = Some(ack),
-                    Err(_) => break,
+            // Gather: give writers woken by the previous commit a chance to
+            // queue their next request, as long as new ones keep arriving.
+            for _ in 0..GATHER_ROUNDS {
+                if close.is_some() {
+                    break;
+                }
+                tokio::task::yield_now().await;
+                let before = batch.len();
+                while close.is_none() && batch.len() < MAX_BATCH {
+                    match self.rx.try_recv() {
+                        Ok(Message::Request(command, reply)) => batch.push((command, reply)),
+                        Ok(Message::Close(ack)) => close = Some(ack),
+                        Err(_) => break,
+                    }
+                }
+                if batch.len() == before || batch.len() >= MAX_BATCH {
+                    break;
                 }
             }
             if !batch.is_empty() {
