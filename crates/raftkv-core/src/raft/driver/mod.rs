@@ -121,12 +121,7 @@ impl Raft {
             state_machine.restore(reader.as_mut()).await?;
             snapshot = meta;
         }
-        let from = snapshot.last_index.next().max(log_state.first_index);
-        let entries = if log_state.last_index >= from {
-            log_store.entries(from, log_state.last_index.next()).await?
-        } else {
-            Vec::new()
-        };
+        let entries = recover_log(log_store.as_ref(), log_state, snapshot).await?;
         if let Some(first) = entries.first() {
             if first.index != snapshot.last_index.next() {
                 return Err(crate::storage::StorageError::Corrupt {
@@ -149,6 +144,38 @@ impl Raft {
         let task = tokio::spawn(event_loop.run());
         Ok(RaftHandle { tx, task: Arc::new(task.abort_handle()) })
     }
+}
+
+/// The durable entries after `snapshot`, after repairing what a crash in the
+/// middle of installing a received snapshot can leave behind: entries the
+/// snapshot covers (or a log that ends before it) are purged, and a suffix
+/// older than the snapshot's last term (the unfinished truncation of a
+/// conflicting log) is dropped.
+async fn recover_log(
+    log_store: &dyn LogStore,
+    log_state: crate::storage::LogState,
+    snapshot: super::SnapshotMeta,
+) -> Result<Vec<super::Entry>, RaftError> {
+    if snapshot.last_index == LogIndex(0) {
+        return Ok(if log_state.last_index >= log_state.first_index {
+            log_store.entries(log_state.first_index, log_state.last_index.next()).await?
+        } else {
+            Vec::new()
+        });
+    }
+    if log_state.first_index <= snapshot.last_index {
+        log_store.purge_through(snapshot.last_index).await?;
+    }
+    let state = log_store.state().await?;
+    if state.last_index < state.first_index {
+        return Ok(Vec::new());
+    }
+    let entries = log_store.entries(state.first_index, state.last_index.next()).await?;
+    if entries.first().is_some_and(|e| e.term < snapshot.last_term) {
+        log_store.truncate_after(snapshot.last_index).await?;
+        return Ok(Vec::new());
+    }
+    Ok(entries)
 }
 
 /// Talks to a running member. Cheap to clone.
