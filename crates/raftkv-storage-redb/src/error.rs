@@ -113,6 +113,25 @@ pub(crate) fn corrupt_entry(file: &Path, log: LogId, index: u64, reason: impl To
     }
 }
 
+/// A journaled log entry (row `seq` of the journal) that failed to decode.
+pub(crate) fn corrupt_journal_entry(
+    file: &Path,
+    log: LogId,
+    index: u64,
+    seq: u64,
+    reason: impl ToString,
+) -> StorageError {
+    StorageError::Corrupt {
+        location: format!(
+            "{} log (group {}, node {}, index {index}) (journal seq {seq})",
+            file.display(),
+            log.group,
+            log.node
+        ),
+        reason: reason.to_string(),
+    }
+}
+
 /// A stored hard state that failed to decode.
 pub(crate) fn corrupt_hard_state(file: &Path, log: LogId, error: &CodecError) -> StorageError {
     StorageError::Corrupt {

@@ -44,9 +44,19 @@
 //! returns. [`SyncMode::Never`] gives **no durability at all** and exists only
 //! for benchmarks and tests. If a commit fails, every later write fails too:
 //! reopen the storage. See the README for the on-disk layout.
+//!
+//! ## Journal
+//!
+//! Appended entries of every member go to one shared append-only table,
+//! `raft_journal`, keyed by a global sequence number, so that one commit of
+//! appends to many logs writes a few pages. A checkpoint moves them into the
+//! per-log key ranges of `raft_log` once the journal holds 2048 entries (in
+//! the next batch's transaction) and when the storage opens; reads merge both
+//! tables, and truncations and purges remove entries from both.
 
 mod bounds;
 mod error;
+mod journal;
 mod log_store;
 mod options;
 mod storage;

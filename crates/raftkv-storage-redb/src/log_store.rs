@@ -1,5 +1,6 @@
 //! [`RedbLogStore`]: the [`LogStore`] of one member in a shared redb database.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
@@ -12,7 +13,8 @@ use raftkv_core::LogIndex;
 use redb::{ReadTransaction, ReadableDatabase};
 use tokio::sync::oneshot;
 
-use crate::error::{blocking, corrupt_entry, corrupt_hard_state, ResultExt};
+use crate::error::{blocking, corrupt_entry, corrupt_hard_state, corrupt_journal_entry, ResultExt};
+use crate::journal::{self, JOURNAL};
 use crate::storage::Shared;
 use crate::tables::{read_meta, stored_range, LogId, MetaRow, LOG, META};
 use crate::writer::{WriteOp, WriteRequest};
@@ -70,7 +72,9 @@ impl RedbLogStore {
 /// The meta row and the last index of `log`, read in `txn`.
 fn read_bounds(txn: &ReadTransaction, file: &Path, log: LogId) -> Result<(MetaRow, u64), StorageError> {
     let meta = read_meta(&txn.open_table(META).at(file, "open meta table")?, file, log)?;
-    let stored = stored_range(&txn.open_table(LOG).at(file, "open log table")?, file, log)?;
+    let log_table = txn.open_table(LOG).at(file, "open log table")?;
+    let journal_table = txn.open_table(JOURNAL).at(file, "open journal table")?;
+    let stored = stored_range(&log_table, &journal_table, file, log)?;
     let last = stored.map_or(meta.purged, |(_, last)| last.max(meta.purged));
     Ok((meta, last))
 }
@@ -109,19 +113,28 @@ impl LogStore for RedbLogStore {
                     last: LogIndex(last),
                 });
             }
+            // Entries of the journal, then of `raft_log` where the journal has none.
+            let journal_table = txn.open_table(JOURNAL).at(file, "open journal table")?;
+            let mut stored: BTreeMap<u64, (Option<u64>, Vec<u8>)> =
+                journal::log_entries(&journal_table, file, log, from.0, to.0 - 1)?
+                    .into_iter()
+                    .map(|(index, row)| (index, (Some(row.seq), row.record)))
+                    .collect();
             let table = txn.open_table(LOG).at(file, "open log table")?;
-            let mut out = Vec::with_capacity(usize::try_from(to.0 - from.0).unwrap_or(0));
             for item in table.range(log.key(from.0)..log.key(to.0)).at(file, "read log entries")? {
                 let (key, value) = item.at(file, "read log entries")?;
-                let index = key.value().2;
+                stored.entry(key.value().2).or_insert_with(|| (None, value.value().to_vec()));
+            }
+            let mut out = Vec::with_capacity(usize::try_from(to.0 - from.0).unwrap_or(0));
+            for (index, (seq, record)) in stored {
                 let expected = from.0 + out.len() as u64;
                 if index != expected {
                     return Err(corrupt_entry(file, log, expected, "entry is missing"));
                 }
-                out.push(
-                    codec::decode_entry(LogIndex(index), value.value())
-                        .map_err(|e| corrupt_entry(file, log, index, e))?,
-                );
+                out.push(codec::decode_entry(LogIndex(index), &record).map_err(|e| match seq {
+                    Some(seq) => corrupt_journal_entry(file, log, index, seq, e),
+                    None => corrupt_entry(file, log, index, e),
+                })?);
             }
             if out.len() as u64 != to.0 - from.0 {
                 return Err(corrupt_entry(file, log, from.0 + out.len() as u64, "entry is missing"));

@@ -14,6 +14,7 @@ use redb::{Database, ReadableDatabase};
 use tokio::sync::mpsc;
 
 use crate::error::{blocking, corrupt_hard_state, ResultExt};
+use crate::journal::{self, JOURNAL};
 use crate::log_store::RedbLogStore;
 use crate::options::{RedbOptions, SyncMode};
 use crate::tables::{load_bounds, read_meta, LogId, LOG, META};
@@ -101,11 +102,12 @@ impl RedbStorage {
             let txn = db.begin_read().at(&file, "begin read transaction")?;
             let meta_table = txn.open_table(META).at(&file, "open meta table")?;
             let log_table = txn.open_table(LOG).at(&file, "open log table")?;
+            let journal_table = txn.open_table(JOURNAL).at(&file, "open journal table")?;
             let meta = read_meta(&meta_table, &file, log)?;
             if let Some(record) = &meta.hard_state {
                 codec::decode_hard_state(record).map_err(|e| corrupt_hard_state(&file, log, &e))?;
             }
-            load_bounds(&log_table, &meta, &file, log)
+            load_bounds(&log_table, &journal_table, &meta, &file, log)
         })
         .await?;
         // Keep bounds already cached: the writer may have moved them since we read.
@@ -165,11 +167,15 @@ fn refuse_emptied_file(file: &Path, snapshots: &Path) -> Result<(), StorageError
     Ok(())
 }
 
-/// Creates the tables if they do not exist, so that readers can always open them.
+/// Creates the tables if they do not exist, so that readers can always open
+/// them, and checkpoints the journal: moves every entry it holds into
+/// `raft_log`, whatever its size.
 fn create_tables(db: &Database, file: &Path) -> Result<(), StorageError> {
     let txn = db.begin_write().at(file, "begin write transaction")?;
     txn.open_table(LOG).at(file, "create log table")?;
     txn.open_table(META).at(file, "create meta table")?;
+    txn.open_table(JOURNAL).at(file, "create journal table")?;
+    journal::checkpoint(&txn, file, 0)?;
     txn.commit().at(file, "create tables")
 }
 
@@ -187,7 +193,8 @@ mod tests {
         range.map(|i| Entry { term: Term(1), index: LogIndex(i), payload: EntryPayload::Blank }).collect()
     }
 
-    /// A database with entries 1..=5 and a hard state for member (1, 1).
+    /// A database with entries 1..=5 (checkpointed into `raft_log` by a
+    /// reopen) and a hard state for member (1, 1).
     async fn filled(dir: &Path) -> PathBuf {
         let storage = RedbStorage::open(dir, RedbOptions::default()).await.unwrap();
         let (log, _) = storage.member(GroupId(1), NodeId(1)).await.unwrap();
@@ -195,7 +202,266 @@ mod tests {
         log.save_hard_state(raftkv_core::raft::HardState { term: Term(1), vote: None, commit: LogIndex(2) })
             .await
             .unwrap();
+        drop((log, storage));
+        let storage = RedbStorage::open(dir, RedbOptions::default()).await.unwrap();
         storage.db_path().to_path_buf()
+    }
+
+    /// Indices of member (g, n) in `raft_log` and in the journal (in seq order).
+    fn placement(file: &Path, g: u64, n: u64) -> (Vec<u64>, Vec<u64>) {
+        let db = Database::create(file).unwrap();
+        let txn = db.begin_read().unwrap();
+        let logged = txn
+            .open_table(LOG)
+            .unwrap()
+            .range((g, n, 0)..=(g, n, u64::MAX))
+            .unwrap()
+            .map(|r| r.unwrap().0.value().2)
+            .collect();
+        let journaled = txn
+            .open_table(JOURNAL)
+            .unwrap()
+            .iter()
+            .unwrap()
+            .filter_map(|r| {
+                let (_, row) = r.unwrap();
+                let (log, index, _) = journal::decode_row(row.value()).unwrap();
+                (log == LogId { group: g, node: n }).then_some(index)
+            })
+            .collect();
+        (logged, journaled)
+    }
+
+    /// Sum of stored row bytes of member (g, n), as `size_bytes` should count them.
+    fn stored_bytes(file: &Path, g: u64, n: u64) -> u64 {
+        let db = Database::create(file).unwrap();
+        let txn = db.begin_read().unwrap();
+        let mut bytes = 0;
+        for r in txn.open_table(LOG).unwrap().range((g, n, 0)..=(g, n, u64::MAX)).unwrap() {
+            bytes += 24 + r.unwrap().1.value().len() as u64;
+        }
+        for r in txn.open_table(JOURNAL).unwrap().iter().unwrap() {
+            let (_, row) = r.unwrap();
+            let (log, _, _) = journal::decode_row(row.value()).unwrap();
+            if log == (LogId { group: g, node: n }) {
+                bytes += row.value().len() as u64;
+            }
+        }
+        bytes
+    }
+
+    /// Entries 1..=5 of member (1, 1) in `raft_log` and 6..=8 in the journal; returns the file.
+    async fn split(dir: &Path) -> PathBuf {
+        let file = filled(dir).await;
+        let storage = RedbStorage::open(dir, RedbOptions::default()).await.unwrap();
+        let (log, _) = storage.member(GroupId(1), NodeId(1)).await.unwrap();
+        log.append(ents(6..=8)).await.unwrap();
+        drop((log, storage));
+        assert_eq!(placement(&file, 1, 1), (vec![1, 2, 3, 4, 5], vec![6, 7, 8]));
+        file
+    }
+
+    /// Opens `dir` without the checkpoint `open` runs, so the journal stays as it is.
+    fn open_without_checkpoint(dir: &Path, file: &Path) -> RedbStorage {
+        let db = Database::create(file).unwrap();
+        RedbStorage::start(dir.to_path_buf(), Arc::new(file.to_path_buf()), db, SyncMode::Always)
+    }
+
+    #[tokio::test]
+    async fn entries_split_across_the_journal_and_the_log_read_as_one_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = split(dir.path()).await;
+        let storage = open_without_checkpoint(dir.path(), &file);
+        let (log, _) = storage.member(GroupId(1), NodeId(1)).await.unwrap();
+        let state = log.state().await.unwrap();
+        assert_eq!((state.first_index, state.last_index), (LogIndex(1), LogIndex(8)));
+        assert_eq!(log.entries(LogIndex(1), LogIndex(9)).await.unwrap(), ents(1..=8));
+        assert_eq!(log.entries(LogIndex(4), LogIndex(7)).await.unwrap(), ents(4..=6));
+        assert_eq!(log.entries(LogIndex(7), LogIndex(9)).await.unwrap(), ents(7..=8));
+        assert!(matches!(log.entries(LogIndex(5), LogIndex(10)).await, Err(StorageError::Unavailable { .. })));
+        let size = log.size_bytes().await.unwrap();
+        log.append(ents(9..=9)).await.unwrap();
+        assert!(matches!(log.append(ents(9..=9)).await, Err(StorageError::NotContiguous { .. })));
+        drop((log, storage));
+        assert_eq!(placement(&file, 1, 1), (vec![1, 2, 3, 4, 5], vec![6, 7, 8, 9]));
+        let storage = open_without_checkpoint(dir.path(), &file);
+        let (log, _) = storage.member(GroupId(1), NodeId(1)).await.unwrap();
+        assert!(log.size_bytes().await.unwrap() > size);
+    }
+
+    #[tokio::test]
+    async fn truncation_and_purge_remove_entries_from_the_journal_and_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = split(dir.path()).await;
+        let storage = open_without_checkpoint(dir.path(), &file);
+        let (log, _) = storage.member(GroupId(1), NodeId(1)).await.unwrap();
+        let hs = log.size_bytes().await.unwrap() - stored_bytes_while_open(&log).await;
+        log.truncate_after(LogIndex(6)).await.unwrap();
+        assert_eq!(log.entries(LogIndex(1), LogIndex(7)).await.unwrap(), ents(1..=6));
+        log.purge_through(LogIndex(3)).await.unwrap();
+        let size = log.size_bytes().await.unwrap();
+        drop((log, storage));
+        assert_eq!(placement(&file, 1, 1), (vec![4, 5], vec![6]));
+        assert_eq!(size, stored_bytes(&file, 1, 1) + hs);
+
+        // Truncating into `raft_log` and purging into the journal.
+        let storage = open_without_checkpoint(dir.path(), &file);
+        let (log, _) = storage.member(GroupId(1), NodeId(1)).await.unwrap();
+        log.truncate_after(LogIndex(4)).await.unwrap();
+        log.append(ents(5..=7)).await.unwrap();
+        log.purge_through(LogIndex(5)).await.unwrap();
+        assert_eq!(log.entries(LogIndex(6), LogIndex(8)).await.unwrap(), ents(6..=7));
+        let size = log.size_bytes().await.unwrap();
+        drop((log, storage));
+        assert_eq!(placement(&file, 1, 1), (vec![], vec![6, 7]));
+        assert_eq!(size, stored_bytes(&file, 1, 1) + hs);
+
+        // A reopen checkpoints the journal; the log reads the same.
+        let storage = RedbStorage::open(dir.path(), RedbOptions::default()).await.unwrap();
+        let (log, _) = storage.member(GroupId(1), NodeId(1)).await.unwrap();
+        let state = log.state().await.unwrap();
+        assert_eq!((state.first_index, state.last_index), (LogIndex(6), LogIndex(7)));
+        assert_eq!(log.entries(LogIndex(6), LogIndex(8)).await.unwrap(), ents(6..=7));
+        assert_eq!(log.size_bytes().await.unwrap(), size);
+        drop((log, storage));
+        assert_eq!(placement(&file, 1, 1), (vec![6, 7], vec![]));
+    }
+
+    /// Bytes of the stored entries of `log` as the codec records them plus 24 bytes of key each.
+    async fn stored_bytes_while_open(log: &RedbLogStore) -> u64 {
+        let state = log.state().await.unwrap();
+        let entries = log.entries(state.first_index, LogIndex(state.last_index.0 + 1)).await.unwrap();
+        entries.iter().map(|e| 24 + codec::encode_entry(e).len() as u64).sum()
+    }
+
+    #[tokio::test]
+    async fn the_writer_checkpoints_a_full_journal_and_the_log_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = RedbStorage::open(dir.path(), RedbOptions::default()).await.unwrap();
+        let file = storage.db_path().to_path_buf();
+        let (a, _) = storage.member(GroupId(1), NodeId(1)).await.unwrap();
+        let (b, _) = storage.member(GroupId(2), NodeId(1)).await.unwrap();
+        let half = journal::JOURNAL_CHECKPOINT / 2;
+        for chunk in 0..2 {
+            let (from, to) = (chunk * half + 1, chunk * half + half);
+            let (ra, rb) = tokio::join!(a.append(ents(from..=to)), b.append(ents(from..=to)));
+            ra.unwrap();
+            rb.unwrap();
+        }
+        // The journal is full: this write first moves it into `raft_log`.
+        let last = 2 * half;
+        a.append(ents(last + 1..=last + 1)).await.unwrap();
+        let (size_a, size_b) = (a.size_bytes().await.unwrap(), b.size_bytes().await.unwrap());
+        assert_eq!(a.entries(LogIndex(1), LogIndex(last + 2)).await.unwrap(), ents(1..=last + 1));
+        drop((a, b, storage));
+        let (logged, journaled) = placement(&file, 1, 1);
+        assert_eq!((logged.len() as u64, journaled), (last, vec![last + 1]));
+        assert_eq!(placement(&file, 2, 1).1, Vec::<u64>::new());
+        assert_eq!(stored_bytes(&file, 1, 1), size_a);
+
+        let storage = RedbStorage::open(dir.path(), RedbOptions::default()).await.unwrap();
+        let (a, _) = storage.member(GroupId(1), NodeId(1)).await.unwrap();
+        let (b, _) = storage.member(GroupId(2), NodeId(1)).await.unwrap();
+        assert_eq!((a.size_bytes().await.unwrap(), b.size_bytes().await.unwrap()), (size_a, size_b));
+        assert_eq!(a.entries(LogIndex(1), LogIndex(last + 2)).await.unwrap(), ents(1..=last + 1));
+        assert_eq!(b.entries(LogIndex(1), LogIndex(last + 1)).await.unwrap(), ents(1..=last));
+        a.append(ents(last + 2..=last + 2)).await.unwrap();
+        drop((a, b, storage));
+        assert_eq!(placement(&file, 1, 1).1, vec![last + 2]);
+    }
+
+    #[tokio::test]
+    async fn a_journal_holding_several_members_keeps_their_logs_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = RedbStorage::open(dir.path(), RedbOptions::default()).await.unwrap();
+        let file = storage.db_path().to_path_buf();
+        let members = [(1, 1), (1, 2), (2, 1)];
+        let mut logs = Vec::new();
+        for (g, n) in members {
+            logs.push(storage.member(GroupId(g), NodeId(n)).await.unwrap().0);
+        }
+        for i in 1..=6 {
+            for (k, log) in logs.iter().enumerate() {
+                if i <= 4 + k as u64 {
+                    log.append(ents(i..=i)).await.unwrap();
+                }
+            }
+        }
+        logs[1].truncate_after(LogIndex(2)).await.unwrap();
+        logs[2].purge_through(LogIndex(3)).await.unwrap();
+        drop((logs, storage));
+        assert_eq!(placement(&file, 1, 1), (vec![], vec![1, 2, 3, 4]));
+        assert_eq!(placement(&file, 1, 2), (vec![], vec![1, 2]));
+        assert_eq!(placement(&file, 2, 1), (vec![], vec![4, 5, 6]));
+
+        let storage = open_without_checkpoint(dir.path(), &file);
+        for ((g, n), (first, last)) in members.into_iter().zip([(1, 4), (1, 2), (4, 6)]) {
+            let (log, _) = storage.member(GroupId(g), NodeId(n)).await.unwrap();
+            let state = log.state().await.unwrap();
+            assert_eq!((state.first_index, state.last_index), (LogIndex(first), LogIndex(last)), "({g}, {n})");
+            assert_eq!(log.entries(LogIndex(first), LogIndex(last + 1)).await.unwrap(), ents(first..=last));
+            assert_eq!(log.size_bytes().await.unwrap(), stored_bytes_while_open(&log).await);
+        }
+    }
+
+    #[tokio::test]
+    async fn journal_damage_is_reported_with_the_file_and_the_journal_seq() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = split(dir.path()).await;
+        // A damaged record: entry 7 is journal row 1 (rows 0..=2 hold 6..=8).
+        {
+            let db = Database::create(&file).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut table = txn.open_table(JOURNAL).unwrap();
+                let mut row = table.get(1).unwrap().unwrap().value().to_vec();
+                assert_eq!(journal::decode_row(&row).unwrap().1, 7);
+                let end = row.len() - 1;
+                row[end] ^= 0x55;
+                table.insert(1, row.as_slice()).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let storage = open_without_checkpoint(dir.path(), &file);
+        let (log, _) = storage.member(GroupId(1), NodeId(1)).await.unwrap();
+        assert_eq!(log.entries(LogIndex(1), LogIndex(7)).await.unwrap(), ents(1..=6));
+        let err = log.entries(LogIndex(5), LogIndex(9)).await.expect_err("entry 7 is damaged");
+        let StorageError::Corrupt { location, reason } = &err else { panic!("expected Corrupt, got {err:?}") };
+        assert_eq!(location, &format!("{} log (group 1, node 1, index 7) (journal seq 1)", file.display()));
+        assert!(reason.contains("checksum"), "{reason}");
+        drop((log, storage));
+
+        // A row too short to name its entry fails the checkpoint when the storage opens.
+        {
+            let db = Database::create(&file).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(JOURNAL).unwrap().insert(2, &b"short"[..]).unwrap();
+            txn.commit().unwrap();
+        }
+        let err = RedbStorage::open(dir.path(), RedbOptions::default()).await.expect_err("journal row 2 is damaged");
+        let StorageError::Corrupt { location, .. } = &err else { panic!("expected Corrupt, got {err:?}") };
+        assert_eq!(location, &format!("{} journal (journal seq 2)", file.display()));
+    }
+
+    #[tokio::test]
+    async fn a_gap_in_the_journal_is_reported_when_the_member_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(DB_FILE_NAME);
+        {
+            let storage = RedbStorage::open(dir.path(), RedbOptions::default()).await.unwrap();
+            let (log, _) = storage.member(GroupId(1), NodeId(1)).await.unwrap();
+            log.append(ents(1..=3)).await.unwrap();
+        }
+        let db = Database::create(&file).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(JOURNAL).unwrap().remove(0).unwrap();
+        txn.commit().unwrap();
+        drop(db);
+        let storage = open_without_checkpoint(dir.path(), &file);
+        let err = storage.member(GroupId(1), NodeId(1)).await.expect_err("entry 1 is missing");
+        let StorageError::Corrupt { location, reason } = &err else { panic!("expected Corrupt, got {err:?}") };
+        assert_eq!(location, &format!("{} log (group 1, node 1, index 2)", file.display()));
+        assert!(reason.contains("last purged index is 0"), "{reason}");
     }
 
     async fn member_err(dir: &Path) -> StorageError {

@@ -8,8 +8,12 @@
 //!   hard state record or none)`; the hard state record is
 //!   [`codec::encode_hard_state`](raftkv_core::storage::codec::encode_hard_state).
 //!
-//! A log's last index is its greatest key, or the last purged index when it
-//! holds no entry.
+//! - `raft_journal` (see [`crate::journal`]): appended entries of every log,
+//!   keyed by a global sequence number, until a checkpoint moves them into
+//!   `raft_log`. A log's entries may be partly in each; readers merge both.
+//!
+//! A log's last index is its greatest stored index (in `raft_log` or the
+//! journal), or the last purged index when it holds no entry.
 
 use std::path::Path;
 
@@ -19,6 +23,7 @@ use redb::{ReadableTable, TableDefinition};
 
 use crate::bounds::LogBounds;
 use crate::error::ResultExt;
+use crate::journal::{self, JournalKey};
 
 /// Key of [`LOG`]: `(group, node, index)`.
 pub(crate) type LogKey = (u64, u64, u64);
@@ -109,8 +114,8 @@ pub(crate) fn write_meta(
     Ok(())
 }
 
-/// The first and last stored index of `log`, if it holds any entry.
-pub(crate) fn stored_range(
+/// The first and last index of `log` in `raft_log`, if it holds any entry there.
+fn log_table_range(
     table: &impl ReadableTable<LogKey, &'static [u8]>,
     file: &Path,
     log: LogId,
@@ -125,15 +130,32 @@ pub(crate) fn stored_range(
     Ok(Some((first, last)))
 }
 
-/// The bounds of `log` as stored, checked for consistency.
+/// The first and last stored index of `log` (in `raft_log` or the journal),
+/// if it holds any entry.
+pub(crate) fn stored_range(
+    log_table: &impl ReadableTable<LogKey, &'static [u8]>,
+    journal_table: &impl ReadableTable<JournalKey, &'static [u8]>,
+    file: &Path,
+    log: LogId,
+) -> Result<Option<(u64, u64)>, StorageError> {
+    let stored = log_table_range(log_table, file, log)?;
+    let journaled = journal::log_range(journal_table, file, log)?;
+    Ok(match (stored, journaled) {
+        (Some((f1, l1)), Some((f2, l2))) => Some((f1.min(f2), l1.max(l2))),
+        (one, other) => one.or(other),
+    })
+}
+
+/// The bounds of `log` as stored (in `raft_log` and the journal), checked for consistency.
 pub(crate) fn load_bounds(
     log_table: &impl ReadableTable<LogKey, &'static [u8]>,
+    journal_table: &impl ReadableTable<JournalKey, &'static [u8]>,
     meta: &MetaRow,
     file: &Path,
     log: LogId,
 ) -> Result<LogBounds, StorageError> {
     let purged = meta.purged;
-    match stored_range(log_table, file, log)? {
+    match stored_range(log_table, journal_table, file, log)? {
         None => Ok(LogBounds { purged, last: purged }),
         Some((first, last)) if first == purged.saturating_add(1) => Ok(LogBounds { purged, last }),
         Some((first, _)) => Err(crate::error::corrupt_entry(

@@ -7,6 +7,13 @@
 //! requests before it; an invalid one gets its error and changes nothing,
 //! without failing the others. A failed commit fails the whole batch and
 //! poisons the writer: every later write fails until the database is reopened.
+//!
+//! Appended entries go only to the shared journal (`raft_journal`, see
+//! [`crate::journal`]) under a sequence number the writer owns, so that one
+//! commit of appends to many logs dirties a few pages. Once the journal holds
+//! [`JOURNAL_CHECKPOINT`] rows, the next batch first moves them into
+//! `raft_log` in the same transaction. Truncations and purges remove entries
+//! from both tables.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -21,6 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::bounds::{LogBounds, Plan};
 use crate::error::{blocking, duplicate, ResultExt};
+use crate::journal::{self, JournalTable, JOURNAL, JOURNAL_CHECKPOINT};
 use crate::options::SyncMode;
 use crate::tables::{read_meta, write_meta, LogId, LogTable, MetaTable, ENTRY_KEY_BYTES, LOG, META};
 
@@ -60,6 +68,9 @@ pub(crate) struct Writer {
     commits: Arc<AtomicU64>,
     /// Why writes are refused, after a commit failed.
     poisoned: Option<String>,
+    /// Sequence number of the next journal row; read from the journal's last
+    /// key by the first batch.
+    next_seq: Option<u64>,
 }
 
 /// What a successful batch did.
@@ -67,6 +78,8 @@ struct Applied {
     results: Vec<Result<(), StorageError>>,
     bounds: HashMap<LogId, LogBounds>,
     committed: bool,
+    /// The next journal sequence number once this batch is committed.
+    next_seq: u64,
 }
 
 /// Why a whole batch failed.
@@ -91,7 +104,7 @@ impl Writer {
         bounds: BoundsMap,
         commits: Arc<AtomicU64>,
     ) -> Self {
-        Self { requests, db, file, sync, bounds, commits, poisoned: None }
+        Self { requests, db, file, sync, bounds, commits, poisoned: None, next_seq: None }
     }
 
     /// Serves requests until every sender is gone.
@@ -147,10 +160,10 @@ impl Writer {
             let all = self.bounds.lock().unwrap_or_else(PoisonError::into_inner);
             ops.iter().filter_map(|(log, _)| all.get(log).map(|b| (*log, *b))).collect()
         };
-        let (file, sync, count) = (self.file.clone(), self.sync, ops.len());
+        let (file, sync, count, next_seq) = (self.file.clone(), self.sync, ops.len(), self.next_seq);
         let outcome = blocking(&self.file, "group commit", move || {
             // `db` is dropped when this returns, before any caller is answered.
-            Ok(apply_batch(&db, &file, sync, ops, bounds))
+            Ok(apply_batch(&db, &file, sync, ops, bounds, next_seq))
         })
         .await
         .unwrap_or_else(|error| Err(BatchFailure { error, poison: true }));
@@ -158,6 +171,7 @@ impl Writer {
         match outcome {
             Ok(applied) => {
                 if applied.committed {
+                    self.next_seq = Some(applied.next_seq);
                     self.commits.fetch_add(1, Ordering::Relaxed);
                     let mut all = self.bounds.lock().unwrap_or_else(PoisonError::into_inner);
                     all.extend(applied.bounds);
@@ -188,16 +202,26 @@ fn apply_batch(
     sync: SyncMode,
     ops: Vec<(LogId, WriteOp)>,
     mut bounds: HashMap<LogId, LogBounds>,
+    next_seq: Option<u64>,
 ) -> Result<Applied, BatchFailure> {
     let mut txn = db.begin_write().at(file, "begin write transaction")?;
     if sync == SyncMode::Never {
         txn.set_durability(Durability::None).at(file, "set durability")?;
     }
+    // Discarded with the transaction if the batch turns out to change nothing.
+    journal::checkpoint(&txn, file, JOURNAL_CHECKPOINT)?;
     let mut results = Vec::with_capacity(ops.len());
     let mut dirty = false;
+    let mut seq;
     {
         let mut log_table = txn.open_table(LOG).at(file, "open log table")?;
         let mut meta_table = txn.open_table(META).at(file, "open meta table")?;
+        let mut journal_table = txn.open_table(JOURNAL).at(file, "open journal table")?;
+        seq = match next_seq {
+            Some(seq) => seq,
+            None => journal::next_seq(&journal_table, file)?,
+        };
+        let mut tables = Tables { log: &mut log_table, meta: &mut meta_table, journal: &mut journal_table };
         for (log, op) in ops {
             let Some(current) = bounds.get_mut(&log) else {
                 results.push(Err(StorageError::Backend(format!(
@@ -219,7 +243,7 @@ fn apply_batch(
                 Err(invalid) => results.push(Err(invalid)),
                 Ok(None) => results.push(Ok(())),
                 Ok(Some(plan)) => {
-                    apply(&mut log_table, &mut meta_table, file, log, plan, op)?;
+                    apply(&mut tables, file, log, plan, op, &mut seq)?;
                     *current = plan.bounds;
                     dirty = true;
                     results.push(Ok(()));
@@ -229,41 +253,50 @@ fn apply_batch(
     }
     if !dirty {
         txn.abort().at(file, "abort write transaction")?;
-        return Ok(Applied { results, bounds, committed: false });
+        return Ok(Applied { results, bounds, committed: false, next_seq: seq });
     }
     txn.commit().at(file, "commit").map_err(|error| BatchFailure { error, poison: true })?;
-    Ok(Applied { results, bounds, committed: true })
+    Ok(Applied { results, bounds, committed: true, next_seq: seq })
 }
 
-/// Applies one validated request to the open tables.
+/// The tables a batch writes, open in its transaction.
+struct Tables<'a, 'txn> {
+    log: &'a mut LogTable<'txn>,
+    meta: &'a mut MetaTable<'txn>,
+    journal: &'a mut JournalTable<'txn>,
+}
+
+/// Applies one validated request to the open tables; appended entries take
+/// journal sequence numbers from `seq` on.
 fn apply(
-    log_table: &mut LogTable<'_>,
-    meta_table: &mut MetaTable<'_>,
+    tables: &mut Tables<'_, '_>,
     file: &Path,
     log: LogId,
     plan: Plan,
     op: WriteOp,
+    seq: &mut u64,
 ) -> Result<(), StorageError> {
-    let mut meta = read_meta(meta_table, file, log)?;
+    let mut meta = read_meta(tables.meta, file, log)?;
     if let Some((from, to)) = plan.remove {
         let mut removed = 0u64;
-        log_table
+        tables
+            .log
             .retain_in(log.key(from)..=log.key(to), |_, value| {
                 removed += ENTRY_KEY_BYTES + value.len() as u64;
                 false
             })
             .at(file, "remove log entries")?;
+        removed += journal::remove(tables.journal, file, log, from, to)?;
         meta.log_bytes = meta.log_bytes.saturating_sub(removed);
     }
     match op {
         WriteOp::Write(write) => {
+            // The appended indices were removed above or never stored: no row to replace.
             for entry in &write.entries {
-                let record = codec::encode_entry(entry);
-                meta.log_bytes += ENTRY_KEY_BYTES + record.len() as u64;
-                let old = log_table.insert(log.key(entry.index.0), record.as_slice()).at(file, "append log entry")?;
-                if let Some(old) = old {
-                    meta.log_bytes = meta.log_bytes.saturating_sub(ENTRY_KEY_BYTES + old.value().len() as u64);
-                }
+                let row = journal::encode_row(log, entry.index.0, &codec::encode_entry(entry));
+                meta.log_bytes += row.len() as u64;
+                tables.journal.insert(*seq, row.as_slice()).at(file, "append log entry")?;
+                *seq = seq.saturating_add(1);
             }
             if let Some(hard_state) = &write.hard_state {
                 meta.hard_state = Some(codec::encode_hard_state(hard_state));
@@ -271,5 +304,5 @@ fn apply(
         }
         WriteOp::Purge(_) => meta.purged = plan.bounds.purged,
     }
-    write_meta(meta_table, file, log, &meta)
+    write_meta(tables.meta, file, log, &meta)
 }

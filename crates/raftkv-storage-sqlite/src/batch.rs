@@ -12,6 +12,7 @@ use sqlx::{Connection, SqliteConnection};
 
 use crate::bounds::{LogId, LogMeta};
 use crate::error::{index_too_large, DbFile};
+use crate::journal::{self, JOURNAL_CHECKPOINT};
 
 /// A mutation queued for the writer.
 #[derive(Debug)]
@@ -37,11 +38,15 @@ enum Step {
     DeleteAfter { log: LogId, after: i64 },
     /// Remove the entries up to and including `through`.
     DeleteThrough { log: LogId, through: i64 },
-    /// Insert `(index, encoded entry)` rows.
-    Insert { log: LogId, rows: Vec<(i64, Vec<u8>)> },
+    /// Append rows to the journal. Consecutive appends, of any logs, share
+    /// one step (and so as few statements as possible).
+    Insert { rows: Vec<JournalRow> },
     /// Store the meta row (hard state and purged index).
     PutMeta { log: LogId, hard_state: Option<Vec<u8>>, purged: i64 },
 }
+
+/// A journal row to insert: `(grp, node, idx, encoded entry)`.
+type JournalRow = (i64, i64, i64, Vec<u8>);
 
 /// The SQL steps of a batch and the bounds they lead to.
 #[derive(Debug)]
@@ -115,7 +120,12 @@ fn plan_write(log: LogId, meta: &mut LogMeta, write: LogWrite, steps: &mut Vec<S
     if let Some(last) = write.entries.last() {
         meta.entry_bytes += rows.iter().map(|(_, value)| value.len() as u64).sum::<u64>();
         meta.last = last.index.0;
-        steps.push(Step::Insert { log, rows });
+        let (grp, node) = log.key();
+        let rows = rows.into_iter().map(|(idx, value)| (grp, node, idx, value));
+        match steps.last_mut() {
+            Some(Step::Insert { rows: queued }) => queued.extend(rows),
+            _ => steps.push(Step::Insert { rows: rows.collect() }),
+        }
     }
     if let Some(hard_state) = write.hard_state {
         meta.hard_state = Some(hard_state);
@@ -137,40 +147,55 @@ fn plan_purge(log: LogId, meta: &mut LogMeta, through: LogIndex, steps: &mut Vec
     Ok(())
 }
 
-/// Rows per multi-row `INSERT`; the remainder is inserted row by row, so that
-/// only two statement texts are ever prepared.
+/// Most rows per multi-row `INSERT`. A step's rows are inserted in chunks of
+/// a power of two up to this (64, ..., 2, 1 rows), so that a handful of
+/// statement texts are ever prepared and few statements run per commit.
 const INSERT_CHUNK: usize = 64;
-const INSERT_ONE: &str = "INSERT INTO log (grp, node, idx, value) VALUES (?, ?, ?, ?)";
 
-fn insert_chunk_sql() -> &'static str {
-    static SQL: OnceLock<String> = OnceLock::new();
-    SQL.get_or_init(|| {
-        let values = vec!["(?, ?, ?, ?)"; INSERT_CHUNK].join(", ");
-        format!("INSERT INTO log (grp, node, idx, value) VALUES {values}")
+/// `INSERT INTO journal ... VALUES` with `1 << shift` rows.
+fn insert_sql(shift: u32) -> &'static str {
+    const SIZES: usize = INSERT_CHUNK.trailing_zeros() as usize + 1;
+    static SQL: [OnceLock<String>; SIZES] = [const { OnceLock::new() }; SIZES];
+    SQL[shift as usize].get_or_init(|| {
+        let values = vec!["(?, ?, ?, ?)"; 1 << shift].join(", ");
+        format!("INSERT INTO journal (grp, node, idx, value) VALUES {values}")
     })
 }
 
 impl Batch {
     /// Runs every step in one `BEGIN IMMEDIATE` transaction and commits it
-    /// (durably, under `synchronous = FULL`). Returns the bounds to publish.
+    /// (durably, under `synchronous = FULL`). `journal_rows` is the number of
+    /// rows in the journal before the batch: from [`JOURNAL_CHECKPOINT`] on,
+    /// the transaction first moves the journal into `log`. Returns the bounds
+    /// to publish and the journal's row count after the commit.
     pub(crate) async fn execute(
         self,
         conn: &mut SqliteConnection,
         db: &DbFile,
-    ) -> Result<HashMap<LogId, LogMeta>, StorageError> {
+        mut journal_rows: u64,
+    ) -> Result<(HashMap<LogId, LogMeta>, u64), StorageError> {
         let Self { steps, mut metas } = self;
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(|e| db.sqlx("beginning a transaction", e))?;
+        if journal_rows >= JOURNAL_CHECKPOINT {
+            journal::checkpoint(&mut tx).await.map_err(|e| db.sqlx("checkpointing the journal", e))?;
+            journal_rows = 0;
+        }
         for step in steps {
             match step {
                 Step::DeleteAfter { log, after } => {
                     let removed = delete(&mut tx, log, "idx > ?", after).await.map_err(|e| db.sqlx("truncating", e))?;
-                    subtract(&mut metas, log, removed);
+                    subtract(&mut metas, log, removed.bytes);
+                    journal_rows = journal_rows.saturating_sub(removed.journal_rows);
                 }
                 Step::DeleteThrough { log, through } => {
                     let removed = delete(&mut tx, log, "idx <= ?", through).await.map_err(|e| db.sqlx("purging", e))?;
-                    subtract(&mut metas, log, removed);
+                    subtract(&mut metas, log, removed.bytes);
+                    journal_rows = journal_rows.saturating_sub(removed.journal_rows);
                 }
-                Step::Insert { log, rows } => insert(&mut tx, log, rows).await.map_err(|e| db.sqlx("appending", e))?,
+                Step::Insert { rows } => {
+                    journal_rows += rows.len() as u64;
+                    insert(&mut tx, rows).await.map_err(|e| db.sqlx("appending", e))?;
+                }
                 Step::PutMeta { log, hard_state, purged } => {
                     let (grp, node) = log.key();
                     sqlx::query(
@@ -188,7 +213,7 @@ impl Batch {
             }
         }
         tx.commit().await.map_err(|e| db.sqlx("commit", e))?;
-        Ok(metas)
+        Ok((metas, journal_rows))
     }
 }
 
@@ -198,43 +223,52 @@ fn subtract(metas: &mut HashMap<LogId, LogMeta>, log: LogId, removed: u64) {
     }
 }
 
+/// What [`delete`] removed.
+struct Removed {
+    /// Bytes of the values removed from both tables.
+    bytes: u64,
+    /// Rows removed from the journal.
+    journal_rows: u64,
+}
+
 /// Deletes the entries of `log` matching `condition` (on `idx`, bound to
-/// `bound`); returns the bytes of the values removed.
-async fn delete(conn: &mut SqliteConnection, log: LogId, condition: &str, bound: i64) -> Result<u64, sqlx::Error> {
+/// `bound`) from both `log` and the journal.
+async fn delete(conn: &mut SqliteConnection, log: LogId, condition: &str, bound: i64) -> Result<Removed, sqlx::Error> {
     let (grp, node) = log.key();
-    let bytes: i64 = sqlx::query_scalar(&format!(
-        "SELECT COALESCE(SUM(LENGTH(value)), 0) FROM log WHERE grp = ? AND node = ? AND {condition}"
-    ))
-    .bind(grp)
-    .bind(node)
-    .bind(bound)
-    .fetch_one(&mut *conn)
-    .await?;
-    sqlx::query(&format!("DELETE FROM log WHERE grp = ? AND node = ? AND {condition}"))
+    let mut removed = Removed { bytes: 0, journal_rows: 0 };
+    for table in ["log", "journal"] {
+        let bytes: i64 = sqlx::query_scalar(&format!(
+            "SELECT COALESCE(SUM(LENGTH(value)), 0) FROM {table} WHERE grp = ? AND node = ? AND {condition}"
+        ))
         .bind(grp)
         .bind(node)
         .bind(bound)
-        .execute(&mut *conn)
+        .fetch_one(&mut *conn)
         .await?;
-    Ok(u64::try_from(bytes).unwrap_or_default())
+        let done = sqlx::query(&format!("DELETE FROM {table} WHERE grp = ? AND node = ? AND {condition}"))
+            .bind(grp)
+            .bind(node)
+            .bind(bound)
+            .execute(&mut *conn)
+            .await?;
+        removed.bytes += u64::try_from(bytes).unwrap_or_default();
+        if table == "journal" {
+            removed.journal_rows = done.rows_affected();
+        }
+    }
+    Ok(removed)
 }
 
-async fn insert(conn: &mut SqliteConnection, log: LogId, rows: Vec<(i64, Vec<u8>)>) -> Result<(), sqlx::Error> {
-    let (grp, node) = log.key();
+async fn insert(conn: &mut SqliteConnection, rows: Vec<JournalRow>) -> Result<(), sqlx::Error> {
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
-        let chunk: Vec<_> = rows.by_ref().take(INSERT_CHUNK).collect();
-        if chunk.len() == INSERT_CHUNK {
-            let mut query = sqlx::query(insert_chunk_sql());
-            for (idx, value) in chunk {
-                query = query.bind(grp).bind(node).bind(idx).bind(value);
-            }
-            query.execute(&mut *conn).await?;
-        } else {
-            for (idx, value) in chunk {
-                sqlx::query(INSERT_ONE).bind(grp).bind(node).bind(idx).bind(value).execute(&mut *conn).await?;
-            }
+        // The largest power of two not above the rows left (and INSERT_CHUNK).
+        let shift = rows.len().min(INSERT_CHUNK).ilog2();
+        let mut query = sqlx::query(insert_sql(shift));
+        for (grp, node, idx, value) in rows.by_ref().take(1 << shift) {
+            query = query.bind(grp).bind(node).bind(idx).bind(value);
         }
+        query.execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -275,7 +309,9 @@ mod tests {
         assert!(matches!(outcomes[1], Err(StorageError::NotContiguous { last: LogIndex(5), got: LogIndex(9) })));
         let batch = batch.expect("steps to commit");
         assert_eq!((batch.metas[&A].last, batch.metas[&B].last), (6, 1));
-        assert_eq!(batch.steps.len(), 4, "three inserts and one truncation: {:?}", batch.steps);
+        // The three appends share one insert step; the truncation of B follows it.
+        assert_eq!(batch.steps.len(), 2, "one insert and one truncation: {:?}", batch.steps);
+        assert!(matches!(&batch.steps[0], Step::Insert { rows } if rows.len() == 5), "{:?}", batch.steps);
     }
 
     #[test]
@@ -307,6 +343,14 @@ mod tests {
         assert_eq!((meta.purged, meta.last, meta.hard_state), (8, 9, Some(hs)));
         let metas = batch.steps.iter().filter(|s| matches!(s, Step::PutMeta { .. })).count();
         assert_eq!(metas, 1);
+    }
+
+    #[test]
+    fn insert_statements_hold_powers_of_two_rows() {
+        for shift in 0..=INSERT_CHUNK.ilog2() {
+            assert_eq!(insert_sql(shift).matches("(?, ?, ?, ?)").count(), 1 << shift);
+            assert!(insert_sql(shift).starts_with("INSERT INTO journal "));
+        }
     }
 
     #[test]

@@ -114,8 +114,18 @@ impl Bounds {
     }
 }
 
-/// Reads the bounds of `log` from the tables, checking that its entries are
-/// contiguous from `purged + 1` and that its hard state decodes.
+/// Entries of one log in both tables, a journal row replacing a `log` row
+/// with the same index (`?1` = grp, `?2` = node): MIN, MAX, COUNT, COUNT
+/// DISTINCT of the indices and the total value bytes. One statement, so one
+/// snapshot even if the writer checkpoints meanwhile.
+const LOAD_SQL: &str = "SELECT MIN(idx), MAX(idx), COUNT(*), COUNT(DISTINCT idx), COALESCE(SUM(LENGTH(value)), 0) \
+     FROM (SELECT idx, value FROM log WHERE grp = ?1 AND node = ?2 \
+             AND idx NOT IN (SELECT idx FROM journal WHERE grp = ?1 AND node = ?2) \
+           UNION ALL SELECT idx, value FROM journal WHERE grp = ?1 AND node = ?2)";
+
+/// Reads the bounds of `log` from the tables (`log` and the journal), checking
+/// that its entries are contiguous from `purged + 1` and that its hard state
+/// decodes.
 pub(crate) async fn load(conn: &mut SqliteConnection, db: &DbFile, log: LogId) -> Result<LogMeta, StorageError> {
     let (grp, node) = log.key();
     let row: Option<(Option<Vec<u8>>, i64)> =
@@ -132,14 +142,12 @@ pub(crate) async fn load(conn: &mut SqliteConnection, db: &DbFile, log: LogId) -
         .map_err(|e| db.corrupt_meta(log, format!("hard state: {e}")))?;
     let purged = u64::try_from(purged).map_err(|_| db.corrupt_meta(log, format!("negative purged index {purged}")))?;
 
-    let (min, max, count, bytes): (Option<i64>, Option<i64>, i64, i64) = sqlx::query_as(
-        "SELECT MIN(idx), MAX(idx), COUNT(*), COALESCE(SUM(LENGTH(value)), 0) FROM log WHERE grp = ? AND node = ?",
-    )
-    .bind(grp)
-    .bind(node)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(|e| db.sqlx("reading the log table", e))?;
+    let (min, max, count, distinct, bytes): (Option<i64>, Option<i64>, i64, i64, i64) = sqlx::query_as(LOAD_SQL)
+        .bind(grp)
+        .bind(node)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| db.sqlx("reading the log table", e))?;
 
     let mut meta = LogMeta { purged, last: purged, hard_state, entry_bytes: u64::try_from(bytes).unwrap_or_default() };
     if let (Some(min), Some(max)) = (min, max) {
@@ -150,6 +158,10 @@ pub(crate) async fn load(conn: &mut SqliteConnection, db: &DbFile, log: LogId) -
             return Err(db.corrupt_log(log, min, reason));
         }
         let expected = max - min + 1;
+        if count != distinct {
+            let reason = format!("{count} entries stored between {min} and {max}, {distinct} distinct indices");
+            return Err(db.corrupt_log(log, max, reason));
+        }
         if u64::try_from(count).ok() != Some(expected) {
             let reason = format!("{count} entries stored between {min} and {max}: some are missing");
             return Err(db.corrupt_log(log, max, reason));

@@ -72,6 +72,14 @@ impl DbFile {
         self.corrupt_log(log, index, err.to_string())
     }
 
+    /// A stored entry that failed to decode, still in the journal at `seq`.
+    pub(crate) fn corrupt_journal_entry(&self, log: LogId, index: u64, seq: i64, err: &CodecError) -> StorageError {
+        StorageError::Corrupt {
+            location: format!("{} log ({log}, index {index}) (journal seq {seq})", self.0.display()),
+            reason: err.to_string(),
+        }
+    }
+
     /// The log of `log` is inconsistent at `index` (missing or misplaced entry).
     pub(crate) fn corrupt_log(&self, log: LogId, index: u64, reason: String) -> StorageError {
         StorageError::Corrupt { location: format!("{} log ({log}, index {index})", self.0.display()), reason }
@@ -128,6 +136,9 @@ mod tests {
         let StorageError::Corrupt { location, reason } = &err else { panic!("expected Corrupt, got {err:?}") };
         assert_eq!(location, "/data/raftkv.sqlite log (group 3, node 4, index 17)");
         assert_eq!(reason, "unknown entry kind 9");
+        let err = db.corrupt_journal_entry(log, 17, 5, &CodecError::UnknownKind(9));
+        let StorageError::Corrupt { location, .. } = &err else { panic!("expected Corrupt, got {err:?}") };
+        assert_eq!(location, "/data/raftkv.sqlite log (group 3, node 4, index 17) (journal seq 5)");
     }
 
     #[test]

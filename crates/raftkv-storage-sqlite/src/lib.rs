@@ -29,17 +29,24 @@
 //! ```
 //!
 //! - **Layout**: `dir/raftkv.sqlite` holds a `log` table (one row per entry,
-//!   keyed by group, node and index) and a `meta` table (hard state and last
-//!   purged index per member), both created by embedded migrations. Values are
-//!   the checksummed records of [`raftkv_core::storage::codec`]; a damaged one
-//!   is reported as [`StorageError::Corrupt`](raftkv_core::storage::StorageError)
-//!   naming the file, member and index. Snapshots are files in
+//!   keyed by group, node and index), a `journal` table (recently appended
+//!   entries of every member, in append order) and a `meta` table (hard state
+//!   and last purged index per member), all created by embedded migrations.
+//!   Values are the checksummed records of [`raftkv_core::storage::codec`]; a
+//!   damaged one is reported as [`StorageError::Corrupt`](raftkv_core::storage::StorageError)
+//!   naming the file, member and index (and the journal seq while the entry
+//!   is still in the journal). Snapshots are files in
 //!   `dir/snapshots/g<group>-n<node>/` ([`FileSnapshotStore`](raftkv_core::storage::FileSnapshotStore)).
 //! - **Durability**: WAL journal and `synchronous = FULL`: a call returns only
 //!   after its commit is fsynced ([`SyncMode::Never`] turns that off, for
 //!   benchmarks only).
 //! - **Group commit**: one writer task commits whatever every member queued
 //!   meanwhile in one transaction; [`SqliteStorage::commits`] counts them.
+//!   Appends go to the shared append-only `journal`, so a commit carrying
+//!   entries of many members dirties the journal's last pages rather than one
+//!   `log` page per member; the writer moves the journal into `log` every
+//!   2048 rows (inside a batch's transaction) and on open and close. Reads,
+//!   truncation and purges see both tables.
 //! - **Deterministic simulation**: database work runs on tokio's blocking
 //!   pool, so a paused tokio clock does not advance during disk I/O.
 
@@ -47,6 +54,7 @@ mod batch;
 mod blocking;
 mod bounds;
 mod error;
+mod journal;
 mod log_store;
 mod options;
 mod read_pool;

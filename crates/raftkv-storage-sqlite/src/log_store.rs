@@ -22,7 +22,8 @@ use crate::storage::Shared;
 /// memory, then committed by the storage's single writer, possibly in one
 /// transaction with other members' writes (group commit); each call returns
 /// once its own effect is durable. `state` and `size_bytes` answer from the
-/// cache; `entries` reads the table. Clones share the log.
+/// cache; `entries` reads the tables (`log` and the append journal, merged).
+/// Clones share the log.
 #[derive(Clone)]
 pub struct SqliteLogStore {
     shared: Arc<Shared>,
@@ -59,8 +60,17 @@ impl SqliteLogStore {
     }
 }
 
-/// Reads and decodes the entries `from..=last` of `log`, stopping at the first
-/// index that is not stored.
+/// The entries of one log in `[?3, ?4]` from both tables, in index order, with
+/// the journal seq of those still in the journal; a journal row replaces a
+/// `log` row with the same index. One statement, so one snapshot even if the
+/// writer checkpoints meanwhile.
+const FETCH_SQL: &str = "SELECT idx, value, NULL FROM log WHERE grp = ?1 AND node = ?2 AND idx BETWEEN ?3 AND ?4 \
+       AND idx NOT IN (SELECT idx FROM journal WHERE grp = ?1 AND node = ?2 AND idx BETWEEN ?3 AND ?4) \
+     UNION ALL SELECT idx, value, seq FROM journal WHERE grp = ?1 AND node = ?2 AND idx BETWEEN ?3 AND ?4 \
+     ORDER BY idx";
+
+/// Reads and decodes the entries `from..=last` of `log` (from `log` and the
+/// journal), stopping at the first index that is not stored.
 async fn fetch(
     conn: &mut SqliteConnection,
     db: &DbFile,
@@ -70,21 +80,24 @@ async fn fetch(
 ) -> Result<Fetched, StorageError> {
     let (grp, node) = log.key();
     let bound = |i: u64| i64::try_from(i).unwrap_or(i64::MAX);
-    let rows: Vec<(i64, Vec<u8>)> =
-        sqlx::query_as("SELECT idx, value FROM log WHERE grp = ? AND node = ? AND idx BETWEEN ? AND ? ORDER BY idx")
-            .bind(grp)
-            .bind(node)
-            .bind(bound(from))
-            .bind(bound(last))
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(|e| db.sqlx("reading entries", e))?;
+    let rows: Vec<(i64, Vec<u8>, Option<i64>)> = sqlx::query_as(FETCH_SQL)
+        .bind(grp)
+        .bind(node)
+        .bind(bound(from))
+        .bind(bound(last))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| db.sqlx("reading entries", e))?;
     let mut entries = Vec::with_capacity(rows.len());
-    for ((idx, value), expected) in rows.into_iter().zip(from..) {
+    for ((idx, value, seq), expected) in rows.into_iter().zip(from..) {
         if u64::try_from(idx).ok() != Some(expected) {
             return Ok(Fetched::Missing(expected));
         }
-        entries.push(codec::decode_entry(LogIndex(expected), &value).map_err(|e| db.corrupt_entry(log, expected, &e))?);
+        let entry = codec::decode_entry(LogIndex(expected), &value).map_err(|e| match seq {
+            Some(seq) => db.corrupt_journal_entry(log, expected, seq, &e),
+            None => db.corrupt_entry(log, expected, &e),
+        })?;
+        entries.push(entry);
     }
     let next = from + entries.len() as u64;
     Ok(if next > last { Fetched::Entries(entries) } else { Fetched::Missing(next) })

@@ -17,7 +17,10 @@ use sqlx::SqliteConnection;
 use crate::error::DbFile;
 
 /// Every migration, in order: (version, description, SQL).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/0001_init.sql")),
+    (2, "journal", include_str!("../migrations/0002_journal.sql")),
+];
 
 /// The migrations compiled into this crate.
 #[derive(Debug)]

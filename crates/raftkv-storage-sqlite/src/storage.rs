@@ -14,6 +14,7 @@ use sqlx::{ConnectOptions, Connection, SqliteConnection};
 use crate::blocking::run_db;
 use crate::bounds::{self, Bounds, LogId};
 use crate::error::DbFile;
+use crate::journal;
 use crate::log_store::SqliteLogStore;
 use crate::read_pool::ReadPool;
 use crate::writer::WriterHandle;
@@ -170,8 +171,9 @@ impl fmt::Debug for SqliteStorage {
     }
 }
 
-/// Creates the directories, opens the write connection, checks the file and
-/// creates or upgrades the tables. Runs on the blocking pool.
+/// Creates the directories, opens the write connection, checks the file,
+/// creates or upgrades the tables and checkpoints the journal. Runs on the
+/// blocking pool.
 async fn prepare(
     dir: &Path,
     db: &DbFile,
@@ -184,7 +186,9 @@ async fn prepare(
         if check {
             schema::check(&mut conn, db).await?;
         }
-        schema::migrate(&mut conn, db).await
+        schema::migrate(&mut conn, db).await?;
+        // Entries left in the journal by a crash (or a failed close) go to `log`.
+        journal::checkpoint_now(&mut conn, db).await
     };
     if let Err(e) = ready.await {
         let _ = conn.close().await;

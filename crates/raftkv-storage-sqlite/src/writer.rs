@@ -4,7 +4,10 @@
 //! It takes the first queued request, drains every other request already
 //! queued (up to [`MAX_BATCH`]), validates them in order ([`plan`]), applies
 //! the valid ones in ONE transaction, commits once, and only then answers each.
-//! Requests of one caller stay in the order they were queued. After a failed
+//! Requests of one caller stay in the order they were queued. Appended entries
+//! go to the journal, which a batch moves into `log` first once it is long
+//! enough and which is moved once more when the writer shuts down (see
+//! [`crate::journal`]). After a failed
 //! commit the state on disk is unknown, so every later write fails too: the
 //! store must be reopened (the `LogStore` contract's rule for `Io` errors).
 
@@ -19,6 +22,7 @@ use crate::batch::{plan, Command};
 use crate::blocking::run_db;
 use crate::bounds::Bounds;
 use crate::error::{duplicate, DbFile};
+use crate::journal;
 
 /// Most requests committed in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -40,10 +44,11 @@ pub(crate) struct WriterHandle {
 }
 
 impl WriterHandle {
-    /// Starts the writer task on the current runtime.
+    /// Starts the writer task on the current runtime; the journal of `conn`'s
+    /// database must be empty (checkpointed when opening).
     pub(crate) fn spawn(conn: SqliteConnection, db: DbFile, bounds: Arc<Bounds>, commits: Arc<AtomicU64>) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        let writer = Writer { conn: Some(conn), db, bounds, commits, rx, failed: None };
+        let writer = Writer { conn: Some(conn), db, bounds, commits, rx, failed: None, journal_rows: 0 };
         tokio::spawn(writer.run());
         Self { tx }
     }
@@ -73,6 +78,8 @@ struct Writer {
     rx: mpsc::UnboundedReceiver<Message>,
     /// The error of a failed commit; every later request fails.
     failed: Option<StorageError>,
+    /// Rows in the journal (committed).
+    journal_rows: u64,
 }
 
 impl Writer {
@@ -135,9 +142,9 @@ impl Writer {
             let committed = match self.conn.take() {
                 None => Err(StorageError::Closed),
                 Some(mut conn) => {
-                    let db = self.db.clone();
+                    let (db, journal_rows) = (self.db.clone(), self.journal_rows);
                     let done = run_db(move || async move {
-                        let result = batch.execute(&mut conn, &db).await;
+                        let result = batch.execute(&mut conn, &db, journal_rows).await;
                         (conn, result)
                     })
                     .await;
@@ -151,7 +158,8 @@ impl Writer {
                 }
             };
             match committed {
-                Ok(metas) => {
+                Ok((metas, journal_rows)) => {
+                    self.journal_rows = journal_rows;
                     self.commits.fetch_add(1, Ordering::Relaxed);
                     self.bounds.publish(metas);
                     tracing::trace!(requests, "group commit");
@@ -171,9 +179,21 @@ impl Writer {
         }
     }
 
+    /// Checkpoints the journal (unless a commit failed: the state on disk is
+    /// unknown then, and opening checkpoints it anyway) and closes the
+    /// connection.
     async fn shut_down(&mut self) {
-        let Some(conn) = self.conn.take() else { return };
-        let closed = run_db(move || async move { conn.close().await }).await;
+        let Some(mut conn) = self.conn.take() else { return };
+        let (db, checkpoint) = (self.db.clone(), self.failed.is_none() && self.journal_rows > 0);
+        let closed = run_db(move || async move {
+            if checkpoint {
+                if let Err(e) = journal::checkpoint_now(&mut conn, &db).await {
+                    tracing::warn!(error = %e, "checkpointing the journal on close failed; opening will retry");
+                }
+            }
+            conn.close().await
+        })
+        .await;
         match closed {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "closing the write connection failed"),
