@@ -3,19 +3,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use bytes::Bytes;
-use raftkv_core::raft::{Entry, EntryPayload, HardState, SnapshotMeta};
+use raftkv_core::raft::{Entry, HardState, SnapshotMeta};
 use raftkv_core::storage::{LogStore, SnapshotStore, StorageError};
 use raftkv_core::{GroupId, LogIndex, NodeId, Term};
 use raftkv_storage_redb::{RedbLogStore, RedbOptions, RedbStorage};
 
 fn ents(range: std::ops::RangeInclusive<u64>, term: u64) -> Vec<Entry> {
-    range
-        .map(|i| Entry {
-            term: Term(term),
-            index: LogIndex(i),
-            payload: EntryPayload::Command(Bytes::from(format!("t{term}-{i}"))),
-        })
-        .collect()
+    raftkv_core::testkit::tagged_entries(range, term, &format!("t{term}"))
 }
 
 /// The state left by the writes of the test below.

@@ -6,22 +6,15 @@
 
 use std::path::Path;
 
-use bytes::Bytes;
-use raftkv_core::raft::{Entry, EntryPayload};
+use raftkv_core::raft::Entry;
 use raftkv_core::storage::{codec, LogStore, LogWrite, StorageError};
-use raftkv_core::{GroupId, LogIndex, NodeId, Term};
+use raftkv_core::{GroupId, LogIndex, NodeId};
 use raftkv_storage_sqlite::{SqliteLogStore, SqliteOptions, SqliteStorage};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 
 fn ents(range: std::ops::RangeInclusive<u64>, term: u64, tag: &str) -> Vec<Entry> {
-    range
-        .map(|i| Entry {
-            term: Term(term),
-            index: LogIndex(i),
-            payload: EntryPayload::Command(Bytes::from(format!("{tag}-{i}"))),
-        })
-        .collect()
+    raftkv_core::testkit::tagged_entries(range, term, tag)
 }
 
 fn bytes_of(entries: &[Entry]) -> u64 {

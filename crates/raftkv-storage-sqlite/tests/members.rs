@@ -3,20 +3,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers outside #[test] fns panic on purpose
 
-use bytes::Bytes;
-use raftkv_core::raft::{Entry, EntryPayload, HardState};
+use raftkv_core::raft::{Entry, HardState};
 use raftkv_core::storage::{LogStore, LogWrite, StorageError};
 use raftkv_core::{GroupId, LogIndex, NodeId, Term};
 use raftkv_storage_sqlite::{SqliteOptions, SqliteStorage, DB_FILE};
 
 fn ents(range: std::ops::RangeInclusive<u64>, term: u64, tag: &str) -> Vec<Entry> {
-    range
-        .map(|i| Entry {
-            term: Term(term),
-            index: LogIndex(i),
-            payload: EntryPayload::Command(Bytes::from(format!("{tag}-{i}"))),
-        })
-        .collect()
+    raftkv_core::testkit::tagged_entries(range, term, tag)
 }
 
 fn hs(term: u64, vote: u64) -> HardState {

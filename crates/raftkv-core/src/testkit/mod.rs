@@ -5,3 +5,18 @@ pub mod sim;
 mod storage_conformance;
 
 pub use storage_conformance::{storage_conformance, MemHarness, StoreHarness};
+
+use crate::raft::{Entry, EntryPayload};
+use crate::types::{LogIndex, Term};
+
+/// Entries `range` of `term` whose commands read `"<tag>-<index>"` (for store tests).
+#[must_use]
+pub fn tagged_entries(range: std::ops::RangeInclusive<u64>, term: u64, tag: &str) -> Vec<Entry> {
+    range
+        .map(|i| Entry {
+            term: Term(term),
+            index: LogIndex(i),
+            payload: EntryPayload::Command(bytes::Bytes::from(format!("{tag}-{i}"))),
+        })
+        .collect()
+}
