@@ -42,6 +42,7 @@
 //!
 //! A three-member replicated counter is in `examples/counter.rs`.
 
+pub mod api;
 pub mod raft;
 pub mod rng;
 pub mod state_machine;
@@ -52,4 +53,4 @@ pub mod types;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use types::{ConfigNum, GroupId, LogIndex, NodeId, ShardId, Term};
+pub use types::{ClientId, ConfigNum, GroupId, LogIndex, NodeId, ShardId, Term};

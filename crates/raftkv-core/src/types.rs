@@ -49,6 +49,10 @@ newtype_u64!(
     /// The number of a shard configuration published by the controller.
     ConfigNum
 );
+newtype_u64!(
+    /// Identifies one client (clerk) for at-most-once deduplication.
+    ClientId
+);
 
 impl LogIndex {
     /// The index right after this one.

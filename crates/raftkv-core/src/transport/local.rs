@@ -103,10 +103,10 @@ impl LocalTransport {
 impl Transport for LocalTransport {
     async fn call(&self, from: NodeId, to: NodeId, request: RaftRequest) -> Result<RaftResponse, TransportError> {
         // Clone the handler out so the registry is not locked during the call.
-        let handler = self.lock().get(&to).cloned().ok_or(TransportError::Unreachable(to))?;
-        handler.handle_rpc(from, request).await.map_err(|e| match e {
-            RaftError::Stopped => TransportError::Unreachable(to),
-            other => TransportError::Rejected { node: to, reason: other.to_string() },
+        let handler = self.lock().get(&to).cloned().ok_or_else(|| TransportError::unreachable(to, "not registered"))?;
+        handler.submit(from, request).await.map_err(|e| match e {
+            RaftError::Stopped => TransportError::unreachable(to, "the member has stopped"),
+            other => TransportError::rejected(to, other.to_string()),
         })
     }
 }
@@ -126,6 +126,7 @@ mod tests {
     use crate::raft::{HeartbeatRequest, HeartbeatResponse};
     use crate::state_machine::{Committed, StateMachine, StateMachineError};
     use crate::storage::{MemDisk, SnapshotReader, SnapshotWriter};
+    use crate::transport::Peer;
     use crate::types::{GroupId, LogIndex, Term};
 
     /// Answers heartbeats with its own term and counts calls.
@@ -134,16 +135,16 @@ mod tests {
         calls: AtomicU64,
     }
 
-    #[async_trait]
     impl RaftRpcHandler for Echo {
-        async fn handle_rpc(&self, _from: NodeId, request: RaftRequest) -> Result<RaftResponse, RaftError> {
+        fn submit(&self, _from: NodeId, request: RaftRequest) -> crate::raft::driver::RpcFuture {
             self.calls.fetch_add(1, Ordering::SeqCst);
-            match request {
+            let answer = match request {
                 RaftRequest::Heartbeat(h) => {
                     Ok(RaftResponse::Heartbeat(HeartbeatResponse { term: self.term, read_seq: h.read_seq }))
                 }
                 _ => Err(RaftError::Stopped),
-            }
+            };
+            Box::pin(std::future::ready(answer))
         }
     }
 
@@ -164,19 +165,17 @@ mod tests {
         assert_eq!(echo.calls.load(Ordering::SeqCst), 1);
 
         let err = t.call(NodeId(1), NodeId(3), heartbeat(1)).await.unwrap_err();
-        assert_eq!(err, TransportError::Unreachable(NodeId(3)));
+        assert!(matches!(&err, TransportError::Unreachable { peer, .. } if *peer == Peer::node(NodeId(3))), "{err}");
 
         // A handler that reports a stopped member is unreachable too.
         let timeout_now = RaftRequest::TimeoutNow(crate::raft::TimeoutNowRequest { term: Term(1), leader: NodeId(1) });
-        assert_eq!(
-            t.call(NodeId(1), NodeId(2), timeout_now).await.unwrap_err(),
-            TransportError::Unreachable(NodeId(2))
-        );
+        let err = t.call(NodeId(1), NodeId(2), timeout_now).await.unwrap_err();
+        assert!(matches!(&err, TransportError::Unreachable { peer, .. } if *peer == Peer::node(NodeId(2))), "{err}");
 
         assert!(t.clone().unregister(NodeId(2)).is_some());
         assert!(!t.is_registered(NodeId(2)));
         let err = t.call(NodeId(1), NodeId(2), heartbeat(2)).await.unwrap_err();
-        assert_eq!(err, TransportError::Unreachable(NodeId(2)));
+        assert!(matches!(err, TransportError::Unreachable { .. }), "{err}");
         assert_eq!(echo.calls.load(Ordering::SeqCst), 2);
     }
 

@@ -87,17 +87,31 @@ pub(crate) enum Command<R> {
     Shutdown { reply: oneshot::Sender<()> },
 }
 
+/// The answer to a request queued with [`RaftRpcHandler::submit`].
+pub type RpcFuture = futures::future::BoxFuture<'static, Result<RaftResponse, RaftError>>;
+
 /// Server half of a transport: something that answers Raft requests.
-#[async_trait::async_trait]
+///
+/// # Contract
+/// - `submit` queues the request at once (it does not wait) and returns the
+///   future of its answer. Requests are handled in the order they were
+///   submitted, so a transport that submits the messages of one ordered
+///   stream in arrival order keeps a pipeline of appends in order, while
+///   their answers are awaited concurrently.
+/// - The future fails with [`RaftError::Stopped`] if the member stopped.
 pub trait RaftRpcHandler: Send + Sync + 'static {
-    /// Answer a request from peer `from`.
-    async fn handle_rpc(&self, from: NodeId, request: RaftRequest) -> Result<RaftResponse, RaftError>;
+    /// Queue a request from peer `from`; the future resolves to its answer.
+    fn submit(&self, from: NodeId, request: RaftRequest) -> RpcFuture;
 }
 
-#[async_trait::async_trait]
 impl<R: Send + 'static> RaftRpcHandler for RaftHandle<R> {
-    async fn handle_rpc(&self, from: NodeId, request: RaftRequest) -> Result<RaftResponse, RaftError> {
-        RaftHandle::handle_rpc(self, from, request).await
+    fn submit(&self, from: NodeId, request: RaftRequest) -> RpcFuture {
+        let (reply, rx) = oneshot::channel();
+        let sent = self.tx.send(Command::Rpc { from, request, reply });
+        Box::pin(async move {
+            sent.map_err(|_| RaftError::Stopped)?;
+            rx.await.map_err(|_| RaftError::Stopped)
+        })
     }
 }
 
@@ -227,11 +241,10 @@ impl<R: Send + 'static> RaftHandle<R> {
         rx.await.map_err(|_| RaftError::Stopped)
     }
 
-    /// Server half of a transport: deliver a request from peer `from`.
+    /// Server half of a transport: deliver a request from peer `from` and
+    /// wait for the answer (see [`RaftRpcHandler::submit`]).
     pub async fn handle_rpc(&self, from: NodeId, request: RaftRequest) -> Result<RaftResponse, RaftError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx.send(Command::Rpc { from, request, reply }).map_err(|_| RaftError::Stopped)?;
-        rx.await.map_err(|_| RaftError::Stopped)
+        RaftRpcHandler::submit(self, from, request).await
     }
 
     /// Stop the member: pending calls fail with [`RaftError::Stopped`].

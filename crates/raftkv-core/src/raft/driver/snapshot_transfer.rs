@@ -3,18 +3,12 @@
 use std::sync::Arc;
 
 use crate::raft::core::{RaftCore, SnapshotSendOutcome};
-use crate::raft::{InstallSnapshotRequest, InstallSnapshotResponse, RaftRequest, RaftResponse, SnapshotMeta};
+use crate::raft::{InstallSnapshotRequest, InstallSnapshotResponse, SnapshotMeta};
 use crate::storage::{SnapshotStore, SnapshotWriter};
-use crate::transport::Transport;
+use crate::transport::{OutgoingSnapshot, Transport};
 use crate::types::{GroupId, NodeId, Term};
 
-/// Times a chunk is resent after a transport error before the stream is abandoned.
-const CHUNK_RETRIES: u32 = 8;
-/// Pause before resending a chunk, multiplied by the attempt number.
-const CHUNK_RETRY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(20);
-
-/// Stream the latest snapshot to `to`, one chunk per request, resending a
-/// chunk whose request or reply was lost.
+/// Stream the latest snapshot to `to` through the transport, chunk by chunk.
 pub(crate) async fn send_snapshot(
     group: GroupId,
     store: Arc<dyn SnapshotStore>,
@@ -24,53 +18,21 @@ pub(crate) async fn send_snapshot(
     term: Term,
     chunk_bytes: usize,
 ) -> SnapshotSendOutcome {
-    let Ok(Some((meta, mut reader))) = store.open_latest().await else {
+    let Ok(Some((meta, reader))) = store.open_latest().await else {
         return SnapshotSendOutcome::Failed;
     };
-    let mut offset = 0u64;
-    let mut next = match reader.next_chunk(chunk_bytes).await {
-        Ok(chunk) => chunk.unwrap_or_default(),
-        Err(_) => return SnapshotSendOutcome::Failed,
-    };
-    loop {
-        let data = std::mem::take(&mut next);
-        let following = match reader.next_chunk(chunk_bytes).await {
-            Ok(chunk) => chunk,
-            Err(_) => return SnapshotSendOutcome::Failed,
-        };
-        let done = following.is_none();
-        let len = data.len() as u64;
-        let mut attempt = 0u32;
-        loop {
-            let request = InstallSnapshotRequest { term, leader: from, meta, offset, data: data.clone(), done };
-            let resp = match transport.call(from, to, RaftRequest::InstallSnapshot(request)).await {
-                Ok(RaftResponse::InstallSnapshot(resp)) => resp,
-                _ => {
-                    // A lost request or reply: resend the same chunk (the
-                    // follower answers a duplicate with its expected offset).
-                    attempt += 1;
-                    if attempt > CHUNK_RETRIES {
-                        return SnapshotSendOutcome::Failed;
-                    }
-                    tokio::time::sleep(CHUNK_RETRY_BACKOFF * attempt).await;
-                    continue;
-                }
-            };
-            if resp.term > term {
-                return SnapshotSendOutcome::HigherTerm(resp.term);
-            }
-            // Accepted, or refused as a duplicate of a chunk the follower already holds.
-            if resp.next_offset == offset + len {
-                break;
-            }
-            return SnapshotSendOutcome::Failed;
+    let mut snapshot = OutgoingSnapshot::new(term, from, meta, reader, chunk_bytes);
+    match transport.send_snapshot(from, to, &mut snapshot).await {
+        Ok(resp) if resp.term > term => SnapshotSendOutcome::HigherTerm(resp.term),
+        Ok(resp) if snapshot.is_finished() && resp.next_offset == snapshot.offset() => {
+            tracing::info!(group = %group, node = %from, term = %term, index = %meta.last_index, to = %to, bytes = snapshot.offset(), "snapshot sent");
+            SnapshotSendOutcome::Installed(meta)
         }
-        if done {
-            tracing::info!(group = %group, node = %from, term = %term, index = %meta.last_index, to = %to, bytes = offset + len, "snapshot sent");
-            return SnapshotSendOutcome::Installed(meta);
+        Ok(_) => SnapshotSendOutcome::Failed,
+        Err(e) => {
+            tracing::debug!(group = %group, node = %from, term = %term, to = %to, error = %e, "snapshot send failed");
+            SnapshotSendOutcome::Failed
         }
-        offset += len;
-        next = following.unwrap_or_default();
     }
 }
 

@@ -215,10 +215,10 @@ impl SimNetwork {
             tokio::time::sleep(Duration::from_millis(pre_delay)).await;
         }
         let Some((to_incarnation, handler)) = target else {
-            return Err(TransportError::Unreachable(to));
+            return Err(TransportError::unreachable(to, "simulated network"));
         };
         if drop_request {
-            return Err(TransportError::Unreachable(to));
+            return Err(TransportError::unreachable(to, "simulated network"));
         }
         {
             let mut st = self.lock();
@@ -228,7 +228,10 @@ impl SimNetwork {
                 }
             }
         }
-        let response = handler.handle_rpc(from, request).await.map_err(|_| TransportError::Unreachable(to))?;
+        let response = handler
+            .submit(from, request)
+            .await
+            .map_err(|_| TransportError::unreachable(to, "the member has stopped"))?;
         let reorder_delay = {
             let mut st = self.lock();
             let still_up = Self::link_up(&st, from, from_incarnation, to).is_some_and(|(inc, _)| inc == to_incarnation);
@@ -241,7 +244,7 @@ impl SimNetwork {
             };
             st.trace = mix(st.trace, u64::from(still_up) ^ (u64::from(drop_reply) << 1) ^ (delay << 2));
             if !still_up || drop_reply {
-                return Err(TransportError::Unreachable(to));
+                return Err(TransportError::unreachable(to, "simulated network"));
             }
             delay
         };

@@ -1,0 +1,39 @@
+//! What a node reports about itself to operators.
+
+use crate::raft::core::Status;
+use crate::types::{ConfigNum, GroupId, ShardId};
+
+/// Where a shard stands on one group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShardState {
+    /// Owned and serving requests.
+    Serving,
+    /// Gained in the current configuration; waiting for its data.
+    Pulling,
+    /// Lost in the current configuration; held until the new owner has it.
+    Sending,
+    /// Installed here; the previous owner has not yet confirmed deleting its copy.
+    Collecting,
+}
+
+/// One shard's state on a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShardStatus {
+    /// The shard.
+    pub shard: ShardId,
+    /// Its state.
+    pub state: ShardState,
+}
+
+/// A node's view of itself: its Raft member and, on a ShardKV node, its shards.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// The node's group.
+    pub group: GroupId,
+    /// The Raft member.
+    pub raft: Status,
+    /// The shard configuration the node is at (0 on a controller).
+    pub config: ConfigNum,
+    /// Shards the node holds, in shard order.
+    pub shards: Vec<ShardStatus>,
+}

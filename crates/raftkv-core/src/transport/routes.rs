@@ -1,0 +1,172 @@
+//! [`Routes`]: what a network server hosts, and how a decoded request reaches
+//! it. Shared by every network transport so that each only decodes, encodes
+//! and maps [`RouteError`]s to its own status codes.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use futures::future::BoxFuture;
+use futures::{Stream, StreamExt};
+
+use super::snapshot::chunk_taken;
+use crate::api::{ServiceHandler, ServiceRequest, ServiceResponse};
+use crate::raft::driver::RaftRpcHandler;
+use crate::raft::{InstallSnapshotRequest, InstallSnapshotResponse, RaftRequest, RaftResponse};
+use crate::types::{GroupId, NodeId};
+
+/// Where a Raft request goes: the group, the sending member and the receiving one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RaftRoute {
+    /// The Raft group.
+    pub group: GroupId,
+    /// The sender.
+    pub from: NodeId,
+    /// The receiver.
+    pub to: NodeId,
+}
+
+/// Why a server could not deliver a request.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RouteError {
+    /// No such member is hosted here.
+    #[error("no member {node} of group {group} on this server")]
+    UnknownMember {
+        /// The group asked for.
+        group: GroupId,
+        /// The member asked for.
+        node: NodeId,
+    },
+    /// The member has stopped.
+    #[error("member {node} of group {group} has stopped")]
+    Stopped {
+        /// The group.
+        group: GroupId,
+        /// The member.
+        node: NodeId,
+    },
+    /// The server hosts no service handler.
+    #[error("this server does not offer service RPCs")]
+    NoService,
+    /// A snapshot stream was empty, mixed snapshots, or failed to decode.
+    #[error("bad snapshot stream: {0}")]
+    BadStream(String),
+}
+
+#[derive(Default)]
+struct Hosted {
+    members: BTreeMap<(GroupId, NodeId), Arc<dyn RaftRpcHandler>>,
+    service: Option<Arc<dyn ServiceHandler>>,
+}
+
+/// The members and the service a server hosts. Clones share one table, so a
+/// server can be started first and members added as they start.
+#[derive(Clone, Default)]
+pub struct Routes {
+    hosted: Arc<RwLock<Hosted>>,
+}
+
+impl std::fmt::Debug for Routes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hosted = self.hosted.read().unwrap_or_else(PoisonError::into_inner);
+        f.debug_struct("Routes")
+            .field("members", &hosted.members.keys().collect::<Vec<_>>())
+            .field("service", &hosted.service.is_some())
+            .finish()
+    }
+}
+
+impl Routes {
+    /// An empty table.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Host member `node` of `group`; returns the handler it replaces, if any.
+    pub fn add_member(
+        &self,
+        group: GroupId,
+        node: NodeId,
+        handler: Arc<dyn RaftRpcHandler>,
+    ) -> Option<Arc<dyn RaftRpcHandler>> {
+        self.hosted.write().unwrap_or_else(PoisonError::into_inner).members.insert((group, node), handler)
+    }
+
+    /// Stop hosting member `node` of `group`; returns its handler, if any.
+    pub fn remove_member(&self, group: GroupId, node: NodeId) -> Option<Arc<dyn RaftRpcHandler>> {
+        self.hosted.write().unwrap_or_else(PoisonError::into_inner).members.remove(&(group, node))
+    }
+
+    /// Serve service RPCs with `handler` (replacing any previous one).
+    pub fn set_service(&self, handler: Arc<dyn ServiceHandler>) {
+        self.hosted.write().unwrap_or_else(PoisonError::into_inner).service = Some(handler);
+    }
+
+    /// The handler of member `node` of `group`.
+    pub fn member(&self, group: GroupId, node: NodeId) -> Result<Arc<dyn RaftRpcHandler>, RouteError> {
+        let hosted = self.hosted.read().unwrap_or_else(PoisonError::into_inner);
+        hosted.members.get(&(group, node)).cloned().ok_or(RouteError::UnknownMember { group, node })
+    }
+
+    /// Queue `request` for the member `route` names, at once (so requests
+    /// submitted in stream order are handled in that order), and return the
+    /// future of its answer.
+    pub fn submit(
+        &self,
+        route: RaftRoute,
+        request: RaftRequest,
+    ) -> Result<BoxFuture<'static, Result<RaftResponse, RouteError>>, RouteError> {
+        let answer = self.member(route.group, route.to)?.submit(route.from, request);
+        Ok(Box::pin(
+            async move { answer.await.map_err(|_| RouteError::Stopped { group: route.group, node: route.to }) },
+        ))
+    }
+
+    /// Feed a stream of snapshot chunks, each with its route, to the member
+    /// the first one names, in order. Stops at the first answer that does not
+    /// take its chunk (a higher term, a refusal) or after the chunk marked
+    /// `done`, and returns that answer; a stream that ends early returns the
+    /// answer to its last chunk. Every chunk must name the same route, term
+    /// and snapshot as the first.
+    pub async fn receive_snapshot<S, E>(&self, mut chunks: S) -> Result<InstallSnapshotResponse, RouteError>
+    where
+        S: Stream<Item = Result<(RaftRoute, InstallSnapshotRequest), E>> + Unpin + Send,
+        E: std::fmt::Display,
+    {
+        let bad = |what: String| RouteError::BadStream(what);
+        let (route, first) = match chunks.next().await {
+            Some(Ok(item)) => item,
+            Some(Err(e)) => return Err(bad(e.to_string())),
+            None => return Err(bad("the stream held no chunk".into())),
+        };
+        let member = self.member(route.group, route.to)?;
+        let stopped = || RouteError::Stopped { group: route.group, node: route.to };
+        let (term, meta) = (first.term, first.meta);
+        let mut chunk = first;
+        loop {
+            let done = chunk.done;
+            let sent = chunk.clone(); // cheap: the data is a shared `Bytes`
+            let answer = member.submit(route.from, RaftRequest::InstallSnapshot(chunk)).await.map_err(|_| stopped())?;
+            let RaftResponse::InstallSnapshot(answer) = answer else {
+                return Err(bad("the member answered a snapshot chunk with another message".into()));
+            };
+            if done || !chunk_taken(&sent, &answer) {
+                return Ok(answer);
+            }
+            chunk = match chunks.next().await {
+                Some(Ok((r, c))) if r == route && c.term == term && c.meta == meta => c,
+                Some(Ok(_)) => return Err(bad("a chunk names another route, term or snapshot than the first".into())),
+                Some(Err(e)) => return Err(bad(e.to_string())),
+                None => return Ok(answer),
+            };
+        }
+    }
+
+    /// Answer a service request with the hosted service handler.
+    pub async fn serve(&self, request: ServiceRequest) -> Result<ServiceResponse, RouteError> {
+        let service = self.hosted.read().unwrap_or_else(PoisonError::into_inner).service.clone();
+        let service = service.ok_or(RouteError::NoService)?;
+        Ok(service.handle(request).await)
+    }
+}
