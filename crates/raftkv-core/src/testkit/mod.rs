@@ -3,6 +3,7 @@
 pub mod crash;
 pub mod sim;
 mod storage_conformance;
+pub mod transport;
 
 pub use storage_conformance::{storage_conformance, MemHarness, StoreHarness};
 

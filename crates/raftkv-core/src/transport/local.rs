@@ -5,9 +5,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 
-use super::{Transport, TransportError};
+use super::{CallFuture, Transport, TransportError};
 use crate::raft::driver::{RaftError, RaftRpcHandler};
-use crate::raft::{RaftRequest, RaftResponse};
+use crate::raft::RaftRequest;
 use crate::types::NodeId;
 
 type Registry = BTreeMap<NodeId, Arc<dyn RaftRpcHandler>>;
@@ -101,12 +101,17 @@ impl LocalTransport {
 
 #[async_trait]
 impl Transport for LocalTransport {
-    async fn call(&self, from: NodeId, to: NodeId, request: RaftRequest) -> Result<RaftResponse, TransportError> {
+    fn call(&self, from: NodeId, to: NodeId, request: RaftRequest) -> CallFuture {
         // Clone the handler out so the registry is not locked during the call.
-        let handler = self.lock().get(&to).cloned().ok_or_else(|| TransportError::unreachable(to, "not registered"))?;
-        handler.submit(from, request).await.map_err(|e| match e {
-            RaftError::Stopped => TransportError::unreachable(to, "the member has stopped"),
-            other => TransportError::rejected(to, other.to_string()),
+        let Some(handler) = self.lock().get(&to).cloned() else {
+            return Box::pin(std::future::ready(Err(TransportError::unreachable(to, "not registered"))));
+        };
+        let answer = handler.submit(from, request);
+        Box::pin(async move {
+            answer.await.map_err(|e| match e {
+                RaftError::Stopped => TransportError::unreachable(to, "the member has stopped"),
+                other => TransportError::rejected(to, other.to_string()),
+            })
         })
     }
 }
@@ -123,7 +128,7 @@ mod tests {
     use super::*;
     use crate::raft::core::{RaftConfig, Role};
     use crate::raft::driver::{DriverConfig, Raft};
-    use crate::raft::{HeartbeatRequest, HeartbeatResponse};
+    use crate::raft::{HeartbeatRequest, HeartbeatResponse, RaftResponse};
     use crate::state_machine::{Committed, StateMachine, StateMachineError};
     use crate::storage::{MemDisk, SnapshotReader, SnapshotWriter};
     use crate::transport::Peer;

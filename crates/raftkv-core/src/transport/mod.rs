@@ -30,18 +30,23 @@ pub use snapshot::{OutgoingSnapshot, SnapshotSendError};
 use crate::raft::{InstallSnapshotResponse, RaftRequest, RaftResponse};
 use crate::types::NodeId;
 
+/// The response to a request handed to [`Transport::call`].
+pub type CallFuture = futures::future::BoxFuture<'static, Result<RaftResponse, TransportError>>;
+
 /// Client half of a transport between members of one Raft group.
 ///
 /// # Contract
-/// - `call` sends `request` from `from` to `to` and resolves to the peer's
-///   response, or to a [`TransportError`] when the peer cannot be reached, the
-///   call times out, or the peer rejects it. An error says nothing about
-///   whether the peer processed the request (it may have).
-/// - Calls are independent: concurrent calls may be delivered and answered in
-///   any order. The engine tolerates loss, duplication and reordering, but a
-///   transport that keeps the appends to one peer in order (an ordered
-///   stream) spares the follower rejections and the leader resends.
-/// - `call` must finish within the transport's deadline; it never hangs.
+/// - `call` takes `request` from `from` to `to` at once and returns the
+///   future of the peer's response, or of a [`TransportError`] when the peer
+///   cannot be reached, the call times out, or the peer rejects it. An error
+///   says nothing about whether the peer processed the request (it may have).
+/// - Order: a transport may deliver concurrent calls in any order, and the
+///   engine tolerates loss, duplication and reordering; but a transport that
+///   sends the requests to one peer in the order `call` was invoked (an
+///   ordered stream) spares the follower rejections and the leader resends
+///   when appends are pipelined. That is why `call` is not an `async fn`:
+///   the order is fixed when it returns, not when its future is first polled.
+/// - The future must finish within the transport's deadline; it never hangs.
 /// - Implementations must be cheap to call concurrently (one connection per
 ///   peer, reused).
 /// - `send_snapshot` delivers the chunks of `snapshot`, in order, as
@@ -53,8 +58,8 @@ use crate::types::NodeId;
 ///   transport overrides it.
 #[async_trait]
 pub trait Transport: Send + Sync + 'static {
-    /// Send one request and wait for its response.
-    async fn call(&self, from: NodeId, to: NodeId, request: RaftRequest) -> Result<RaftResponse, TransportError>;
+    /// Send one request; the future resolves to its response.
+    fn call(&self, from: NodeId, to: NodeId, request: RaftRequest) -> CallFuture;
 
     /// Stream a snapshot to `to`, chunk by chunk.
     async fn send_snapshot(

@@ -150,6 +150,11 @@ impl RaftCore {
         if self.role != Role::Leader {
             return;
         }
+        if resp.success && resp.match_index > self.log.last_index() {
+            // A follower cannot hold more of this leader's log than the leader:
+            // a stale or bogus answer.
+            return;
+        }
         let max_inflight = self.cfg.max_inflight;
         let Some(pr) = self.progress.get_mut(&from) else { return };
         pr.recent_active = true;

@@ -1492,3 +1492,29 @@ fn status_reports_role_term_leader_commit_and_follower_lag() {
     assert_eq!((st.role, st.term, st.leader, st.commit), (Role::Follower, term, Some(nid(1)), LogIndex(4)));
     assert!(st.followers.is_empty(), "only the leader reports followers");
 }
+
+#[test]
+fn leader_ignores_a_success_claiming_entries_past_its_log() {
+    let mut net = Net::new(3, 91);
+    net.elect(1);
+    net.run();
+    let before = net.follower_status(1, 2);
+    let commit = net.core(1).status().commit;
+    let last = net.core(1).status().last_index;
+    // A bogus (or corrupted) answer claiming node 2 holds far more than the leader has.
+    let bogus = AppendEntriesResponse {
+        term: net.core(1).term(),
+        success: true,
+        match_index: LogIndex(u64::MAX),
+        rejected_prev: LogIndex(0),
+        conflict_term: None,
+        conflict_index: LogIndex(0),
+        read_seq: 0,
+    };
+    net.core_mut(1).handle_response(nid(2), RaftResponse::AppendEntries(bogus));
+    assert_eq!(net.follower_status(1, 2), before, "progress is unchanged");
+    assert_eq!(net.core(1).status().commit, commit);
+    net.core_mut(1).propose([bytes("after")]).unwrap();
+    net.run();
+    assert_eq!(net.core(1).status().commit, last.next(), "replication goes on normally");
+}

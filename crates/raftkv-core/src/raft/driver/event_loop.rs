@@ -305,10 +305,11 @@ impl<SM: StateMachine> EventLoop<SM> {
     }
 
     fn spawn_rpc(&mut self, from: NodeId, to: NodeId, request: RaftRequest) {
-        let transport = self.transport.clone();
+        // `call` fixes the order of requests to `to` now, before the task runs.
+        let response = self.transport.call(from, to, request);
         let tx = self.tx.clone();
         self.tasks.spawn(async move {
-            let cmd = match transport.call(from, to, request).await {
+            let cmd = match response.await {
                 Ok(response) => Command::Response { from: to, response },
                 Err(_) => Command::Unreachable { peer: to },
             };

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use crate::raft::driver::RaftRpcHandler;
 use crate::raft::{RaftRequest, RaftResponse};
 use crate::rng::DetRng;
-use crate::transport::{Transport, TransportError};
+use crate::transport::{CallFuture, Transport, TransportError};
 use crate::types::NodeId;
 
 /// Side of a partition a node is on; `None` is disconnected from everyone.
@@ -266,8 +266,9 @@ pub struct SimTransport {
 
 #[async_trait]
 impl Transport for SimTransport {
-    async fn call(&self, from: NodeId, to: NodeId, request: RaftRequest) -> Result<RaftResponse, TransportError> {
+    fn call(&self, from: NodeId, to: NodeId, request: RaftRequest) -> CallFuture {
         debug_assert_eq!(from, self.node);
-        self.net.call(self.node, self.incarnation, to, request).await
+        let (net, node, incarnation) = (self.net.clone(), self.node, self.incarnation);
+        Box::pin(async move { net.call(node, incarnation, to, request).await })
     }
 }

@@ -1,0 +1,143 @@
+//! [`Connection`]: the one HTTP/2 connection to a peer address, opened on
+//! first use, dropped when it fails, and reopened after a backoff with jitter.
+
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use raftkv_core::transport::{NetConfig, Peer, Reconnect, TransportError};
+use raftkv_wire::net::{DialService, Dialer};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::{CONNECTION_WINDOW, STREAM_WINDOW};
+
+/// Keep-alive pings on idle connections, so that a peer that vanished is noticed.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+struct State {
+    channel: Option<Channel>,
+    generation: u64,
+    reconnect: Reconnect,
+}
+
+/// The connection to one peer address.
+pub(crate) struct Connection {
+    addr: String,
+    endpoint: Result<Endpoint, String>,
+    dialer: Dialer,
+    cfg: NetConfig,
+    state: Mutex<State>,
+    connecting: tokio::sync::Mutex<()>,
+}
+
+impl Connection {
+    pub(crate) fn new(addr: &str, dialer: Dialer, cfg: NetConfig, seed: u64) -> Self {
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map(|e| {
+                e.connect_timeout(cfg.connect_timeout)
+                    .initial_stream_window_size(STREAM_WINDOW)
+                    .initial_connection_window_size(CONNECTION_WINDOW)
+                    .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+                    .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+                    .keep_alive_while_idle(true)
+                    .tcp_nodelay(true)
+            })
+            .map_err(|e| format!("`{addr}` is not a valid address: {e}"));
+        let reconnect = Reconnect::new(cfg.backoff, seed);
+        Self {
+            addr: addr.to_string(),
+            endpoint,
+            dialer,
+            cfg,
+            state: Mutex::new(State { channel: None, generation: 0, reconnect }),
+            connecting: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub(crate) fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    pub(crate) fn cfg(&self) -> &NetConfig {
+        &self.cfg
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn current(&self) -> Option<(Channel, u64)> {
+        let st = self.lock();
+        st.channel.clone().map(|c| (c, st.generation))
+    }
+
+    /// The open channel, or a new one (unless the peer is in backoff after
+    /// failures). Returns the channel's generation for [`Connection::broken`].
+    pub(crate) async fn channel(&self, peer: &Peer) -> Result<(Channel, u64), TransportError> {
+        if let Some(open) = self.current() {
+            return Ok(open);
+        }
+        let _one_at_a_time = self.connecting.lock().await;
+        if let Some(open) = self.current() {
+            return Ok(open);
+        }
+        let failures = {
+            let st = self.lock();
+            if let Err(wait) = st.reconnect.may_try(Instant::now()) {
+                return Err(TransportError::unreachable(
+                    peer.clone(),
+                    format!("reconnecting in {wait:?} after {} failed attempts", st.reconnect.failures()),
+                ));
+            }
+            st.reconnect.failures()
+        };
+        let endpoint = self.endpoint.clone().map_err(|e| TransportError::unreachable(peer.clone(), e))?;
+        match endpoint.connect_with_connector(DialService(self.dialer.clone())).await {
+            Ok(channel) => {
+                let mut st = self.lock();
+                st.generation += 1;
+                st.channel = Some(channel.clone());
+                Ok((channel, st.generation))
+            }
+            Err(e) => {
+                let pause = self.lock().reconnect.failed(Instant::now());
+                tracing::debug!(addr = %self.addr, failures = failures + 1, ?pause, error = %chain(&e), "connect failed");
+                Err(TransportError::unreachable(peer.clone(), chain(&e)))
+            }
+        }
+    }
+
+    /// A call on channel `generation` failed at the connection level: drop
+    /// the channel and back off before reconnecting.
+    pub(crate) fn broken(&self, generation: u64) {
+        let mut st = self.lock();
+        if st.generation == generation && st.channel.is_some() {
+            st.channel = None;
+            let pause = st.reconnect.failed(Instant::now());
+            tracing::debug!(addr = %self.addr, ?pause, "connection dropped");
+        }
+    }
+
+    /// A call succeeded: the next failure backs off from the start again.
+    pub(crate) fn succeeded(&self) {
+        let mut st = self.lock();
+        if st.reconnect.failures() > 0 {
+            st.reconnect.succeeded();
+        }
+    }
+}
+
+/// An error and its sources, as one line.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,185 @@
+//! The client half: [`GrpcClient`] holds one connection per peer address,
+//! shared by every Raft group's traffic ([`GrpcRaftTransport`]) and by
+//! service calls.
+
+mod connection;
+mod pipeline;
+mod service;
+mod snapshot;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use raftkv_core::api::{ServiceClient, ServiceRequest, ServiceResponse};
+use raftkv_core::raft::{InstallSnapshotResponse, RaftRequest, RaftResponse};
+use raftkv_core::transport::{
+    CallFuture, NetConfig, OutgoingSnapshot, Peer, RaftRoute, SnapshotSendError, Transport, TransportError,
+};
+use raftkv_core::{GroupId, NodeId};
+use raftkv_wire::net::Dialer;
+use raftkv_wire::RaftRequestPb;
+use tokio::sync::{mpsc, oneshot};
+
+use self::connection::Connection;
+use self::pipeline::Outgoing;
+use crate::error::GrpcError;
+
+/// Bytes a pipelined message adds to its request (sequence number, framing).
+const PIPELINE_OVERHEAD: usize = 16;
+
+/// One peer address: its connection and its pipeline.
+struct PeerLink {
+    conn: Arc<Connection>,
+    pipeline: Mutex<Option<mpsc::UnboundedSender<Outgoing>>>,
+}
+
+impl PeerLink {
+    /// Queue `outgoing` on the pipeline (starting it, or restarting it if its task ended).
+    fn enqueue(&self, outgoing: Outgoing) {
+        let mut slot = self.pipeline.lock().unwrap_or_else(PoisonError::into_inner);
+        let tx = slot.get_or_insert_with(|| pipeline::spawn(self.conn.clone()));
+        if let Err(mpsc::error::SendError(outgoing)) = tx.send(outgoing) {
+            let tx = slot.insert(pipeline::spawn(self.conn.clone()));
+            let _ = tx.send(outgoing);
+        }
+    }
+}
+
+struct Inner {
+    cfg: NetConfig,
+    dialer: Dialer,
+    links: Mutex<HashMap<String, Arc<PeerLink>>>,
+    seeds: AtomicU64,
+}
+
+/// Client half of the gRPC transport: one HTTP/2 connection per peer
+/// address, opened on first use and reused by every call; reconnects after
+/// failures with exponential backoff and jitter. Cheap to clone.
+#[derive(Clone)]
+pub struct GrpcClient {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for GrpcClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcClient").field("tls", &self.inner.dialer.is_tls()).finish_non_exhaustive()
+    }
+}
+
+impl GrpcClient {
+    /// A client with `cfg`'s deadlines, limits, backoff and TLS settings.
+    pub fn new(cfg: NetConfig) -> Result<Self, GrpcError> {
+        let dialer = Dialer::new(&cfg, &[b"h2"])?;
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos() & u128::from(u64::MAX)).unwrap_or(0));
+        Ok(Self {
+            inner: Arc::new(Inner { cfg, dialer, links: Mutex::new(HashMap::new()), seeds: AtomicU64::new(seed) }),
+        })
+    }
+
+    fn link(&self, addr: &str) -> Arc<PeerLink> {
+        let mut links = self.inner.links.lock().unwrap_or_else(PoisonError::into_inner);
+        links
+            .entry(addr.to_string())
+            .or_insert_with(|| {
+                let seed = self.inner.seeds.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+                let conn = Connection::new(addr, self.inner.dialer.clone(), self.inner.cfg.clone(), seed);
+                Arc::new(PeerLink { conn: Arc::new(conn), pipeline: Mutex::new(None) })
+            })
+            .clone()
+    }
+
+    /// The Raft transport of `group`, reaching member `n` at `peers[n]` (`host:port`).
+    #[must_use]
+    pub fn raft(&self, group: GroupId, peers: BTreeMap<NodeId, String>) -> GrpcRaftTransport {
+        let links =
+            peers.into_iter().map(|(id, addr)| (id, (Peer::node_at(id, addr.clone()), self.link(&addr)))).collect();
+        GrpcRaftTransport { group, links, cfg: self.inner.cfg.clone() }
+    }
+}
+
+#[async_trait]
+impl ServiceClient for GrpcClient {
+    async fn call_service(&self, addr: &str, request: ServiceRequest) -> Result<ServiceResponse, TransportError> {
+        let link = self.link(addr);
+        service::call(&link.conn, request).await
+    }
+}
+
+/// The [`Transport`] of one Raft group over a [`GrpcClient`]: appends,
+/// heartbeats, votes and transfers go on the peer's ordered pipeline,
+/// snapshots as a client stream.
+pub struct GrpcRaftTransport {
+    group: GroupId,
+    links: BTreeMap<NodeId, (Peer, Arc<PeerLink>)>,
+    cfg: NetConfig,
+}
+
+impl std::fmt::Debug for GrpcRaftTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcRaftTransport")
+            .field("group", &self.group)
+            .field("peers", &self.links.values().map(|(p, _)| p.to_string()).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl GrpcRaftTransport {
+    fn link(&self, to: NodeId) -> Result<&(Peer, Arc<PeerLink>), TransportError> {
+        self.links.get(&to).ok_or_else(|| TransportError::unreachable(to, "no address is known for this member"))
+    }
+}
+
+fn ready(result: Result<RaftResponse, TransportError>) -> CallFuture {
+    Box::pin(std::future::ready(result))
+}
+
+#[async_trait]
+impl Transport for GrpcRaftTransport {
+    fn call(&self, from: NodeId, to: NodeId, request: RaftRequest) -> CallFuture {
+        let (peer, link) = match self.link(to) {
+            Ok(l) => l.clone(),
+            Err(e) => return ready(Err(e)),
+        };
+        let route = RaftRoute { group: self.group, from, to };
+        if let RaftRequest::InstallSnapshot(chunk) = request {
+            return Box::pin(async move {
+                snapshot::send_one(&link.conn, peer, route, chunk).await.map(RaftResponse::InstallSnapshot)
+            });
+        }
+        let name = request.name();
+        let message = RaftRequestPb::from_core(route, request);
+        let size = message.encoded_len() + PIPELINE_OVERHEAD;
+        let limit = self.cfg.max_message_bytes;
+        if size > limit {
+            return ready(Err(TransportError::TooLarge { what: name, size, limit }));
+        }
+        let rpc = message.rpc();
+        let (reply, answer) = oneshot::channel();
+        link.enqueue(Outgoing { peer: peer.clone(), rpc, message, reply });
+        let deadline = self.cfg.request_timeout;
+        Box::pin(async move {
+            match tokio::time::timeout(deadline, answer).await {
+                Ok(Ok(Ok(response))) => {
+                    response.into_core().map_err(|e| TransportError::malformed(peer, e.to_string()))
+                }
+                Ok(Ok(Err(e))) => Err(e),
+                Ok(Err(_)) => Err(TransportError::unreachable(peer, "the connection task ended")),
+                Err(_) => Err(TransportError::Timeout { peer, after: deadline }),
+            }
+        })
+    }
+
+    async fn send_snapshot(
+        &self,
+        from: NodeId,
+        to: NodeId,
+        snapshot: &mut OutgoingSnapshot,
+    ) -> Result<InstallSnapshotResponse, SnapshotSendError> {
+        let (peer, link) = self.link(to)?.clone();
+        snapshot::send(&link.conn, peer, RaftRoute { group: self.group, from, to }, snapshot).await
+    }
+}

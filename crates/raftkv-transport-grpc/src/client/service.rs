@@ -1,0 +1,81 @@
+//! Service calls (KV, controller, migration, admin) to a server address.
+
+use raftkv_core::api::{ServiceRequest, ServiceResponse};
+use raftkv_core::transport::{Peer, TransportError};
+use raftkv_wire::pb::{admin_client, ctrler_client, kv_client, migration_client};
+use raftkv_wire::{ServiceRequestPb, ServiceResponsePb};
+use tonic::transport::Channel;
+use tonic::{Request, Status};
+
+use super::connection::Connection;
+use crate::status;
+
+macro_rules! call {
+    ($client:path, $method:ident, $channel:expr, $limit:expr, $message:expr, $deadline:expr, $out:ident) => {{
+        let mut client = <$client>::new($channel).max_decoding_message_size($limit).max_encoding_message_size($limit);
+        let mut request = Request::new($message);
+        request.set_timeout($deadline);
+        client.$method(request).await.map(|r| ServiceResponsePb::$out(r.into_inner()))
+    }};
+}
+
+async fn dispatch(
+    channel: Channel,
+    wire: ServiceRequestPb,
+    limit: usize,
+    deadline: std::time::Duration,
+) -> Result<ServiceResponsePb, Status> {
+    use ServiceRequestPb as W;
+    match wire {
+        W::Get(m) => call!(kv_client::KvClient<Channel>, get, channel, limit, m, deadline, Kv),
+        W::Put(m) => call!(kv_client::KvClient<Channel>, put, channel, limit, m, deadline, Kv),
+        W::Append(m) => call!(kv_client::KvClient<Channel>, append, channel, limit, m, deadline, Kv),
+        W::Delete(m) => call!(kv_client::KvClient<Channel>, delete, channel, limit, m, deadline, Kv),
+        W::Join(m) => call!(ctrler_client::CtrlerClient<Channel>, join, channel, limit, m, deadline, Ctrl),
+        W::Leave(m) => call!(ctrler_client::CtrlerClient<Channel>, leave, channel, limit, m, deadline, Ctrl),
+        W::Move(m) => call!(ctrler_client::CtrlerClient<Channel>, r#move, channel, limit, m, deadline, Ctrl),
+        W::Query(m) => call!(ctrler_client::CtrlerClient<Channel>, query, channel, limit, m, deadline, Ctrl),
+        W::PullShards(m) => {
+            call!(migration_client::MigrationClient<Channel>, pull_shards, channel, limit, m, deadline, PullShards)
+        }
+        W::DeleteShards(m) => {
+            call!(migration_client::MigrationClient<Channel>, delete_shards, channel, limit, m, deadline, DeleteShards)
+        }
+        W::Status(m) => call!(admin_client::AdminClient<Channel>, status, channel, limit, m, deadline, Status),
+    }
+}
+
+/// Send `request` to the server behind `conn` and wait for its response.
+pub(crate) async fn call(conn: &Connection, request: ServiceRequest) -> Result<ServiceResponse, TransportError> {
+    let peer = Peer::addr(conn.addr());
+    let (deadline, limit) = (conn.cfg().request_timeout, conn.cfg().max_message_bytes);
+    let wire = ServiceRequestPb::from_core(request.clone());
+    let size = wire.encoded_len();
+    if size > limit {
+        return Err(TransportError::TooLarge { what: request.name(), size, limit });
+    }
+    let attempt = async {
+        let (channel, generation) = conn.channel(&peer).await?;
+        match dispatch(channel, wire, limit, deadline).await {
+            Ok(answer) => Ok(answer),
+            Err(s) => {
+                if status::connection_failed(&s) {
+                    conn.broken(generation);
+                }
+                Err(status::to_transport_error(peer.clone(), &s, deadline))
+            }
+        }
+    };
+    let answer = tokio::time::timeout(deadline, attempt)
+        .await
+        .unwrap_or_else(|_| Err(TransportError::Timeout { peer: peer.clone(), after: deadline }))?;
+    let response = answer.into_core().map_err(|e| TransportError::malformed(peer.clone(), e.to_string()))?;
+    if !request.is_answered_by(&response) {
+        return Err(TransportError::malformed(
+            peer,
+            format!("{} answered with another kind of response", request.name()),
+        ));
+    }
+    conn.succeeded();
+    Ok(response)
+}

@@ -1,0 +1,77 @@
+//! The server half: [`GrpcServer`] serves a [`Routes`] table over HTTP/2
+//! (TLS or mTLS when configured).
+
+mod raft;
+mod router;
+mod services;
+
+use std::net::SocketAddr;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use raftkv_core::transport::{NetConfig, Routes};
+use raftkv_wire::net::{self, tls, ServerHandle};
+use raftkv_wire::pb::{admin_server, ctrler_server, kv_server, migration_server, raft_server};
+
+use crate::error::GrpcError;
+use crate::{CONNECTION_WINDOW, STREAM_WINDOW};
+
+/// Most concurrent streams one client connection may open.
+const MAX_CONCURRENT_STREAMS: u32 = 4096;
+
+/// A running gRPC server.
+#[derive(Debug)]
+pub struct GrpcServer {
+    handle: ServerHandle,
+}
+
+macro_rules! limited {
+    ($server:expr, $limit:expr) => {
+        $server.max_decoding_message_size($limit).max_encoding_message_size($limit)
+    };
+}
+
+impl GrpcServer {
+    /// Listen on `addr` (port 0: any free port) and serve `routes` with
+    /// `cfg`'s message limit and TLS settings.
+    pub async fn start(addr: SocketAddr, routes: Routes, cfg: &NetConfig) -> Result<Self, GrpcError> {
+        let tls = cfg.tls.as_ref().map(|t| tls::server_config(t, &[b"h2"])).transpose()?;
+        let limit = cfg.max_message_bytes;
+        let api = services::ApiService { routes: routes.clone() };
+        let router = router::Router {
+            raft: limited!(raft_server::RaftServer::new(raft::RaftService { routes }), limit),
+            kv: limited!(kv_server::KvServer::new(api.clone()), limit),
+            ctrler: limited!(ctrler_server::CtrlerServer::new(api.clone()), limit),
+            migration: limited!(migration_server::MigrationServer::new(api.clone()), limit),
+            admin: limited!(admin_server::AdminServer::new(api), limit),
+        };
+        let handle = net::listen(addr, tls, cfg.connect_timeout, move |stream, peer| {
+            let router = router.clone();
+            async move {
+                let served = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .initial_stream_window_size(STREAM_WINDOW)
+                    .initial_connection_window_size(CONNECTION_WINDOW)
+                    .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+                    .serve_connection(TokioIo::new(stream), router)
+                    .await;
+                if let Err(e) = served {
+                    tracing::debug!(%peer, error = %e, "grpc connection ended with an error");
+                }
+            }
+        })
+        .await
+        .map_err(|source| GrpcError::Bind { addr, source })?;
+        Ok(Self { handle })
+    }
+
+    /// The address the server listens on.
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        self.handle.addr()
+    }
+
+    /// Stop: close the listener and every connection (in-flight calls fail
+    /// on the client side), and free the port.
+    pub async fn stop(self) {
+        self.handle.stop().await;
+    }
+}

@@ -1,0 +1,146 @@
+//! The `raftkv.v1.Raft` service: unary RPCs, the ordered pipeline and
+//! streamed snapshots, delivered to members through [`Routes`].
+
+use futures::stream::FuturesOrdered;
+use futures::{FutureExt, StreamExt};
+use raftkv_core::raft::RaftResponse;
+use raftkv_core::transport::{RouteError, Routes};
+use raftkv_wire::pb::{self, pipeline_error, pipeline_reply};
+use raftkv_wire::{snapshot_chunk_from_pb, snapshot_response_to_pb, RaftRequestPb, RaftResponsePb};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::status;
+
+/// Most pipelined requests of one stream awaiting their answers; past it the
+/// server stops reading the stream until answers go out.
+const PIPELINE_WINDOW: usize = 4096;
+/// Answers buffered for a pipeline stream's sender.
+const PIPELINE_REPLIES: usize = 1024;
+
+pub(crate) struct RaftService {
+    pub(crate) routes: Routes,
+}
+
+impl RaftService {
+    async fn unary(&self, wire: RaftRequestPb) -> Result<RaftResponsePb, Status> {
+        let (route, request) = wire.into_core().map_err(|e| status::malformed(&e))?;
+        let answer = self.routes.submit(route, request).map_err(|e| status::route(&e))?;
+        let response = answer.await.map_err(|e| status::route(&e))?;
+        Ok(RaftResponsePb::from_core(response))
+    }
+}
+
+fn pipeline_reply(seq: u64, answer: Result<RaftResponse, PipelineFailure>) -> pb::PipelineReply {
+    let failure = |code: pipeline_error::Code, message: String| pb::PipelineReply {
+        seq,
+        body: Some(pipeline_reply::Body::Error(pb::PipelineError { code: code as i32, message })),
+    };
+    match answer {
+        Ok(response) => RaftResponsePb::from_core(response)
+            .into_pipeline(seq)
+            .unwrap_or_else(|_| failure(pipeline_error::Code::Malformed, "a snapshot answer on the pipeline".into())),
+        Err(PipelineFailure::Malformed(m)) => failure(pipeline_error::Code::Malformed, m),
+        Err(PipelineFailure::Route(e @ RouteError::Stopped { .. })) => {
+            failure(pipeline_error::Code::Stopped, e.to_string())
+        }
+        Err(PipelineFailure::Route(e)) => failure(pipeline_error::Code::UnknownMember, e.to_string()),
+    }
+}
+
+enum PipelineFailure {
+    Malformed(String),
+    Route(RouteError),
+}
+
+/// Serve one pipeline stream: submit each message to its member in arrival
+/// order (so the member handles them in that order), await the answers
+/// concurrently, and send them back in the same order.
+async fn serve_pipeline(
+    routes: Routes,
+    mut inbound: Streaming<pb::PipelineRequest>,
+    out: mpsc::Sender<Result<pb::PipelineReply, Status>>,
+) {
+    let mut pending = FuturesOrdered::new();
+    let mut reading = true;
+    loop {
+        tokio::select! {
+            message = inbound.message(), if reading && pending.len() < PIPELINE_WINDOW => match message {
+                Ok(Some(m)) => {
+                    let (seq, wire) = RaftRequestPb::from_pipeline(m);
+                    let submitted = wire
+                        .and_then(RaftRequestPb::into_core)
+                        .map_err(|e| PipelineFailure::Malformed(e.to_string()))
+                        .and_then(|(route, request)| routes.submit(route, request).map_err(PipelineFailure::Route));
+                    match submitted {
+                        Ok(answer) => pending.push_back(answer.map(move |r| (seq, r.map_err(PipelineFailure::Route))).boxed()),
+                        Err(e) => pending.push_back(futures::future::ready((seq, Err(e))).boxed()),
+                    }
+                }
+                Ok(None) => reading = false,
+                Err(s) => {
+                    let _ = out.send(Err(s)).await;
+                    return;
+                }
+            },
+            Some((seq, answer)) = pending.next(), if !pending.is_empty() => {
+                if out.send(Ok(pipeline_reply(seq, answer))).await.is_err() {
+                    return;
+                }
+            }
+            else => return,
+        }
+    }
+}
+
+/// `impl Raft for RaftService`: one unary method per (name, request,
+/// response, variant) — decode, deliver, answer with the same variant —
+/// plus the streaming methods written out in `$rest`.
+macro_rules! raft_impl {
+    ([$(($name:ident, $req:ty, $resp:ty, $variant:ident)),+ $(,)?] $($rest:tt)*) => {
+        #[tonic::async_trait]
+        impl pb::raft_server::Raft for RaftService {
+            $(
+                async fn $name(&self, request: Request<$req>) -> Result<Response<$resp>, Status> {
+                    match self.unary(RaftRequestPb::$variant(request.into_inner())).await? {
+                        RaftResponsePb::$variant(m) => Ok(Response::new(m)),
+                        _ => Err(status::mismatch(stringify!($name))),
+                    }
+                }
+            )+
+            $($rest)*
+        }
+    };
+}
+
+raft_impl! {
+    [
+        (append_entries, pb::AppendEntriesRequest, pb::AppendEntriesResponse, AppendEntries),
+        (heartbeat, pb::HeartbeatRequest, pb::HeartbeatResponse, Heartbeat),
+        (vote, pb::VoteRequest, pb::VoteResponse, Vote),
+        (timeout_now, pb::TimeoutNowRequest, pb::TimeoutNowResponse, TimeoutNow),
+    ]
+    async fn install_snapshot(
+        &self,
+        request: Request<Streaming<pb::InstallSnapshotChunk>>,
+    ) -> Result<Response<pb::InstallSnapshotResponse>, Status> {
+        let chunks = request.into_inner().map(|item| match item {
+            Ok(chunk) => snapshot_chunk_from_pb(chunk).map_err(|e| e.to_string()),
+            Err(s) => Err(status::error_text(&s)),
+        });
+        let answer = self.routes.receive_snapshot(chunks).await.map_err(|e| status::route(&e))?;
+        Ok(Response::new(snapshot_response_to_pb(&answer)))
+    }
+
+    type PipelineStream = ReceiverStream<Result<pb::PipelineReply, Status>>;
+
+    async fn pipeline(
+        &self,
+        request: Request<Streaming<pb::PipelineRequest>>,
+    ) -> Result<Response<Self::PipelineStream>, Status> {
+        let (out, replies) = mpsc::channel(PIPELINE_REPLIES);
+        tokio::spawn(serve_pipeline(self.routes.clone(), request.into_inner(), out));
+        Ok(Response::new(ReceiverStream::new(replies)))
+    }
+}

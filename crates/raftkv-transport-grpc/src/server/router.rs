@@ -1,0 +1,59 @@
+//! Dispatch of incoming HTTP/2 requests to the generated service servers by
+//! path (`/raftkv.v1.<Service>/<Method>`); anything else is `UNIMPLEMENTED`.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use raftkv_wire::pb::{admin_server, ctrler_server, kv_server, migration_server, raft_server};
+use tonic::body::Body;
+use tonic::codegen::Service;
+
+use super::raft::RaftService;
+use super::services::ApiService;
+
+#[derive(Clone)]
+pub(crate) struct Router {
+    pub(crate) raft: raft_server::RaftServer<RaftService>,
+    pub(crate) kv: kv_server::KvServer<ApiService>,
+    pub(crate) ctrler: ctrler_server::CtrlerServer<ApiService>,
+    pub(crate) migration: migration_server::MigrationServer<ApiService>,
+    pub(crate) admin: admin_server::AdminServer<ApiService>,
+}
+
+type Answer = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+fn call<S>(mut service: S, request: Request<Incoming>) -> Answer
+where
+    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible> + Send + 'static,
+    S::Future: Send,
+{
+    Box::pin(async move {
+        std::future::poll_fn(|cx| service.poll_ready(cx)).await?;
+        service.call(request).await
+    })
+}
+
+impl hyper::service::Service<Request<Incoming>> for Router {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Answer;
+
+    fn call(&self, request: Request<Incoming>) -> Answer {
+        let path = request.uri().path();
+        let service = path.trim_start_matches('/').split('/').next().unwrap_or_default();
+        match service {
+            raft_server::SERVICE_NAME => call(self.raft.clone(), request),
+            kv_server::SERVICE_NAME => call(self.kv.clone(), request),
+            ctrler_server::SERVICE_NAME => call(self.ctrler.clone(), request),
+            migration_server::SERVICE_NAME => call(self.migration.clone(), request),
+            admin_server::SERVICE_NAME => call(self.admin.clone(), request),
+            _ => {
+                let status = tonic::Status::unimplemented(format!("no service at {path}"));
+                Box::pin(std::future::ready(Ok(status.into_http())))
+            }
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! [`listen`]: accept connections (TLS if configured) and hand each to a
+//! handler on its own task; [`ServerHandle::stop`] closes the listener and
+//! every connection at once.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::ServerConfig;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinSet;
+
+use super::NetStream;
+
+/// A running server: its address, and the means to stop it.
+#[derive(Debug)]
+pub struct ServerHandle {
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ServerHandle {
+    /// The address the server listens on.
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stop accepting, close every connection, and wait until the port is free.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Listen on `addr`; every accepted connection is set to no-delay, wrapped
+/// in TLS when `tls` is given (a handshake must finish within
+/// `handshake_timeout`), then served by `handler` on a task of its own.
+pub async fn listen<H, Fut>(
+    addr: SocketAddr,
+    tls: Option<Arc<ServerConfig>>,
+    handshake_timeout: Duration,
+    handler: H,
+) -> std::io::Result<ServerHandle>
+where
+    H: Fn(NetStream, SocketAddr) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let (shutdown, mut stopped) = oneshot::channel();
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let handler = Arc::new(handler);
+    let task = tokio::spawn(async move {
+        let mut connections = JoinSet::new();
+        loop {
+            let accepted = tokio::select! {
+                _ = &mut stopped => break,
+                accepted = listener.accept() => accepted,
+            };
+            while connections.try_join_next().is_some() {}
+            let (tcp, peer) = match accepted {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause instead of spinning.
+                    tracing::warn!(%addr, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let (acceptor, handler) = (acceptor.clone(), handler.clone());
+            connections.spawn(async move {
+                let stream = match acceptor {
+                    None => NetStream::Plain(tcp),
+                    Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                        Ok(Ok(s)) => NetStream::Server(Box::new(s)),
+                        Ok(Err(e)) => {
+                            tracing::debug!(%addr, %peer, error = %e, "tls handshake refused");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%addr, %peer, "tls handshake timed out");
+                            return;
+                        }
+                    },
+                };
+                handler(stream, peer).await;
+            });
+        }
+        drop(listener);
+        connections.shutdown().await;
+    });
+    Ok(ServerHandle { addr, shutdown: Some(shutdown), task })
+}

@@ -1,0 +1,112 @@
+//! rustls configurations from a [`TlsConfig`] (PEM data), with the ring
+//! provider: a server that presents the node's certificate (and, for mTLS,
+//! verifies clients against the cluster CA), and a client that verifies
+//! servers against the cluster CA (and presents the node's certificate).
+
+use std::sync::Arc;
+
+use raftkv_core::transport::{Identity, TlsConfig};
+use rustls::crypto::CryptoProvider;
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+/// Why TLS settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// A PEM block could not be read.
+    #[error("tls: cannot read {what}: {reason}")]
+    Pem {
+        /// Which input (`ca_pem`, `identity.cert_pem`, `identity.key_pem`).
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// A PEM input held no certificate.
+    #[error("tls: {0} holds no certificate")]
+    NoCertificate(&'static str),
+    /// Serving TLS needs the node's certificate and key.
+    #[error("tls: a server needs `identity` (its certificate and key)")]
+    NoIdentity,
+    /// rustls refused the settings (a key that does not match, a CA that is not one, …).
+    #[error("tls: {0}")]
+    Rustls(String),
+    /// The host to verify the server against is not a valid DNS name or IP address.
+    #[error("tls: `{0}` is not a valid server name")]
+    BadServerName(String),
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn certs(what: &'static str, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Pem { what, reason: e.to_string() })?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate(what));
+    }
+    Ok(certs)
+}
+
+fn key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| TlsError::Pem { what: "identity.key_pem", reason: e.to_string() })
+}
+
+fn roots(ca_pem: &[u8]) -> Result<Arc<RootCertStore>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in certs("ca_pem", ca_pem)? {
+        roots.add(cert).map_err(|e| TlsError::Rustls(format!("ca_pem: {e}")))?;
+    }
+    Ok(Arc::new(roots))
+}
+
+fn identity(id: &Identity) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    Ok((certs("identity.cert_pem", &id.cert_pem)?, key(&id.key_pem)?))
+}
+
+/// The server side of `cfg`, offering the ALPN protocols `alpn`.
+pub fn server_config(cfg: &TlsConfig, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>, TlsError> {
+    let (chain, key) = identity(cfg.identity.as_ref().ok_or(TlsError::NoIdentity)?)?;
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    let builder = if cfg.require_client_cert {
+        let verifier = WebPkiClientVerifier::builder_with_provider(roots(&cfg.ca_pem)?, provider())
+            .build()
+            .map_err(|e| TlsError::Rustls(e.to_string()))?;
+        builder.with_client_cert_verifier(verifier)
+    } else {
+        builder.with_no_client_auth()
+    };
+    let mut config = builder.with_single_cert(chain, key).map_err(|e| TlsError::Rustls(e.to_string()))?;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+/// The client side of `cfg`, asking for the ALPN protocols `alpn`.
+pub fn client_config(cfg: &TlsConfig, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>, TlsError> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Rustls(e.to_string()))?
+        .with_root_certificates(roots(&cfg.ca_pem)?);
+    let mut config = match &cfg.identity {
+        Some(id) => {
+            let (chain, key) = identity(id)?;
+            builder.with_client_auth_cert(chain, key).map_err(|e| TlsError::Rustls(e.to_string()))?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+/// The name a client verifies the server at `host` against.
+pub fn server_name(cfg: &TlsConfig, host: &str) -> Result<ServerName<'static>, TlsError> {
+    let name = cfg.server_name.as_deref().unwrap_or(host);
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(name.to_string()).map_err(|_| TlsError::BadServerName(name.to_string()))
+}
