@@ -174,7 +174,7 @@ fn meta(index: u64, term: u64) -> SnapshotMeta {
 /// Entry `index` of `term`; every fifth is a blank, the others carry a
 /// command that names them.
 fn entry(index: u64, term: u64) -> Entry {
-    let payload = if index % 5 == 0 {
+    let payload = if index.is_multiple_of(5) {
         EntryPayload::Blank
     } else {
         EntryPayload::Command(Bytes::from(format!("cmd-{index}-term-{term}")))

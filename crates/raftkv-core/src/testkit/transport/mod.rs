@@ -12,6 +12,7 @@
 
 pub mod cases;
 pub mod cluster;
+pub mod fuzz;
 mod handlers;
 pub mod tls;
 
@@ -128,6 +129,7 @@ macro_rules! transport_conformance_tests {
             peer_restart_calls_succeed_again,
             hostile_bodies_get_error_replies_and_the_server_keeps_serving,
             oversize_messages_are_refused_naming_the_limit,
+            random_bytes_to_every_route_never_break_the_server,
         );
     };
 }
@@ -192,6 +194,7 @@ macro_rules! __transport_cases {
 pub mod cases_for {
     pub use super::cases::*;
     pub use super::cluster::*;
+    pub use super::fuzz::*;
     pub use super::tls::*;
 }
 

@@ -1,0 +1,137 @@
+//! One HTTP request: route it by path, decode its protobuf body (or, for a
+//! snapshot, its stream of length-delimited chunks), deliver it through
+//! [`Routes`], and encode the answer — or reply with an error naming what
+//! was wrong.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use raftkv_core::transport::{RouteError, Routes};
+use raftkv_wire::frame::FrameDecoder;
+use raftkv_wire::{
+    pb, snapshot_chunk_from_pb, snapshot_response_to_pb, DecodeError, RaftRequestPb, RaftResponsePb, ServiceRequestPb,
+    ServiceResponsePb,
+};
+
+use crate::wire::{error, ok, rpc_of, STOPPED};
+
+/// What every request handler needs.
+pub(crate) struct Context {
+    pub(crate) routes: Routes,
+    pub(crate) limit: usize,
+    pub(crate) body_timeout: Duration,
+    pub(crate) snapshot_idle: Duration,
+}
+
+type Reply = Response<Full<Bytes>>;
+
+pub(crate) async fn handle(ctx: &Context, request: Request<Incoming>) -> Result<Reply, Infallible> {
+    Ok(dispatch(ctx, request).await.unwrap_or_else(|refusal| refusal))
+}
+
+fn route_error(e: &RouteError) -> Reply {
+    match e {
+        RouteError::Stopped { .. } => error(StatusCode::SERVICE_UNAVAILABLE, STOPPED, e.to_string()),
+        RouteError::UnknownMember { .. } | RouteError::NoService => error(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+        _ => error(StatusCode::BAD_REQUEST, "bad_stream", e.to_string()),
+    }
+}
+
+fn decode_error(e: &DecodeError) -> Reply {
+    match e {
+        DecodeError::UnknownRpc(_) => error(StatusCode::NOT_FOUND, "unknown_rpc", e.to_string()),
+        _ => error(StatusCode::BAD_REQUEST, "malformed", e.to_string()),
+    }
+}
+
+async fn read_body(ctx: &Context, body: Incoming) -> Result<Bytes, Reply> {
+    match tokio::time::timeout(ctx.body_timeout, Limited::new(body, ctx.limit).collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("request body exceeds the configured limit of {} bytes (max_message_bytes)", ctx.limit),
+        )),
+        Ok(Err(e)) => Err(error(StatusCode::BAD_REQUEST, "bad_body", format!("cannot read the request body: {e}"))),
+        Err(_) => Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            format!("the request body did not arrive within {:?}", ctx.body_timeout),
+        )),
+    }
+}
+
+async fn dispatch(ctx: &Context, request: Request<Incoming>) -> Result<Reply, Reply> {
+    if request.method() != Method::POST {
+        return Err(error(StatusCode::METHOD_NOT_ALLOWED, "method", format!("{} is not allowed; RPCs are POST", request.method())));
+    }
+    let rpc = rpc_of(request.uri().path()).map_err(|m| error(StatusCode::NOT_FOUND, "unknown_rpc", m))?;
+    let body = request.into_body();
+    match rpc.split_once('/') {
+        Some(("raft", "install_snapshot")) => snapshot(ctx, body).await,
+        Some(("raft", method)) => {
+            let bytes = read_body(ctx, body).await?;
+            let (route, request) =
+                RaftRequestPb::decode(method, bytes).and_then(RaftRequestPb::into_core).map_err(|e| decode_error(&e))?;
+            let answer = ctx.routes.submit(route, request).map_err(|e| route_error(&e))?;
+            let response = answer.await.map_err(|e| route_error(&e))?;
+            Ok(ok(RaftResponsePb::from_core(response).encode_to_vec()))
+        }
+        _ => {
+            let bytes = read_body(ctx, body).await?;
+            let request =
+                ServiceRequestPb::decode(&rpc, bytes).and_then(ServiceRequestPb::into_core).map_err(|e| decode_error(&e))?;
+            let response = ctx.routes.serve(request.clone()).await.map_err(|e| route_error(&e))?;
+            if !request.is_answered_by(&response) {
+                return Err(error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "mismatch",
+                    format!("the handler answered {rpc} with another kind of response"),
+                ));
+            }
+            Ok(ok(ServiceResponsePb::from_core(response).encode_to_vec()))
+        }
+    }
+}
+
+type Chunk = Result<(raftkv_core::transport::RaftRoute, raftkv_core::raft::InstallSnapshotRequest), String>;
+
+/// The chunks of a snapshot body, one frame each, decoded as they arrive.
+fn chunks(body: Incoming, limit: usize, idle: Duration) -> impl futures::Stream<Item = Chunk> + Send {
+    futures::stream::unfold(Some((body, FrameDecoder::new(limit))), move |state| async move {
+        let (mut body, mut frames) = state?;
+        loop {
+            match frames.next_frame() {
+                Ok(Some(frame)) => {
+                    let chunk = prost::Message::decode(frame)
+                        .map_err(|e: prost::DecodeError| format!("cannot decode InstallSnapshotChunk: {e}"))
+                        .and_then(|c: pb::InstallSnapshotChunk| snapshot_chunk_from_pb(c).map_err(|e| e.to_string()));
+                    let next = chunk.is_ok().then_some((body, frames));
+                    return Some((chunk, next));
+                }
+                Ok(None) => {}
+                Err(e) => return Some((Err(e.to_string()), None)),
+            }
+            match tokio::time::timeout(idle, body.frame()).await {
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        frames.push(&data);
+                    }
+                }
+                Ok(Some(Err(e))) => return Some((Err(format!("cannot read the snapshot body: {e}")), None)),
+                Ok(None) => return frames.finish().err().map(|e| (Err(e.to_string()), None)),
+                Err(_) => return Some((Err(format!("the snapshot body stalled for {idle:?}")), None)),
+            }
+        }
+    })
+}
+
+async fn snapshot(ctx: &Context, body: Incoming) -> Result<Reply, Reply> {
+    let stream = Box::pin(chunks(body, ctx.limit, ctx.snapshot_idle));
+    let answer = ctx.routes.receive_snapshot(stream).await.map_err(|e| route_error(&e))?;
+    Ok(ok(prost::Message::encode_to_vec(&snapshot_response_to_pb(&answer))))
+}

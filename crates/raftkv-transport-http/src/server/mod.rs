@@ -1,0 +1,67 @@
+//! The server half: [`HttpServer`] serves a [`Routes`] table over HTTP/1.1
+//! with keep-alive (TLS or mTLS when configured).
+
+mod handler;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use raftkv_core::transport::{NetConfig, Routes};
+use raftkv_wire::net::{self, tls, ServerHandle};
+
+use crate::error::HttpError;
+
+/// A running HTTP server.
+#[derive(Debug)]
+pub struct HttpServer {
+    handle: ServerHandle,
+}
+
+impl HttpServer {
+    /// Listen on `addr` (port 0: any free port) and serve `routes` with
+    /// `cfg`'s deadlines, message limit and TLS settings.
+    pub async fn start(addr: SocketAddr, routes: Routes, cfg: &NetConfig) -> Result<Self, HttpError> {
+        let tls = cfg.tls.as_ref().map(|t| tls::server_config(t, &[b"http/1.1"])).transpose()?;
+        let ctx = Arc::new(handler::Context {
+            routes,
+            limit: cfg.max_message_bytes,
+            body_timeout: cfg.request_timeout,
+            snapshot_idle: cfg.snapshot_idle_timeout,
+        });
+        let header_timeout = cfg.request_timeout;
+        let handle = net::listen(addr, tls, cfg.connect_timeout, move |stream, peer| {
+            let ctx = ctx.clone();
+            async move {
+                let service = service_fn(move |request| {
+                    let ctx = ctx.clone();
+                    async move { handler::handle(&ctx, request).await }
+                });
+                let served = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(header_timeout)
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+                if let Err(e) = served {
+                    tracing::debug!(%peer, error = %e, "http connection ended with an error");
+                }
+            }
+        })
+        .await
+        .map_err(|source| HttpError::Bind { addr, source })?;
+        Ok(Self { handle })
+    }
+
+    /// The address the server listens on.
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        self.handle.addr()
+    }
+
+    /// Stop: close the listener and every connection, and free the port.
+    pub async fn stop(self) {
+        self.handle.stop().await;
+    }
+}

@@ -1,0 +1,10 @@
+//! The transport conformance suite, the TLS cases and a 3-member Raft group,
+//! all over the HTTP transport on loopback.
+
+mod common;
+
+use common::HttpFixture;
+
+raftkv_core::transport_conformance_tests!(HttpFixture);
+raftkv_core::tls_conformance_tests!(HttpFixture, raftkv_wire::pki::generate().expect("test certificates"));
+raftkv_core::transport_cluster_tests!(HttpFixture);
