@@ -3,6 +3,7 @@
 mod args;
 mod bench;
 mod bench_storage;
+mod bench_transport;
 mod hist;
 mod stress;
 
@@ -32,6 +33,15 @@ Commands:
         with batches of 1 (group commit: entries/s vs one appender, commits);
         raw write + fdatasync latency of the same filesystem.
 
+  bench transport [--duration-secs D] [--warmup-secs W] [--callers 1,64] [--snapshot-mib M]
+                  [--transport grpc|http|all] [--tls off|on|both]
+        The network transports on loopback (client and server in this process,
+        2 tokio worker threads, echo handlers): closed-loop round trips/s and
+        p50/p99/max latency of Raft heartbeats and KV get calls for each caller
+        count (default 1 and 64; warm-up W s, default 0.5, then D s, default 3),
+        and the MB/s of streaming an M MiB snapshot (default 256) with the
+        peak bytes buffered between store and receiver; plaintext and mTLS.
+
   help
         This text.
 ";
@@ -47,8 +57,11 @@ fn main() -> Result<()> {
         ["stress", "raft", rest @ ..] => stress::run(&stress::StressArgs::parse(rest)?),
         ["bench", "core", rest @ ..] => bench::run(&bench::BenchArgs::parse(rest)?),
         ["bench", "storage", rest @ ..] => bench_storage::run(&bench_storage::StorageBenchArgs::parse(rest)?),
+        ["bench", "transport", rest @ ..] => bench_transport::run(&bench_transport::TransportBenchArgs::parse(rest)?),
         ["stress", ..] => bail!("unknown stress target; try `cargo xtask stress raft --seeds N`"),
-        ["bench", ..] => bail!("unknown bench target; try `cargo xtask bench core` or `cargo xtask bench storage`"),
+        ["bench", ..] => {
+            bail!("unknown bench target; try `cargo xtask bench core`, `bench storage` or `bench transport`")
+        }
         [other, ..] => bail!("unknown command `{other}`; try `cargo xtask help`"),
     }
 }

@@ -23,7 +23,9 @@ pub(crate) fn rpc_of(path: &str) -> Result<String, String> {
         (Some(service), Some("v1"), Some(method), None) if !service.is_empty() && !method.is_empty() => {
             Ok(format!("{service}/{method}"))
         }
-        (Some(_), Some(version), Some(_), None) => Err(format!("unknown API version `{version}` (this server speaks v1)")),
+        (Some(_), Some(version), Some(_), None) => {
+            Err(format!("unknown API version `{version}` (this server speaks v1)"))
+        }
         _ => Err(format!("no route {path}; RPCs are POST /<service>/v1/<method>")),
     }
 }

@@ -18,7 +18,10 @@ use raftkv_core::raft::{
 use raftkv_core::transport::RaftRoute;
 use raftkv_core::{ClientId, ConfigNum, GroupId, LogIndex, NodeId, ShardId, Term};
 use raftkv_wire::frame::FrameDecoder;
-use raftkv_wire::{pb, snapshot_chunk_from_pb, RaftRequestPb, RaftResponsePb, ServiceRequestPb, ServiceResponsePb, RAFT_RPCS, SERVICE_RPCS};
+use raftkv_wire::{
+    pb, snapshot_chunk_from_pb, RaftRequestPb, RaftResponsePb, ServiceRequestPb, ServiceResponsePb, RAFT_RPCS,
+    SERVICE_RPCS,
+};
 
 fn bytes() -> impl Strategy<Value = Bytes> {
     prop::collection::vec(any::<u8>(), 0..300).prop_map(Bytes::from)
@@ -62,14 +65,16 @@ fn raft_request() -> impl Strategy<Value = RaftRequest> {
             commit: LogIndex(t / 3),
             read_seq: s,
         })),
-        (0..1u64 << 40, 1..9u64, any::<bool>(), any::<bool>()).prop_map(|(t, c, p, x)| RaftRequest::Vote(VoteRequest {
-            term: Term(t),
-            candidate: NodeId(c),
-            last_log_index: LogIndex(t * 2),
-            last_log_term: Term(t),
-            pre_vote: p,
-            transfer: x,
-        })),
+        (0..1u64 << 40, 1..9u64, any::<bool>(), any::<bool>()).prop_map(|(t, c, p, x)| RaftRequest::Vote(
+            VoteRequest {
+                term: Term(t),
+                candidate: NodeId(c),
+                last_log_index: LogIndex(t * 2),
+                last_log_term: Term(t),
+                pre_vote: p,
+                transfer: x,
+            }
+        )),
         (0..1u64 << 40, bytes(), any::<bool>(), 0..1u64 << 40).prop_map(|(t, data, done, offset)| {
             RaftRequest::InstallSnapshot(InstallSnapshotRequest {
                 term: Term(t),
@@ -91,7 +96,8 @@ fn service_request() -> impl Strategy<Value = ServiceRequest> {
         (id.clone(), bytes()).prop_map(|(id, key)| ServiceRequest::Kv(KvRequest { id, op: KvOp::Get { key } })),
         (id.clone(), bytes(), bytes())
             .prop_map(|(id, key, value)| ServiceRequest::Kv(KvRequest { id, op: KvOp::Append { key, value } })),
-        (id.clone(), groups).prop_map(|(id, groups)| ServiceRequest::Ctrl(CtrlRequest { id, op: CtrlOp::Join { groups } })),
+        (id.clone(), groups)
+            .prop_map(|(id, groups)| ServiceRequest::Ctrl(CtrlRequest { id, op: CtrlOp::Join { groups } })),
         (id.clone(), prop::option::of(any::<u64>()))
             .prop_map(|(id, n)| ServiceRequest::Ctrl(CtrlRequest { id, op: CtrlOp::Query { num: n.map(ConfigNum) } })),
         (any::<u64>(), prop::collection::vec(any::<u64>(), 0..10)).prop_map(|(c, s)| ServiceRequest::PullShards(
@@ -118,13 +124,15 @@ fn service_response() -> impl Strategy<Value = (&'static str, ServiceResponse)> 
                 groups: BTreeMap::from([(GroupId(1), vec!["a:1".to_string()])]),
             })))
         )),
-        prop::collection::vec((any::<u64>(), prop::collection::vec((bytes(), bytes()), 0..4)), 0..3).prop_map(|shards| (
-            "migration/pull_shards",
-            ServiceResponse::PullShards(Ok(shards
-                .into_iter()
-                .map(|(s, entries)| ShardData { shard: ShardId(s), entries, dedup: vec![(ClientId(s), s / 2)] })
-                .collect()))
-        )),
+        prop::collection::vec((any::<u64>(), prop::collection::vec((bytes(), bytes()), 0..4)), 0..3).prop_map(
+            |shards| (
+                "migration/pull_shards",
+                ServiceResponse::PullShards(Ok(shards
+                    .into_iter()
+                    .map(|(s, entries)| ShardData { shard: ShardId(s), entries, dedup: vec![(ClientId(s), s / 2)] })
+                    .collect()))
+            )
+        ),
         error.prop_map(|e| ("migration/delete_shards", ServiceResponse::DeleteShards(Err(e)))),
     ]
 }
@@ -270,7 +278,13 @@ fn decode_errors_name_the_message_and_field() {
     assert!(err.contains("route") && err.contains("missing"), "{err}");
     let err = RaftRequestPb::decode("nope", Bytes::new()).unwrap_err().to_string();
     assert!(err.contains("unknown rpc"), "{err}");
-    let huge = pb::HeartbeatRequest { route: Some(pb::Route { group: 1, from: 1, to: 2 }), term: u64::MAX, leader: 1, commit: 0, read_seq: 0 };
+    let huge = pb::HeartbeatRequest {
+        route: Some(pb::Route { group: 1, from: 1, to: 2 }),
+        term: u64::MAX,
+        leader: 1,
+        commit: 0,
+        read_seq: 0,
+    };
     let err = RaftRequestPb::Heartbeat(huge).into_core().unwrap_err().to_string();
     assert!(err.contains("term") && err.contains("out of range"), "{err}");
 }

@@ -19,6 +19,10 @@ pub struct NetConfig {
     pub max_message_bytes: usize,
     /// Pause between attempts to reconnect to a peer that failed.
     pub backoff: Backoff,
+    /// Kernel send and receive buffer of every connection (`SO_SNDBUF`,
+    /// `SO_RCVBUF`); `None` leaves them to the kernel's autotuning. Caps the
+    /// bytes a connection can hold in the kernel, per direction.
+    pub socket_buffer_bytes: Option<u32>,
     /// TLS (and mTLS); `None` is plaintext.
     pub tls: Option<TlsConfig>,
 }
@@ -31,6 +35,7 @@ impl Default for NetConfig {
             snapshot_idle_timeout: Duration::from_secs(10),
             max_message_bytes: 64 << 20,
             backoff: Backoff::default(),
+            socket_buffer_bytes: None,
             tls: None,
         }
     }

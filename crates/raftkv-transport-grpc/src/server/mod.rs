@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use raftkv_core::transport::{NetConfig, Routes};
-use raftkv_wire::net::{self, tls, ServerHandle};
+use raftkv_wire::net::{self, tls, ListenOptions, ServerHandle};
 use raftkv_wire::pb::{admin_server, ctrler_server, kv_server, migration_server, raft_server};
 
 use crate::error::GrpcError;
@@ -44,7 +44,9 @@ impl GrpcServer {
             migration: limited!(migration_server::MigrationServer::new(api.clone()), limit),
             admin: limited!(admin_server::AdminServer::new(api), limit),
         };
-        let handle = net::listen(addr, tls, cfg.connect_timeout, move |stream, peer| {
+        let options =
+            ListenOptions { tls, handshake_timeout: cfg.connect_timeout, socket_buffer: cfg.socket_buffer_bytes };
+        let handle = net::listen(addr, options, move |stream, peer| {
             let router = router.clone();
             async move {
                 let served = hyper::server::conn::http2::Builder::new(TokioExecutor::new())

@@ -88,7 +88,9 @@ impl HttpClient {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_nanos() & u128::from(u64::MAX)).unwrap_or(0));
-        Ok(Self { inner: Arc::new(Inner { cfg, pool, tls, peers: Mutex::new(HashMap::new()), seeds: AtomicU64::new(seed) }) })
+        Ok(Self {
+            inner: Arc::new(Inner { cfg, pool, tls, peers: Mutex::new(HashMap::new()), seeds: AtomicU64::new(seed) }),
+        })
     }
 
     /// The Raft transport of `group`, reaching member `n` at `peers[n]` (`host:port`).
@@ -125,15 +127,15 @@ impl HttpClient {
             return Err(TransportError::unreachable(peer.clone(), format!("reconnecting in {wait:?}")));
         }
         let uri = format!("http://{addr}{}", path(rpc));
-        let mut request = Request::builder()
-            .method(Method::POST)
-            .uri(&uri)
-            .body(body)
-            .map_err(|e| TransportError::unreachable(peer.clone(), format!("`{addr}` is not a valid address: {e}")))?;
+        let mut request =
+            Request::builder().method(Method::POST).uri(&uri).body(body).map_err(|e| {
+                TransportError::unreachable(peer.clone(), format!("`{addr}` is not a valid address: {e}"))
+            })?;
         request.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROTOBUF));
         let limit = self.inner.cfg.max_message_bytes;
         let exchange = async {
-            let _permit = in_flight.acquire().await.map_err(|_| TransportError::unreachable(peer.clone(), "client closed"))?;
+            let _permit =
+                in_flight.acquire().await.map_err(|_| TransportError::unreachable(peer.clone(), "client closed"))?;
             let response = self.inner.pool.request(request).await.map_err(|e| {
                 self.with_peer(addr, |p| p.reconnect.failed(Instant::now()));
                 TransportError::unreachable(peer.clone(), chain(&e))
@@ -197,7 +199,10 @@ impl ServiceClient for HttpClient {
             .and_then(ServiceResponsePb::into_core)
             .map_err(|e| TransportError::malformed(peer.clone(), e.to_string()))?;
         if !request.is_answered_by(&response) {
-            return Err(TransportError::malformed(peer, format!("{} answered with another kind of response", request.name())));
+            return Err(TransportError::malformed(
+                peer,
+                format!("{} answered with another kind of response", request.name()),
+            ));
         }
         Ok(response)
     }
@@ -223,7 +228,10 @@ impl std::fmt::Debug for HttpRaftTransport {
 
 impl HttpRaftTransport {
     fn peer(&self, to: NodeId) -> Result<(Peer, String), TransportError> {
-        self.peers.get(&to).cloned().ok_or_else(|| TransportError::unreachable(to, "no address is known for this member"))
+        self.peers
+            .get(&to)
+            .cloned()
+            .ok_or_else(|| TransportError::unreachable(to, "no address is known for this member"))
     }
 }
 
@@ -248,8 +256,9 @@ impl Transport for HttpRaftTransport {
                 return Err(TransportError::TooLarge { what: name, size: body.len(), limit });
             }
             let deadline = client.inner.cfg.request_timeout;
-            let reply =
-                client.post(&peer, &addr, &format!("raft/{rpc}"), RequestBody::Whole(Some(body)), Some(deadline)).await?;
+            let reply = client
+                .post(&peer, &addr, &format!("raft/{rpc}"), RequestBody::Whole(Some(body)), Some(deadline))
+                .await?;
             RaftResponsePb::decode(rpc, reply.body)
                 .and_then(RaftResponsePb::into_core)
                 .map_err(|e| TransportError::malformed(peer, e.to_string()))
@@ -276,7 +285,9 @@ impl Transport for HttpRaftTransport {
             while let Some(chunk) = snapshot.next_chunk().await? {
                 let frame = encode_frame(&snapshot_chunk_to_pb(Some(route), chunk));
                 if frame.len() > limit {
-                    return Err(TransportError::TooLarge { what: "install_snapshot chunk", size: frame.len(), limit }.into());
+                    return Err(
+                        TransportError::TooLarge { what: "install_snapshot chunk", size: frame.len(), limit }.into()
+                    );
                 }
                 match tokio::time::timeout(idle, tx.send(frame)).await {
                     Ok(Ok(())) => {}
@@ -298,8 +309,9 @@ impl Transport for HttpRaftTransport {
                 }
             }
         };
-        let answer: pb::InstallSnapshotResponse = prost::Message::decode(reply.body)
-            .map_err(|e| TransportError::malformed(peer.clone(), format!("cannot decode InstallSnapshotResponse: {e}")))?;
+        let answer: pb::InstallSnapshotResponse = prost::Message::decode(reply.body).map_err(|e| {
+            TransportError::malformed(peer.clone(), format!("cannot decode InstallSnapshotResponse: {e}"))
+        })?;
         snapshot_response_from_pb(&answer).map_err(|e| TransportError::malformed(peer, e.to_string()).into())
     }
 }

@@ -36,7 +36,9 @@ pub(crate) async fn handle(ctx: &Context, request: Request<Incoming>) -> Result<
 fn route_error(e: &RouteError) -> Reply {
     match e {
         RouteError::Stopped { .. } => error(StatusCode::SERVICE_UNAVAILABLE, STOPPED, e.to_string()),
-        RouteError::UnknownMember { .. } | RouteError::NoService => error(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+        RouteError::UnknownMember { .. } | RouteError::NoService => {
+            error(StatusCode::NOT_FOUND, "not_found", e.to_string())
+        }
         _ => error(StatusCode::BAD_REQUEST, "bad_stream", e.to_string()),
     }
 }
@@ -67,7 +69,11 @@ async fn read_body(ctx: &Context, body: Incoming) -> Result<Bytes, Reply> {
 
 async fn dispatch(ctx: &Context, request: Request<Incoming>) -> Result<Reply, Reply> {
     if request.method() != Method::POST {
-        return Err(error(StatusCode::METHOD_NOT_ALLOWED, "method", format!("{} is not allowed; RPCs are POST", request.method())));
+        return Err(error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method",
+            format!("{} is not allowed; RPCs are POST", request.method()),
+        ));
     }
     let rpc = rpc_of(request.uri().path()).map_err(|m| error(StatusCode::NOT_FOUND, "unknown_rpc", m))?;
     let body = request.into_body();
@@ -75,16 +81,18 @@ async fn dispatch(ctx: &Context, request: Request<Incoming>) -> Result<Reply, Re
         Some(("raft", "install_snapshot")) => snapshot(ctx, body).await,
         Some(("raft", method)) => {
             let bytes = read_body(ctx, body).await?;
-            let (route, request) =
-                RaftRequestPb::decode(method, bytes).and_then(RaftRequestPb::into_core).map_err(|e| decode_error(&e))?;
+            let (route, request) = RaftRequestPb::decode(method, bytes)
+                .and_then(RaftRequestPb::into_core)
+                .map_err(|e| decode_error(&e))?;
             let answer = ctx.routes.submit(route, request).map_err(|e| route_error(&e))?;
             let response = answer.await.map_err(|e| route_error(&e))?;
             Ok(ok(RaftResponsePb::from_core(response).encode_to_vec()))
         }
         _ => {
             let bytes = read_body(ctx, body).await?;
-            let request =
-                ServiceRequestPb::decode(&rpc, bytes).and_then(ServiceRequestPb::into_core).map_err(|e| decode_error(&e))?;
+            let request = ServiceRequestPb::decode(&rpc, bytes)
+                .and_then(ServiceRequestPb::into_core)
+                .map_err(|e| decode_error(&e))?;
             let response = ctx.routes.serve(request.clone()).await.map_err(|e| route_error(&e))?;
             if !request.is_answered_by(&response) {
                 return Err(error(

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use raftkv_core::transport::{NetConfig, Routes};
-use raftkv_wire::net::{self, tls, ServerHandle};
+use raftkv_wire::net::{self, tls, ListenOptions, ServerHandle};
 
 use crate::error::HttpError;
 
@@ -31,7 +31,9 @@ impl HttpServer {
             snapshot_idle: cfg.snapshot_idle_timeout,
         });
         let header_timeout = cfg.request_timeout;
-        let handle = net::listen(addr, tls, cfg.connect_timeout, move |stream, peer| {
+        let options =
+            ListenOptions { tls, handshake_timeout: cfg.connect_timeout, socket_buffer: cfg.socket_buffer_bytes };
+        let handle = net::listen(addr, options, move |stream, peer| {
             let ctx = ctx.clone();
             async move {
                 let service = service_fn(move |request| {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use hyper_util::rt::TokioIo;
 use raftkv_core::transport::{NetConfig, TlsConfig};
 use rustls::ClientConfig;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 use super::tls::{client_config, server_name, TlsError};
 use super::NetStream;
@@ -70,6 +70,7 @@ struct ClientTls {
 pub struct Dialer {
     tls: Option<ClientTls>,
     connect_timeout: Duration,
+    socket_buffer: Option<u32>,
 }
 
 impl std::fmt::Debug for Dialer {
@@ -99,7 +100,7 @@ impl Dialer {
             Some(settings) => Some(ClientTls { config: client_config(settings, alpn)?, settings: settings.clone() }),
             None => None,
         };
-        Ok(Self { tls, connect_timeout: cfg.connect_timeout })
+        Ok(Self { tls, connect_timeout: cfg.connect_timeout, socket_buffer: cfg.socket_buffer_bytes })
     }
 
     /// Whether connections use TLS.
@@ -128,7 +129,7 @@ impl Dialer {
         let mut last = String::new();
         let mut tcp = None;
         for sa in candidates {
-            match TcpStream::connect(sa).await {
+            match connect_tcp(sa, self.socket_buffer).await {
                 Ok(s) => {
                     tcp = Some(s);
                     break;
@@ -147,6 +148,16 @@ impl Dialer {
             .map_err(|e| DialError::Tls { addr: addr.to_string(), reason: e.to_string() })?;
         Ok(NetStream::Client(Box::new(stream)))
     }
+}
+
+/// A TCP connection to `addr`, with kernel buffers of `buffer` bytes if given.
+async fn connect_tcp(addr: std::net::SocketAddr, buffer: Option<u32>) -> std::io::Result<TcpStream> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    if let Some(bytes) = buffer {
+        socket.set_send_buffer_size(bytes)?;
+        socket.set_recv_buffer_size(bytes)?;
+    }
+    socket.connect(addr).await
 }
 
 /// A [`Dialer`] as a `tower` service from URIs (`scheme://host:port/…`) to

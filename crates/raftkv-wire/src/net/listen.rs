@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::ServerConfig;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
@@ -44,20 +44,39 @@ impl Drop for ServerHandle {
     }
 }
 
+/// How a server accepts connections.
+#[derive(Clone, Debug)]
+pub struct ListenOptions {
+    /// TLS settings; `None` is plaintext.
+    pub tls: Option<Arc<ServerConfig>>,
+    /// A TLS handshake must finish within this.
+    pub handshake_timeout: Duration,
+    /// Kernel send and receive buffers of every accepted connection, if set.
+    pub socket_buffer: Option<u32>,
+}
+
+fn bind(addr: SocketAddr, buffer: Option<u32>) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    if let Some(bytes) = buffer {
+        // Accepted connections inherit the listener's buffers.
+        socket.set_send_buffer_size(bytes)?;
+        socket.set_recv_buffer_size(bytes)?;
+    }
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
 /// Listen on `addr`; every accepted connection is set to no-delay, wrapped
-/// in TLS when `tls` is given (a handshake must finish within
-/// `handshake_timeout`), then served by `handler` on a task of its own.
-pub async fn listen<H, Fut>(
-    addr: SocketAddr,
-    tls: Option<Arc<ServerConfig>>,
-    handshake_timeout: Duration,
-    handler: H,
-) -> std::io::Result<ServerHandle>
+/// in TLS when configured (the handshake within its deadline), then served
+/// by `handler` on a task of its own.
+pub async fn listen<H, Fut>(addr: SocketAddr, options: ListenOptions, handler: H) -> std::io::Result<ServerHandle>
 where
     H: Fn(NetStream, SocketAddr) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let listener = TcpListener::bind(addr).await?;
+    let ListenOptions { tls, handshake_timeout, socket_buffer } = options;
+    let listener = bind(addr, socket_buffer)?;
     let addr = listener.local_addr()?;
     let (shutdown, mut stopped) = oneshot::channel();
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);

@@ -10,6 +10,6 @@ mod stream;
 pub mod tls;
 
 pub use dial::{host_of, DialError, DialService, Dialer};
-pub use listen::{listen, ServerHandle};
+pub use listen::{listen, ListenOptions, ServerHandle};
 pub use stream::NetStream;
 pub use tls::TlsError;

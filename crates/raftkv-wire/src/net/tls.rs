@@ -110,3 +110,28 @@ pub fn server_name(cfg: &TlsConfig, host: &str) -> Result<ServerName<'static>, T
     let name = name.trim_start_matches('[').trim_end_matches(']');
     ServerName::try_from(name.to_string()).map_err(|_| TlsError::BadServerName(name.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(ca: &[u8], identity: Option<Identity>) -> TlsConfig {
+        TlsConfig { ca_pem: ca.to_vec(), identity, require_client_cert: true, server_name: None }
+    }
+
+    #[test]
+    fn unusable_settings_are_errors_naming_the_input() {
+        let garbage = b"-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n";
+        let e = client_config(&cfg(garbage, None), &[]).unwrap_err().to_string();
+        assert!(e.contains("ca_pem"), "{e}");
+        let e = client_config(&cfg(b"", None), &[]).unwrap_err().to_string();
+        assert!(e.contains("ca_pem") && e.contains("no certificate"), "{e}");
+        let e = server_config(&cfg(b"", None), &[]).unwrap_err().to_string();
+        assert!(e.contains("identity"), "{e}");
+        let id = Identity { cert_pem: b"nothing".to_vec(), key_pem: b"nothing".to_vec() };
+        let e = server_config(&cfg(b"", Some(id)), &[]).unwrap_err().to_string();
+        assert!(e.contains("identity.cert_pem"), "{e}");
+        let e = server_name(&cfg(b"", None), "bad host name!").unwrap_err().to_string();
+        assert!(e.contains("bad host name!"), "{e}");
+    }
+}

@@ -382,6 +382,25 @@ async fn until_ok<T, Fut: std::future::Future<Output = Result<T, TransportError>
     }
 }
 
+/// Addresses that are not `host:port`, or whose host does not resolve, fail
+/// each call at once with an error naming the address.
+pub async fn bad_and_unresolvable_addresses_fail_cleanly<F: TransportFixture>(f: &F) {
+    for (addr, needle) in
+        [("no-such-host.invalid:7000", "resolve"), ("not an address", "address"), ("host:99999", "address")]
+    {
+        let t = f.raft_client(GROUP, BTreeMap::from([(TO, addr.to_string())]), test_config());
+        let err = t.call(FROM, TO, heartbeat(1)).await.unwrap_err();
+        assert!(matches!(err, TransportError::Unreachable { .. }), "{addr}: {err}");
+        assert!(err.to_string().contains(needle), "{addr}: `{err}` should mention `{needle}`");
+        let c = f.service_client(test_config());
+        let err = c.call_service(addr, ServiceRequest::Status).await.unwrap_err();
+        assert!(err.to_string().contains(needle), "{addr}: `{err}` should mention `{needle}`");
+    }
+    let t = f.raft_client(GROUP, BTreeMap::new(), test_config());
+    let err = t.call(FROM, TO, heartbeat(1)).await.unwrap_err();
+    assert!(err.to_string().contains("no address"), "a member without an address: {err}");
+}
+
 /// After a server goes down and comes back on the same address, the same
 /// client's calls succeed again (it reconnects, after backing off).
 pub async fn peer_restart_calls_succeed_again<F: TransportFixture>(f: &F) {

@@ -20,17 +20,18 @@ const CASES: u32 = 48;
 /// Random bodies, and valid bodies with up to 8 bytes overwritten.
 fn bodies(valid: Vec<Bytes>) -> impl Strategy<Value = Bytes> {
     let random = prop::collection::vec(any::<u8>(), 0..600).prop_map(Bytes::from);
-    let mutated = (prop::sample::select(valid), prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8))
-        .prop_map(|(body, edits)| {
-            let mut b = body.to_vec();
-            if !b.is_empty() {
-                for (at, v) in edits {
-                    let i = at.index(b.len());
-                    b[i] = v;
+    let mutated =
+        (prop::sample::select(valid), prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8))
+            .prop_map(|(body, edits)| {
+                let mut b = body.to_vec();
+                if !b.is_empty() {
+                    for (at, v) in edits {
+                        let i = at.index(b.len());
+                        b[i] = v;
+                    }
                 }
-            }
-            Bytes::from(b)
-        });
+                Bytes::from(b)
+            });
     prop_oneof![random, mutated]
 }
 

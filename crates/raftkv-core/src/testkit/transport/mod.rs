@@ -87,7 +87,10 @@ pub struct TestPki {
     pub rogue: Identity,
 }
 
-/// Settings for tests: short deadlines and backoff so that every case is quick.
+/// Settings for tests: short deadlines and backoff so that every case is
+/// quick, and kernel socket buffers of 256 KiB, so that what a snapshot case
+/// measures is the transport's own buffering, not the kernel's (loopback
+/// autotuning grows a receive buffer to 32 MiB).
 #[must_use]
 pub fn test_config() -> NetConfig {
     NetConfig {
@@ -95,6 +98,7 @@ pub fn test_config() -> NetConfig {
         request_timeout: Duration::from_secs(2),
         snapshot_idle_timeout: Duration::from_secs(10),
         backoff: crate::transport::Backoff { initial: Duration::from_millis(20), max: Duration::from_millis(200) },
+        socket_buffer_bytes: Some(256 << 10),
         ..NetConfig::default()
     }
 }
@@ -126,6 +130,7 @@ macro_rules! transport_conformance_tests {
             snapshot_of_256_mib_streams_with_bounded_memory,
             snapshot_stream_stops_at_the_first_refusal,
             peer_down_fails_within_the_deadline,
+            bad_and_unresolvable_addresses_fail_cleanly,
             peer_restart_calls_succeed_again,
             hostile_bodies_get_error_replies_and_the_server_keeps_serving,
             oversize_messages_are_refused_naming_the_limit,
