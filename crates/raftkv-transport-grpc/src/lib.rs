@@ -18,26 +18,49 @@
 //! - **Deadlines** on every call; **size limits** checked before sending and
 //!   when receiving; **TLS and mTLS** with rustls.
 //!
-//! ```no_run
+//! ```
 //! use std::collections::BTreeMap;
 //! use std::sync::Arc;
+//! use async_trait::async_trait;
+//! use bytes::Bytes;
+//! use raftkv_core::api::{ApiError, KvOp, KvRequest, RequestId, ServiceClient, ServiceHandler, ServiceRequest, ServiceResponse};
 //! use raftkv_core::transport::{NetConfig, Routes};
 //! use raftkv_core::{GroupId, NodeId};
 //! use raftkv_transport_grpc::{GrpcClient, GrpcServer};
 //!
-//! # async fn demo() -> Result<(), raftkv_transport_grpc::GrpcError> {
+//! /// Answers a Get with the key reversed; offers nothing else.
+//! struct Reverse;
+//!
+//! #[async_trait]
+//! impl ServiceHandler for Reverse {
+//!     async fn handle(&self, request: ServiceRequest) -> ServiceResponse {
+//!         match &request {
+//!             ServiceRequest::Kv(KvRequest { op: KvOp::Get { key }, .. }) => {
+//!                 ServiceResponse::Kv(Ok(Some(key.iter().rev().copied().collect())))
+//!             }
+//!             other => other.refuse(ApiError::Unsupported { what: other.name().into() }),
+//!         }
+//!     }
+//! }
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let cfg = NetConfig::default();
-//! // Serve whatever members and service get added to `routes`.
+//! // What the server hosts: a service handler, and Raft members as they start
+//! // (`routes.add_member(group, node, Arc::new(raft_handle))`).
 //! let routes = Routes::new();
-//! let server = GrpcServer::start("127.0.0.1:7001".parse().unwrap(), routes.clone(), &cfg).await?;
-//! // The transport member 1 of group 1 hands to `Raft::start`.
+//! routes.set_service(Arc::new(Reverse));
+//! let server = GrpcServer::start("127.0.0.1:0".parse()?, routes, &cfg).await?;
+//! let addr = server.addr().to_string();
+//!
 //! let client = GrpcClient::new(cfg)?;
-//! let peers = BTreeMap::from([
-//!     (NodeId(1), "127.0.0.1:7001".to_string()),
-//!     (NodeId(2), "127.0.0.1:7002".to_string()),
-//!     (NodeId(3), "127.0.0.1:7003".to_string()),
-//! ]);
-//! let transport = Arc::new(client.raft(GroupId(1), peers));
+//! let get = KvRequest { id: RequestId::default(), op: KvOp::Get { key: Bytes::from_static(b"abc") } };
+//! let reply = client.call_service(&addr, ServiceRequest::Kv(get)).await?;
+//! assert_eq!(reply, ServiceResponse::Kv(Ok(Some(Bytes::from_static(b"cba")))));
+//!
+//! // The transport member 1 of group 1 hands to `Raft::start`: one
+//! // connection per peer address, shared with the service calls above.
+//! let transport = Arc::new(client.raft(GroupId(1), BTreeMap::from([(NodeId(2), addr)])));
 //! # let _ = transport;
 //! server.stop().await;
 //! # Ok(())
