@@ -1,20 +1,5 @@
-//! [`GrpcError`]: why a gRPC client or server could not be set up.
+//! [`GrpcError`]: why the gRPC transport could not be set up.
 
-use raftkv_wire::net::TlsError;
-
-/// Setting up the gRPC transport failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum GrpcError {
-    /// The TLS settings are unusable.
-    #[error(transparent)]
-    Tls(#[from] TlsError),
-    /// The server could not listen on its address.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: std::net::SocketAddr,
-        /// The operating system's error.
-        source: std::io::Error,
-    },
-}
+/// Setting up a gRPC client or server failed: unusable TLS settings, or an
+/// address the server cannot listen on.
+pub type GrpcError = raftkv_wire::net::SetupError;

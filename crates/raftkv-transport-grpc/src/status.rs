@@ -68,16 +68,8 @@ pub(crate) fn to_transport_error(peer: Peer, status: &Status, deadline: std::tim
 
 /// A status's message followed by the chain of errors under it.
 pub(crate) fn error_text(status: &Status) -> String {
-    let mut text =
-        if status.message().is_empty() { format!("{:?}", status.code()) } else { status.message().to_string() };
-    let mut source = std::error::Error::source(status);
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
+    if status.message().is_empty() {
+        return format!("{:?}", status.code());
     }
-    text
+    raftkv_wire::net::error_chain(status)
 }

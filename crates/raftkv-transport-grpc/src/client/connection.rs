@@ -5,7 +5,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use raftkv_core::transport::{NetConfig, Peer, Reconnect, TransportError};
-use raftkv_wire::net::{DialService, Dialer};
+use raftkv_wire::net::{error_chain, DialService, Dialer};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::{CONNECTION_WINDOW, STREAM_WINDOW};
@@ -101,8 +101,8 @@ impl Connection {
             }
             Err(e) => {
                 let pause = self.lock().reconnect.failed(Instant::now());
-                tracing::debug!(addr = %self.addr, failures = failures + 1, ?pause, error = %chain(&e), "connect failed");
-                Err(TransportError::unreachable(peer.clone(), chain(&e)))
+                tracing::debug!(addr = %self.addr, failures = failures + 1, ?pause, error = %error_chain(&e), "connect failed");
+                Err(TransportError::unreachable(peer.clone(), error_chain(&e)))
             }
         }
     }
@@ -125,19 +125,4 @@ impl Connection {
             st.reconnect.succeeded();
         }
     }
-}
-
-/// An error and its sources, as one line.
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
 }

@@ -18,7 +18,7 @@ use raftkv_core::transport::{
     CallFuture, NetConfig, OutgoingSnapshot, Peer, RaftRoute, SnapshotSendError, Transport, TransportError,
 };
 use raftkv_core::{GroupId, NodeId};
-use raftkv_wire::net::Dialer;
+use raftkv_wire::net::{jitter_seed, Dialer};
 use raftkv_wire::RaftRequestPb;
 use tokio::sync::{mpsc, oneshot};
 
@@ -72,12 +72,8 @@ impl GrpcClient {
     /// A client with `cfg`'s deadlines, limits, backoff and TLS settings.
     pub fn new(cfg: NetConfig) -> Result<Self, GrpcError> {
         let dialer = Dialer::new(&cfg, &[b"h2"])?;
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_nanos() & u128::from(u64::MAX)).unwrap_or(0));
-        Ok(Self {
-            inner: Arc::new(Inner { cfg, dialer, links: Mutex::new(HashMap::new()), seeds: AtomicU64::new(seed) }),
-        })
+        let seeds = AtomicU64::new(jitter_seed());
+        Ok(Self { inner: Arc::new(Inner { cfg, dialer, links: Mutex::new(HashMap::new()), seeds }) })
     }
 
     fn link(&self, addr: &str) -> Arc<PeerLink> {

@@ -5,6 +5,7 @@
 use prost::Message;
 use raftkv_core::raft::{InstallSnapshotRequest, InstallSnapshotResponse};
 use raftkv_core::transport::{OutgoingSnapshot, Peer, RaftRoute, SnapshotSendError, TransportError};
+use raftkv_wire::net::feed_snapshot;
 use raftkv_wire::pb::{self, raft_client::RaftClient};
 use raftkv_wire::{route_pb, snapshot_chunk_to_pb, snapshot_response_from_pb};
 use tokio::sync::mpsc;
@@ -29,36 +30,12 @@ pub(crate) async fn send(
     let mut client = RaftClient::new(channel).max_decoding_message_size(limit).max_encoding_message_size(limit);
     let (tx, rx) = mpsc::channel::<pb::InstallSnapshotChunk>(QUEUED_CHUNKS);
     let call = client.install_snapshot(ReceiverStream::new(rx));
-    let feed_peer = peer.clone();
-    let feed = async {
-        while let Some(chunk) = snapshot.next_chunk().await? {
-            let chunk = snapshot_chunk_to_pb(Some(route_pb(route)), chunk);
-            let size = chunk.encoded_len();
-            if size > limit {
-                return Err(TransportError::TooLarge { what: "install_snapshot chunk", size, limit }.into());
-            }
-            match tokio::time::timeout(idle, tx.send(chunk)).await {
-                Ok(Ok(())) => {}
-                // The call ended (the peer answered early or failed): its result tells.
-                Ok(Err(_)) => break,
-                Err(_) => return Err(TransportError::Timeout { peer: feed_peer.clone(), after: idle }.into()),
-            }
-        }
-        drop(tx);
-        Ok::<(), SnapshotSendError>(())
+    let encode = |chunk| {
+        let chunk = snapshot_chunk_to_pb(Some(route_pb(route)), chunk);
+        let size = chunk.encoded_len();
+        (chunk, size)
     };
-    tokio::pin!(call, feed);
-    let result = tokio::select! {
-        result = &mut call => result,
-        fed = &mut feed => {
-            fed?;
-            // Every chunk is queued: wait for the answer to the last.
-            match tokio::time::timeout(idle, &mut call).await {
-                Ok(result) => result,
-                Err(_) => return Err(TransportError::Timeout { peer: peer.clone(), after: idle }.into()),
-            }
-        }
-    };
+    let result = feed_snapshot(snapshot, tx, encode, call, limit, idle, &peer).await?;
     answered(conn, generation, peer, idle, result)
 }
 

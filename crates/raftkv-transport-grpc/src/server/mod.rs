@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use raftkv_core::transport::{NetConfig, Routes};
-use raftkv_wire::net::{self, tls, ListenOptions, ServerHandle};
+use raftkv_wire::net::{self, ListenOptions, ServerHandle};
 use raftkv_wire::pb::{admin_server, ctrler_server, kv_server, migration_server, raft_server};
 
 use crate::error::GrpcError;
@@ -34,7 +34,7 @@ impl GrpcServer {
     /// Listen on `addr` (port 0: any free port) and serve `routes` with
     /// `cfg`'s message limit and TLS settings.
     pub async fn start(addr: SocketAddr, routes: Routes, cfg: &NetConfig) -> Result<Self, GrpcError> {
-        let tls = cfg.tls.as_ref().map(|t| tls::server_config(t, &[b"h2"])).transpose()?;
+        let options = ListenOptions::new(cfg, &[b"h2"])?;
         let limit = cfg.max_message_bytes;
         let api = services::ApiService { routes: routes.clone() };
         let router = router::Router {
@@ -44,8 +44,6 @@ impl GrpcServer {
             migration: limited!(migration_server::MigrationServer::new(api.clone()), limit),
             admin: limited!(admin_server::AdminServer::new(api), limit),
         };
-        let options =
-            ListenOptions { tls, handshake_timeout: cfg.connect_timeout, socket_buffer: cfg.socket_buffer_bytes };
         let handle = net::listen(addr, options, move |stream, peer| {
             let router = router.clone();
             async move {

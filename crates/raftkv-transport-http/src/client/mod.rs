@@ -23,7 +23,7 @@ use raftkv_core::transport::{
 };
 use raftkv_core::{GroupId, NodeId};
 use raftkv_wire::frame::encode_frame;
-use raftkv_wire::net::{DialService, Dialer};
+use raftkv_wire::net::{error_chain, feed_snapshot, jitter_seed, DialService, Dialer};
 use raftkv_wire::{pb, route_pb, snapshot_chunk_to_pb, snapshot_response_from_pb, RaftRequestPb, RaftResponsePb};
 use raftkv_wire::{ServiceRequestPb, ServiceResponsePb};
 use tokio::sync::{mpsc, Semaphore};
@@ -85,12 +85,8 @@ impl HttpClient {
             .pool_idle_timeout(IDLE_TIMEOUT)
             .pool_max_idle_per_host(IDLE_PER_PEER)
             .build(Connector(DialService(dialer)));
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_nanos() & u128::from(u64::MAX)).unwrap_or(0));
-        Ok(Self {
-            inner: Arc::new(Inner { cfg, pool, tls, peers: Mutex::new(HashMap::new()), seeds: AtomicU64::new(seed) }),
-        })
+        let seeds = AtomicU64::new(jitter_seed());
+        Ok(Self { inner: Arc::new(Inner { cfg, pool, tls, peers: Mutex::new(HashMap::new()), seeds }) })
     }
 
     /// The Raft transport of `group`, reaching member `n` at `peers[n]` (`host:port`).
@@ -138,7 +134,7 @@ impl HttpClient {
                 in_flight.acquire().await.map_err(|_| TransportError::unreachable(peer.clone(), "client closed"))?;
             let response = self.inner.pool.request(request).await.map_err(|e| {
                 self.with_peer(addr, |p| p.reconnect.failed(Instant::now()));
-                TransportError::unreachable(peer.clone(), chain(&e))
+                TransportError::unreachable(peer.clone(), error_chain(&e))
             })?;
             let status = response.status();
             let kind = response.headers().get(ERROR_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
@@ -166,21 +162,6 @@ impl HttpClient {
             None => TransportError::rejected(peer.clone(), format!("HTTP {}: {text}", reply.status)),
         })
     }
-}
-
-/// An error and its sources, as one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
 }
 
 #[async_trait]
@@ -276,39 +257,15 @@ impl Transport for HttpRaftTransport {
         let (idle, limit) = (cfg.snapshot_idle_timeout, cfg.max_message_bytes);
         let route = route_pb(RaftRoute { group: self.group, from, to });
         let (tx, rx) = mpsc::channel::<Bytes>(QUEUED_FRAMES);
-        // The exchange as a whole has no deadline (a snapshot takes as long as
-        // it takes); stalls are caught by the idle timeouts below.
-        let upload_peer = peer.clone();
-        let upload = self.client.post(&upload_peer, &addr, "raft/install_snapshot", RequestBody::Streamed(rx), None);
-        let feed_peer = peer.clone();
-        let feed = async {
-            while let Some(chunk) = snapshot.next_chunk().await? {
-                let frame = encode_frame(&snapshot_chunk_to_pb(Some(route), chunk));
-                if frame.len() > limit {
-                    return Err(
-                        TransportError::TooLarge { what: "install_snapshot chunk", size: frame.len(), limit }.into()
-                    );
-                }
-                match tokio::time::timeout(idle, tx.send(frame)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => break,
-                    Err(_) => return Err(TransportError::Timeout { peer: feed_peer.clone(), after: idle }.into()),
-                }
-            }
-            drop(tx);
-            Ok::<(), SnapshotSendError>(())
+        // The upload as a whole has no deadline (a snapshot takes as long as it
+        // takes); `feed_snapshot` catches stalls.
+        let upload = self.client.post(&peer, &addr, "raft/install_snapshot", RequestBody::Streamed(rx), None);
+        let encode = |chunk| {
+            let frame = encode_frame(&snapshot_chunk_to_pb(Some(route), chunk));
+            let size = frame.len();
+            (frame, size)
         };
-        tokio::pin!(upload, feed);
-        let reply = tokio::select! {
-            reply = &mut upload => reply?,
-            fed = &mut feed => {
-                fed?;
-                match tokio::time::timeout(idle, &mut upload).await {
-                    Ok(reply) => reply?,
-                    Err(_) => return Err(TransportError::Timeout { peer: peer.clone(), after: idle }.into()),
-                }
-            }
-        };
+        let reply = feed_snapshot(snapshot, tx, encode, upload, limit, idle, &peer).await??;
         let answer: pb::InstallSnapshotResponse = prost::Message::decode(reply.body).map_err(|e| {
             TransportError::malformed(peer.clone(), format!("cannot decode InstallSnapshotResponse: {e}"))
         })?;

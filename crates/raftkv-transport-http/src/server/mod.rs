@@ -9,7 +9,7 @@ use std::sync::Arc;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use raftkv_core::transport::{NetConfig, Routes};
-use raftkv_wire::net::{self, tls, ListenOptions, ServerHandle};
+use raftkv_wire::net::{self, ListenOptions, ServerHandle};
 
 use crate::error::HttpError;
 
@@ -23,7 +23,7 @@ impl HttpServer {
     /// Listen on `addr` (port 0: any free port) and serve `routes` with
     /// `cfg`'s deadlines, message limit and TLS settings.
     pub async fn start(addr: SocketAddr, routes: Routes, cfg: &NetConfig) -> Result<Self, HttpError> {
-        let tls = cfg.tls.as_ref().map(|t| tls::server_config(t, &[b"http/1.1"])).transpose()?;
+        let options = ListenOptions::new(cfg, &[b"http/1.1"])?;
         let ctx = Arc::new(handler::Context {
             routes,
             limit: cfg.max_message_bytes,
@@ -31,8 +31,6 @@ impl HttpServer {
             snapshot_idle: cfg.snapshot_idle_timeout,
         });
         let header_timeout = cfg.request_timeout;
-        let options =
-            ListenOptions { tls, handshake_timeout: cfg.connect_timeout, socket_buffer: cfg.socket_buffer_bytes };
         let handle = net::listen(addr, options, move |stream, peer| {
             let ctx = ctx.clone();
             async move {

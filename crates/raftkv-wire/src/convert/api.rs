@@ -73,6 +73,21 @@ pub enum ServiceResponsePb {
     Status(pb::StatusResponse),
 }
 
+wire_enum_codec!(ServiceRequestPb {
+    Get,
+    Put,
+    Append,
+    Delete,
+    Join,
+    Leave,
+    Move,
+    Query,
+    PullShards,
+    DeleteShards,
+    Status
+});
+wire_enum_codec!(ServiceResponsePb { Kv, Ctrl, PullShards, DeleteShards, Status });
+
 fn id_to_pb(id: RequestId) -> Option<pb::RequestId> {
     Some(pb::RequestId { client: id.client.0, seq: id.seq })
 }
@@ -190,44 +205,6 @@ impl ServiceRequestPb {
             Self::DeleteShards(_) => 9,
             Self::Status(_) => 10,
         }]
-    }
-
-    /// Length of the encoded message.
-    #[must_use]
-    pub fn encoded_len(&self) -> usize {
-        use prost::Message;
-        match self {
-            Self::Get(m) => m.encoded_len(),
-            Self::Put(m) => m.encoded_len(),
-            Self::Append(m) => m.encoded_len(),
-            Self::Delete(m) => m.encoded_len(),
-            Self::Join(m) => m.encoded_len(),
-            Self::Leave(m) => m.encoded_len(),
-            Self::Move(m) => m.encoded_len(),
-            Self::Query(m) => m.encoded_len(),
-            Self::PullShards(m) => m.encoded_len(),
-            Self::DeleteShards(m) => m.encoded_len(),
-            Self::Status(m) => m.encoded_len(),
-        }
-    }
-
-    /// The encoded message.
-    #[must_use]
-    pub fn encode_to_vec(&self) -> Vec<u8> {
-        use prost::Message;
-        match self {
-            Self::Get(m) => m.encode_to_vec(),
-            Self::Put(m) => m.encode_to_vec(),
-            Self::Append(m) => m.encode_to_vec(),
-            Self::Delete(m) => m.encode_to_vec(),
-            Self::Join(m) => m.encode_to_vec(),
-            Self::Leave(m) => m.encode_to_vec(),
-            Self::Move(m) => m.encode_to_vec(),
-            Self::Query(m) => m.encode_to_vec(),
-            Self::PullShards(m) => m.encode_to_vec(),
-            Self::DeleteShards(m) => m.encode_to_vec(),
-            Self::Status(m) => m.encode_to_vec(),
-        }
     }
 
     /// Decode the request of RPC `rpc` (`service/method`) from `buf`.
@@ -516,32 +493,6 @@ impl ServiceResponsePb {
                 None => return Err(DecodeError::missing("StatusResponse", "result")),
             }),
         })
-    }
-
-    /// The encoded message.
-    #[must_use]
-    pub fn encode_to_vec(&self) -> Vec<u8> {
-        use prost::Message;
-        match self {
-            Self::Kv(m) => m.encode_to_vec(),
-            Self::Ctrl(m) => m.encode_to_vec(),
-            Self::PullShards(m) => m.encode_to_vec(),
-            Self::DeleteShards(m) => m.encode_to_vec(),
-            Self::Status(m) => m.encode_to_vec(),
-        }
-    }
-
-    /// Length of the encoded message.
-    #[must_use]
-    pub fn encoded_len(&self) -> usize {
-        use prost::Message;
-        match self {
-            Self::Kv(m) => m.encoded_len(),
-            Self::Ctrl(m) => m.encoded_len(),
-            Self::PullShards(m) => m.encoded_len(),
-            Self::DeleteShards(m) => m.encoded_len(),
-            Self::Status(m) => m.encoded_len(),
-        }
     }
 
     /// Decode the response to RPC `rpc` (`service/method`) from `buf`.

@@ -1,6 +1,30 @@
 //! Core types ↔ protobuf messages. Encoding is infallible; decoding checks
 //! everything the engine and services rely on and names what is wrong.
 
+/// `encoded_len` and `encode_to_vec` for an enum of protobuf messages, one
+/// message per variant.
+macro_rules! wire_enum_codec {
+    ($enum:ident { $($variant:ident),+ $(,)? }) => {
+        impl $enum {
+            /// Length of the encoded message.
+            #[must_use]
+            pub fn encoded_len(&self) -> usize {
+                match self {
+                    $(Self::$variant(m) => prost::Message::encoded_len(m),)+
+                }
+            }
+
+            /// The encoded message.
+            #[must_use]
+            pub fn encode_to_vec(&self) -> Vec<u8> {
+                match self {
+                    $(Self::$variant(m) => prost::Message::encode_to_vec(m),)+
+                }
+            }
+        }
+    };
+}
+
 mod api;
 mod raft;
 

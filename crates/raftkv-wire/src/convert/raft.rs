@@ -48,6 +48,9 @@ pub enum RaftResponsePb {
     TimeoutNow(pb::TimeoutNowResponse),
 }
 
+wire_enum_codec!(RaftRequestPb { AppendEntries, Heartbeat, Vote, InstallSnapshot, TimeoutNow });
+wire_enum_codec!(RaftResponsePb { AppendEntries, Heartbeat, Vote, InstallSnapshot, TimeoutNow });
+
 fn route_to_pb(r: RaftRoute) -> Option<pb::Route> {
     Some(pb::Route { group: r.group.0, from: r.from.0, to: r.to.0 })
 }
@@ -259,32 +262,6 @@ impl RaftRequestPb {
         }
     }
 
-    /// Length of the encoded message.
-    #[must_use]
-    pub fn encoded_len(&self) -> usize {
-        use prost::Message;
-        match self {
-            Self::AppendEntries(m) => m.encoded_len(),
-            Self::Heartbeat(m) => m.encoded_len(),
-            Self::Vote(m) => m.encoded_len(),
-            Self::InstallSnapshot(m) => m.encoded_len(),
-            Self::TimeoutNow(m) => m.encoded_len(),
-        }
-    }
-
-    /// The encoded message.
-    #[must_use]
-    pub fn encode_to_vec(&self) -> Vec<u8> {
-        use prost::Message;
-        match self {
-            Self::AppendEntries(m) => m.encode_to_vec(),
-            Self::Heartbeat(m) => m.encode_to_vec(),
-            Self::Vote(m) => m.encode_to_vec(),
-            Self::InstallSnapshot(m) => m.encode_to_vec(),
-            Self::TimeoutNow(m) => m.encode_to_vec(),
-        }
-    }
-
     /// Decode the request of RPC `rpc` from `buf`.
     pub fn decode(rpc: &str, buf: Bytes) -> Result<Self, DecodeError> {
         Ok(match rpc {
@@ -437,19 +414,6 @@ impl RaftResponsePb {
             Self::Vote(_) => RAFT_RPCS[2],
             Self::InstallSnapshot(_) => RAFT_RPCS[3],
             Self::TimeoutNow(_) => RAFT_RPCS[4],
-        }
-    }
-
-    /// The encoded message.
-    #[must_use]
-    pub fn encode_to_vec(&self) -> Vec<u8> {
-        use prost::Message;
-        match self {
-            Self::AppendEntries(m) => m.encode_to_vec(),
-            Self::Heartbeat(m) => m.encode_to_vec(),
-            Self::Vote(m) => m.encode_to_vec(),
-            Self::InstallSnapshot(m) => m.encode_to_vec(),
-            Self::TimeoutNow(m) => m.encode_to_vec(),
         }
     }
 

@@ -82,6 +82,15 @@ impl std::fmt::Debug for Dialer {
     }
 }
 
+/// A seed for reconnect jitter that differs between processes and runs
+/// (clock nanoseconds): real peers must not back off in lockstep.
+#[must_use]
+pub fn jitter_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos() & u128::from(u64::MAX)).unwrap_or(0))
+}
+
 /// The host part of `host:port` (brackets of an IPv6 literal removed).
 #[must_use]
 pub fn host_of(addr: &str) -> Option<&str> {

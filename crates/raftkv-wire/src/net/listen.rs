@@ -12,6 +12,9 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
+use raftkv_core::transport::NetConfig;
+
+use super::tls::{server_config, TlsError};
 use super::NetStream;
 
 /// A running server: its address, and the means to stop it.
@@ -53,6 +56,17 @@ pub struct ListenOptions {
     pub handshake_timeout: Duration,
     /// Kernel send and receive buffers of every accepted connection, if set.
     pub socket_buffer: Option<u32>,
+}
+
+impl ListenOptions {
+    /// The options `cfg` asks for, offering the ALPN protocols `alpn` over TLS.
+    pub fn new(cfg: &NetConfig, alpn: &[&[u8]]) -> Result<Self, TlsError> {
+        Ok(Self {
+            tls: cfg.tls.as_ref().map(|t| server_config(t, alpn)).transpose()?,
+            handshake_timeout: cfg.connect_timeout,
+            socket_buffer: cfg.socket_buffer_bytes,
+        })
+    }
 }
 
 fn bind(addr: SocketAddr, buffer: Option<u32>) -> std::io::Result<TcpListener> {

@@ -2,14 +2,19 @@
 //! plaintext or TLS ([`NetStream`]), dialling peers with a deadline
 //! ([`Dialer`]), accepting and serving connections with a hard stop
 //! ([`listen`]), and rustls settings from a
-//! [`TlsConfig`](raftkv_core::transport::TlsConfig) ([`tls`]).
+//! [`TlsConfig`](raftkv_core::transport::TlsConfig) ([`tls`]), and
+//! streaming a snapshot into a request body ([`feed_snapshot`]).
 
 mod dial;
+mod error;
 mod listen;
+mod snapshot_feed;
 mod stream;
 pub mod tls;
 
-pub use dial::{host_of, DialError, DialService, Dialer};
+pub use dial::{host_of, jitter_seed, DialError, DialService, Dialer};
+pub use error::{error_chain, SetupError};
 pub use listen::{listen, ListenOptions, ServerHandle};
+pub use snapshot_feed::feed_snapshot;
 pub use stream::NetStream;
 pub use tls::TlsError;
