@@ -85,7 +85,7 @@ wire_enum_codec!(ServiceRequestPb {
     PullShards,
     DeleteShards,
     Status
-});
+} rpcs SERVICE_RPCS);
 wire_enum_codec!(ServiceResponsePb { Kv, Ctrl, PullShards, DeleteShards, Status });
 
 fn id_to_pb(id: RequestId) -> Option<pb::RequestId> {
@@ -187,24 +187,6 @@ impl ServiceRequestPb {
             }),
             Self::Status(_) => ServiceRequest::Status,
         })
-    }
-
-    /// The RPC as `service/method` (one of [`SERVICE_RPCS`]).
-    #[must_use]
-    pub fn rpc(&self) -> &'static str {
-        SERVICE_RPCS[match self {
-            Self::Get(_) => 0,
-            Self::Put(_) => 1,
-            Self::Append(_) => 2,
-            Self::Delete(_) => 3,
-            Self::Join(_) => 4,
-            Self::Leave(_) => 5,
-            Self::Move(_) => 6,
-            Self::Query(_) => 7,
-            Self::PullShards(_) => 8,
-            Self::DeleteShards(_) => 9,
-            Self::Status(_) => 10,
-        }]
     }
 
     /// Decode the request of RPC `rpc` (`service/method`) from `buf`.

@@ -48,8 +48,8 @@ pub enum RaftResponsePb {
     TimeoutNow(pb::TimeoutNowResponse),
 }
 
-wire_enum_codec!(RaftRequestPb { AppendEntries, Heartbeat, Vote, InstallSnapshot, TimeoutNow });
-wire_enum_codec!(RaftResponsePb { AppendEntries, Heartbeat, Vote, InstallSnapshot, TimeoutNow });
+wire_enum_codec!(RaftRequestPb { AppendEntries, Heartbeat, Vote, InstallSnapshot, TimeoutNow } rpcs RAFT_RPCS);
+wire_enum_codec!(RaftResponsePb { AppendEntries, Heartbeat, Vote, InstallSnapshot, TimeoutNow } rpcs RAFT_RPCS);
 
 fn route_to_pb(r: RaftRoute) -> Option<pb::Route> {
     Some(pb::Route { group: r.group.0, from: r.from.0, to: r.to.0 })
@@ -250,18 +250,6 @@ impl RaftRequestPb {
         }
     }
 
-    /// The RPC's name (one of [`RAFT_RPCS`]).
-    #[must_use]
-    pub fn rpc(&self) -> &'static str {
-        match self {
-            Self::AppendEntries(_) => RAFT_RPCS[0],
-            Self::Heartbeat(_) => RAFT_RPCS[1],
-            Self::Vote(_) => RAFT_RPCS[2],
-            Self::InstallSnapshot(_) => RAFT_RPCS[3],
-            Self::TimeoutNow(_) => RAFT_RPCS[4],
-        }
-    }
-
     /// Decode the request of RPC `rpc` from `buf`.
     pub fn decode(rpc: &str, buf: Bytes) -> Result<Self, DecodeError> {
         Ok(match rpc {
@@ -403,18 +391,6 @@ impl RaftResponsePb {
                 RaftResponse::TimeoutNow(TimeoutNowResponse { term: Term(r.term) })
             }
         })
-    }
-
-    /// The RPC this answers.
-    #[must_use]
-    pub fn rpc(&self) -> &'static str {
-        match self {
-            Self::AppendEntries(_) => RAFT_RPCS[0],
-            Self::Heartbeat(_) => RAFT_RPCS[1],
-            Self::Vote(_) => RAFT_RPCS[2],
-            Self::InstallSnapshot(_) => RAFT_RPCS[3],
-            Self::TimeoutNow(_) => RAFT_RPCS[4],
-        }
     }
 
     /// Decode the response of RPC `rpc` from `buf`.
