@@ -10,8 +10,9 @@
 //!   meanwhile.
 //! - **Ordered pipeline**: appends, heartbeats, votes and transfers to a peer
 //!   travel on one long-lived bidirectional stream, in the order `call` was
-//!   invoked, with any number in flight; the server submits them to the
-//!   member in that order and answers in that order.
+//!   invoked, many in flight; the server submits them to the member in that
+//!   order (so a follower batches them into one write) and sends each answer
+//!   back as soon as it is ready, tagged with its sequence number.
 //! - **Snapshots** are one client-streaming call, pulled from the store chunk
 //!   by chunk through a queue of two chunks and HTTP/2 flow control, so a
 //!   snapshot of any size costs a few MiB.
@@ -81,3 +82,8 @@ pub use server::GrpcServer;
 pub(crate) const STREAM_WINDOW: u32 = 2 << 20;
 /// HTTP/2 flow-control window of one connection.
 pub(crate) const CONNECTION_WINDOW: u32 = 8 << 20;
+/// Both ends ping a connection this often, so that a peer that vanished
+/// (its host lost power, a partition) is noticed and its streams end.
+pub(crate) const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+/// An unanswered ping closes the connection after this long.
+pub(crate) const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);

@@ -84,7 +84,7 @@ impl FrameDecoder {
             return Ok(());
         }
         let missing = match read_varint(&self.buf)? {
-            Some((len, prefix)) => (prefix as u64 + len).saturating_sub(self.buf.len() as u64),
+            Some((len, prefix)) => (prefix as u64).saturating_add(len).saturating_sub(self.buf.len() as u64),
             None => 1,
         };
         Err(FrameError::Truncated { missing })

@@ -2,17 +2,13 @@
 //! first use, dropped when it fails, and reopened after a backoff with jitter.
 
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use raftkv_core::transport::{NetConfig, Peer, Reconnect, TransportError};
 use raftkv_wire::net::{error_chain, DialService, Dialer};
 use tonic::transport::{Channel, Endpoint};
 
-use crate::{CONNECTION_WINDOW, STREAM_WINDOW};
-
-/// Keep-alive pings on idle connections, so that a peer that vanished is noticed.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+use crate::{CONNECTION_WINDOW, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, STREAM_WINDOW};
 
 struct State {
     channel: Option<Channel>,
@@ -92,7 +88,15 @@ impl Connection {
             st.reconnect.failures()
         };
         let endpoint = self.endpoint.clone().map_err(|e| TransportError::unreachable(peer.clone(), e))?;
-        match endpoint.connect_with_connector(DialService(self.dialer.clone())).await {
+        // The whole connection — TCP, TLS and the HTTP/2 handshake — within the
+        // connect deadline: a peer that accepts and then says nothing must not
+        // hold every caller of this connection.
+        let after = self.cfg.connect_timeout;
+        let connected = tokio::time::timeout(after, endpoint.connect_with_connector(DialService(self.dialer.clone())))
+            .await
+            .map_err(|_| format!("connecting to {} timed out after {after:?}", self.addr))
+            .and_then(|r| r.map_err(|e| error_chain(&e)));
+        match connected {
             Ok(channel) => {
                 let mut st = self.lock();
                 st.generation += 1;
@@ -101,8 +105,8 @@ impl Connection {
             }
             Err(e) => {
                 let pause = self.lock().reconnect.failed(Instant::now());
-                tracing::debug!(addr = %self.addr, failures = failures + 1, ?pause, error = %error_chain(&e), "connect failed");
-                Err(TransportError::unreachable(peer.clone(), error_chain(&e)))
+                tracing::debug!(addr = %self.addr, failures = failures + 1, ?pause, error = %e, "connect failed");
+                Err(TransportError::unreachable(peer.clone(), e))
             }
         }
     }

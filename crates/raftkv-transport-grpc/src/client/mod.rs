@@ -155,7 +155,7 @@ impl Transport for GrpcRaftTransport {
         }
         let rpc = message.rpc();
         let (reply, answer) = oneshot::channel();
-        link.enqueue(Outgoing { peer: peer.clone(), rpc, message, reply });
+        link.enqueue(Outgoing { peer: peer.clone(), rpc, message, size, reply });
         let deadline = self.cfg.request_timeout;
         Box::pin(async move {
             match tokio::time::timeout(deadline, answer).await {

@@ -7,13 +7,13 @@ mod services;
 
 use std::net::SocketAddr;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use raftkv_core::transport::{NetConfig, Routes};
 use raftkv_wire::net::{self, ListenOptions, ServerHandle};
 use raftkv_wire::pb::{admin_server, ctrler_server, kv_server, migration_server, raft_server};
 
 use crate::error::GrpcError;
-use crate::{CONNECTION_WINDOW, STREAM_WINDOW};
+use crate::{CONNECTION_WINDOW, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, STREAM_WINDOW};
 
 /// Most concurrent streams one client connection may open.
 const MAX_CONCURRENT_STREAMS: u32 = 4096;
@@ -38,7 +38,10 @@ impl GrpcServer {
         let limit = cfg.max_message_bytes;
         let api = services::ApiService { routes: routes.clone() };
         let router = router::Router {
-            raft: limited!(raft_server::RaftServer::new(raft::RaftService { routes }), limit),
+            raft: limited!(
+                raft_server::RaftServer::new(raft::RaftService { routes, snapshot_idle: cfg.snapshot_idle_timeout }),
+                limit
+            ),
             kv: limited!(kv_server::KvServer::new(api.clone()), limit),
             ctrler: limited!(ctrler_server::CtrlerServer::new(api.clone()), limit),
             migration: limited!(migration_server::MigrationServer::new(api.clone()), limit),
@@ -48,6 +51,9 @@ impl GrpcServer {
             let router = router.clone();
             async move {
                 let served = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .keep_alive_interval(Some(KEEPALIVE_INTERVAL))
+                    .keep_alive_timeout(KEEPALIVE_TIMEOUT)
                     .initial_stream_window_size(STREAM_WINDOW)
                     .initial_connection_window_size(CONNECTION_WINDOW)
                     .max_concurrent_streams(MAX_CONCURRENT_STREAMS)

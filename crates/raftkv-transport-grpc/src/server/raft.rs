@@ -1,7 +1,7 @@
 //! The `raftkv.v1.Raft` service: unary RPCs, the ordered pipeline and
 //! streamed snapshots, delivered to members through [`Routes`].
 
-use futures::stream::FuturesOrdered;
+use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use raftkv_core::raft::RaftResponse;
 use raftkv_core::transport::{RouteError, Routes};
@@ -21,6 +21,8 @@ const PIPELINE_REPLIES: usize = 1024;
 
 pub(crate) struct RaftService {
     pub(crate) routes: Routes,
+    /// A snapshot stream that sends no chunk for this long is abandoned.
+    pub(crate) snapshot_idle: std::time::Duration,
 }
 
 impl RaftService {
@@ -55,14 +57,16 @@ enum PipelineFailure {
 }
 
 /// Serve one pipeline stream: submit each message to its member in arrival
-/// order (so the member handles them in that order), await the answers
-/// concurrently, and send them back in the same order.
+/// order (so each member handles them in that order), await the answers
+/// concurrently, and send each back as soon as it is ready, tagged with its
+/// sequence number — a slow member does not hold up the answers of the
+/// other groups sharing the connection.
 async fn serve_pipeline(
     routes: Routes,
     mut inbound: Streaming<pb::PipelineRequest>,
     out: mpsc::Sender<Result<pb::PipelineReply, Status>>,
 ) {
-    let mut pending = FuturesOrdered::new();
+    let mut pending = FuturesUnordered::new();
     let mut reading = true;
     loop {
         tokio::select! {
@@ -74,8 +78,8 @@ async fn serve_pipeline(
                         .map_err(|e| PipelineFailure::Malformed(e.to_string()))
                         .and_then(|(route, request)| routes.submit(route, request).map_err(PipelineFailure::Route));
                     match submitted {
-                        Ok(answer) => pending.push_back(answer.map(move |r| (seq, r.map_err(PipelineFailure::Route))).boxed()),
-                        Err(e) => pending.push_back(futures::future::ready((seq, Err(e))).boxed()),
+                        Ok(answer) => pending.push(answer.map(move |r| (seq, r.map_err(PipelineFailure::Route))).boxed()),
+                        Err(e) => pending.push(futures::future::ready((seq, Err(e))).boxed()),
                     }
                 }
                 Ok(None) => reading = false,
@@ -125,10 +129,21 @@ raft_impl! {
         &self,
         request: Request<Streaming<pb::InstallSnapshotChunk>>,
     ) -> Result<Response<pb::InstallSnapshotResponse>, Status> {
-        let chunks = request.into_inner().map(|item| match item {
-            Ok(chunk) => snapshot_chunk_from_pb(chunk).map_err(|e| e.to_string()),
-            Err(s) => Err(status::error_text(&s)),
+        let idle = self.snapshot_idle;
+        let chunks = futures::stream::unfold(Some(request.into_inner()), move |state| async move {
+            let mut inbound = state?;
+            match tokio::time::timeout(idle, inbound.message()).await {
+                Ok(Ok(Some(chunk))) => {
+                    let chunk = snapshot_chunk_from_pb(chunk).map_err(|e| e.to_string());
+                    let next = chunk.is_ok().then_some(inbound);
+                    Some((chunk, next))
+                }
+                Ok(Ok(None)) => None,
+                Ok(Err(s)) => Some((Err(status::error_text(&s)), None)),
+                Err(_) => Some((Err(format!("the snapshot stream sent nothing for {idle:?}")), None)),
+            }
         });
+        let chunks = Box::pin(chunks);
         let answer = self.routes.receive_snapshot(chunks).await.map_err(|e| status::route(&e))?;
         Ok(Response::new(snapshot_response_to_pb(&answer)))
     }

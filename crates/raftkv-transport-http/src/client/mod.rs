@@ -35,7 +35,8 @@ use crate::wire::{path, ERROR_HEADER, PROTOBUF, STOPPED};
 
 /// Idle connections kept per peer.
 const IDLE_PER_PEER: usize = 64;
-/// How long an idle pooled connection is kept.
+/// How long an idle pooled connection is kept (less than the server's 60 s,
+/// so the client is the one to close it).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Snapshot frames queued between the store and the connection.
 const QUEUED_FRAMES: usize = 2;
@@ -47,6 +48,19 @@ const MAX_IN_FLIGHT_PER_PEER: usize = 64;
 struct PeerState {
     reconnect: Reconnect,
     in_flight: Arc<Semaphore>,
+    last_failure: Option<Instant>,
+}
+
+impl PeerState {
+    /// A request begun at `started` failed on its connection: back off —
+    /// once, however many requests in flight fail together.
+    fn failed(&mut self, started: Instant) {
+        if self.last_failure.is_none_or(|f| f < started) {
+            let now = Instant::now();
+            self.reconnect.failed(now);
+            self.last_failure = Some(now);
+        }
+    }
 }
 
 struct Inner {
@@ -103,6 +117,7 @@ impl HttpClient {
             PeerState {
                 reconnect: Reconnect::new(self.inner.cfg.backoff, seed),
                 in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT_PER_PEER)),
+                last_failure: None,
             }
         });
         f(state)
@@ -132,17 +147,24 @@ impl HttpClient {
         let exchange = async {
             let _permit =
                 in_flight.acquire().await.map_err(|_| TransportError::unreachable(peer.clone(), "client closed"))?;
-            let response = self.inner.pool.request(request).await.map_err(|e| {
-                self.with_peer(addr, |p| p.reconnect.failed(Instant::now()));
-                TransportError::unreachable(peer.clone(), error_chain(&e))
-            })?;
+            let started = Instant::now();
+            let broken = |reason: String| {
+                self.with_peer(addr, |p| p.failed(started));
+                TransportError::unreachable(peer.clone(), reason)
+            };
+            let response = self.inner.pool.request(request).await.map_err(|e| broken(error_chain(&e)))?;
             let status = response.status();
             let kind = response.headers().get(ERROR_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
-            let body = Limited::new(response.into_body(), limit)
-                .collect()
-                .await
-                .map_err(|e| TransportError::malformed(peer.clone(), format!("cannot read the reply: {e}")))?
-                .to_bytes();
+            let body = match Limited::new(response.into_body(), limit).collect().await {
+                Ok(body) => body.to_bytes(),
+                Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+                    return Err(TransportError::malformed(
+                        peer.clone(),
+                        format!("the reply exceeds the configured limit of {limit} bytes (max_message_bytes)"),
+                    ))
+                }
+                Err(e) => return Err(broken(format!("the connection failed while reading the reply: {e}"))),
+            };
             Ok(Reply { status, kind, body })
         };
         let reply = match deadline {
@@ -270,5 +292,30 @@ impl Transport for HttpRaftTransport {
             TransportError::malformed(peer.clone(), format!("cannot decode InstallSnapshotResponse: {e}"))
         })?;
         snapshot_response_from_pb(&answer).map_err(|e| TransportError::malformed(peer, e.to_string()).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use raftkv_core::transport::{Backoff, Reconnect};
+
+    use super::PeerState;
+
+    #[test]
+    fn requests_failing_together_back_off_once() {
+        let mut p = PeerState {
+            reconnect: Reconnect::new(Backoff::default(), 1),
+            in_flight: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
+            last_failure: None,
+        };
+        let started = Instant::now();
+        for _ in 0..64 {
+            p.failed(started);
+        }
+        assert_eq!(p.reconnect.failures(), 1, "64 requests in flight on one broken connection are one failure");
+        p.failed(Instant::now() + Duration::from_secs(1));
+        assert_eq!(p.reconnect.failures(), 2, "a request begun after that failure counts again");
     }
 }

@@ -108,38 +108,78 @@ async fn dispatch(ctx: &Context, request: Request<Incoming>) -> Result<Reply, Re
 
 type Chunk = Result<(raftkv_core::transport::RaftRoute, raftkv_core::raft::InstallSnapshotRequest), String>;
 
+/// A snapshot body being read: the body and the frames buffered from it;
+/// `None` once it ended or broke.
+type BodyState = Option<(Incoming, FrameDecoder)>;
+
 /// The chunks of a snapshot body, one frame each, decoded as they arrive.
-fn chunks(body: Incoming, limit: usize, idle: Duration) -> impl futures::Stream<Item = Chunk> + Send {
-    futures::stream::unfold(Some((body, FrameDecoder::new(limit))), move |state| async move {
-        let (mut body, mut frames) = state?;
+/// Borrows the body, so that what is left of it can be drained afterwards.
+fn chunks(state: &mut BodyState, idle: Duration) -> impl futures::Stream<Item = Chunk> + Send + '_ {
+    futures::stream::unfold(state, move |state| async move {
+        let (body, frames) = state.as_mut()?;
         loop {
             match frames.next_frame() {
                 Ok(Some(frame)) => {
                     let chunk = prost::Message::decode(frame)
                         .map_err(|e: prost::DecodeError| format!("cannot decode InstallSnapshotChunk: {e}"))
                         .and_then(|c: pb::InstallSnapshotChunk| snapshot_chunk_from_pb(c).map_err(|e| e.to_string()));
-                    let next = chunk.is_ok().then_some((body, frames));
-                    return Some((chunk, next));
+                    if chunk.is_err() {
+                        *state = None;
+                    }
+                    return Some((chunk, state));
                 }
                 Ok(None) => {}
-                Err(e) => return Some((Err(e.to_string()), None)),
+                Err(e) => {
+                    *state = None;
+                    return Some((Err(e.to_string()), state));
+                }
             }
-            match tokio::time::timeout(idle, body.frame()).await {
+            let failure = match tokio::time::timeout(idle, body.frame()).await {
                 Ok(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data() {
                         frames.push(&data);
                     }
+                    continue;
                 }
-                Ok(Some(Err(e))) => return Some((Err(format!("cannot read the snapshot body: {e}")), None)),
-                Ok(None) => return frames.finish().err().map(|e| (Err(e.to_string()), None)),
-                Err(_) => return Some((Err(format!("the snapshot body stalled for {idle:?}")), None)),
-            }
+                Ok(Some(Err(e))) => format!("cannot read the snapshot body: {e}"),
+                Ok(None) => match frames.finish() {
+                    Ok(()) => {
+                        *state = None;
+                        return None;
+                    }
+                    Err(e) => e.to_string(),
+                },
+                Err(_) => format!("the snapshot body stalled for {idle:?}"),
+            };
+            *state = None;
+            return Some((Err(failure), state));
         }
     })
 }
 
+/// Most of a snapshot body read and thrown away after an early answer, so
+/// that the connection closes cleanly (an unread body would make the kernel
+/// reset it, and the sender might lose the answer).
+const DRAIN_LIMIT: usize = 64 << 20;
+
+/// Read and discard the rest of `body`, within `DRAIN_LIMIT` bytes and `idle` per frame.
+async fn drain(mut body: Incoming, idle: Duration) {
+    let mut drained = 0usize;
+    while drained < DRAIN_LIMIT {
+        match tokio::time::timeout(idle, body.frame()).await {
+            Ok(Some(Ok(frame))) => drained += frame.data_ref().map_or(0, bytes::Bytes::len),
+            _ => return,
+        }
+    }
+}
+
 async fn snapshot(ctx: &Context, body: Incoming) -> Result<Reply, Reply> {
-    let stream = Box::pin(chunks(body, ctx.limit, ctx.snapshot_idle));
-    let answer = ctx.routes.receive_snapshot(stream).await.map_err(|e| route_error(&e))?;
+    let mut state: BodyState = Some((body, FrameDecoder::new(ctx.limit)));
+    let answer = ctx.routes.receive_snapshot(Box::pin(chunks(&mut state, ctx.snapshot_idle))).await;
+    if let Some((rest, _)) = state.take() {
+        // Answered before the last chunk: let the sender see the answer and stop.
+        tokio::spawn(drain(rest, ctx.snapshot_idle));
+    }
+    let answer = answer.map_err(|e| route_error(&e))?;
     Ok(ok(prost::Message::encode_to_vec(&snapshot_response_to_pb(&answer))))
 }

@@ -13,6 +13,9 @@ use raftkv_wire::net::{self, ListenOptions, ServerHandle};
 
 use crate::error::HttpError;
 
+/// The longest a connection may wait for (the headers of) its next request.
+const SERVER_IDLE_CLOSE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A running HTTP server.
 #[derive(Debug)]
 pub struct HttpServer {
@@ -30,7 +33,10 @@ impl HttpServer {
             body_timeout: cfg.request_timeout,
             snapshot_idle: cfg.snapshot_idle_timeout,
         });
-        let header_timeout = cfg.request_timeout;
+        // Idle keep-alive connections are closed by the client's pool (after
+        // `IDLE_TIMEOUT` in the client), before this: a request never races a
+        // server-side close.
+        let header_timeout = cfg.request_timeout.max(SERVER_IDLE_CLOSE);
         let handle = net::listen(addr, options, move |stream, peer| {
             let ctx = ctx.clone();
             async move {

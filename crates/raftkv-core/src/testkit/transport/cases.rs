@@ -316,6 +316,34 @@ pub async fn snapshot_stream_stops_at_the_first_refusal<F: TransportFixture>(f: 
     server.stop().await;
 }
 
+/// A sender that stops sending in the middle of a snapshot is cut off by
+/// the server after `snapshot_idle_timeout`: its call ends with an error,
+/// nothing is installed, and the next snapshot goes through.
+pub async fn stalled_snapshot_stream_is_abandoned_by_the_server<F: TransportFixture>(f: &F) {
+    let idle = Duration::from_millis(500);
+    let cfg = NetConfig { snapshot_idle_timeout: idle, ..test_config() };
+    let (routes, member, _) = echo_routes();
+    let server = start(f, any_port(), routes, cfg.clone()).await;
+    let t = client_to(f, server.addr(), test_config());
+    let meta = SnapshotMeta { last_index: LogIndex(77), last_term: Term(3) };
+    let mut stalled = OutgoingSnapshot::new(Term(3), FROM, meta, Box::new(super::StallingSnapshot::new(4096)), 1024);
+    let started = Instant::now();
+    let result = tokio::time::timeout(Duration::from_secs(5), t.send_snapshot(FROM, TO, &mut stalled)).await;
+    within(started, idle + Duration::from_secs(2), "abandoning a stalled snapshot stream");
+    match result {
+        Ok(Err(_)) => {}
+        other => panic!("a stalled snapshot stream must end in an error from the server, got {other:?}"),
+    }
+    assert!(member.installed().is_none(), "nothing was installed");
+
+    let whole = Box::new(SyntheticSnapshot::new(100_000, Arc::new(SnapshotMeter::default())));
+    let mut next = OutgoingSnapshot::new(Term(3), FROM, meta, whole, 4096);
+    let resp = t.send_snapshot(FROM, TO, &mut next).await.unwrap();
+    assert!(resp.accepted && resp.next_offset == 100_000, "{resp:?}");
+    assert_eq!(member.installed(), Some(100_000));
+    server.stop().await;
+}
+
 fn within(started: Instant, limit: Duration, what: &str) {
     let took = started.elapsed();
     assert!(took <= limit, "{what} took {took:?}, more than {limit:?}");

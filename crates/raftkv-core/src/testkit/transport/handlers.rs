@@ -109,6 +109,31 @@ impl SnapshotReader for SyntheticSnapshot {
     }
 }
 
+/// A snapshot whose reader hands out one chunk of `first` bytes and then
+/// never another: a sender that stalls mid-stream.
+#[derive(Debug)]
+pub struct StallingSnapshot {
+    first: Option<usize>,
+}
+
+impl StallingSnapshot {
+    /// One chunk of `first` bytes, then a stall.
+    #[must_use]
+    pub fn new(first: usize) -> Self {
+        Self { first: Some(first) }
+    }
+}
+
+#[async_trait]
+impl SnapshotReader for StallingSnapshot {
+    async fn next_chunk(&mut self, max_len: usize) -> Result<Option<Bytes>, StorageError> {
+        match self.first.take() {
+            Some(n) => Ok(Some(Bytes::from((0..n.min(max_len) as u64).map(snapshot_byte).collect::<Vec<u8>>()))),
+            None => std::future::pending().await,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct SinkState {
     next_offset: u64,

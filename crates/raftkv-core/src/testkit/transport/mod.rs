@@ -24,7 +24,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-pub use handlers::{snapshot_byte, EchoMember, EchoService, SnapshotMeter, SyntheticSnapshot, REFUSED_SNAPSHOT_INDEX};
+pub use handlers::{
+    snapshot_byte, EchoMember, EchoService, SnapshotMeter, StallingSnapshot, SyntheticSnapshot, REFUSED_SNAPSHOT_INDEX,
+};
 
 use crate::api::ServiceClient;
 use crate::raft::RaftRequest;
@@ -129,6 +131,7 @@ macro_rules! transport_conformance_tests {
             appends_to_one_peer_keep_their_order,
             snapshot_of_256_mib_streams_with_bounded_memory,
             snapshot_stream_stops_at_the_first_refusal,
+            stalled_snapshot_stream_is_abandoned_by_the_server,
             peer_down_fails_within_the_deadline,
             bad_and_unresolvable_addresses_fail_cleanly,
             peer_restart_calls_succeed_again,
