@@ -1,6 +1,7 @@
 //! Test support: deterministic simulator, conformance suites, checkers.
 
 pub mod crash;
+pub mod linearizability;
 pub mod sim;
 mod storage_conformance;
 pub mod transport;
