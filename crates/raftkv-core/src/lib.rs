@@ -43,6 +43,10 @@
 //! A three-member replicated counter is in `examples/counter.rs`.
 
 pub mod api;
+pub mod binary;
+pub mod client;
+pub mod ctrler;
+pub mod dedup;
 pub mod raft;
 pub mod rng;
 pub mod state_machine;

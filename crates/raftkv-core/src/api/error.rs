@@ -47,3 +47,22 @@ pub enum ApiError {
         what: String,
     },
 }
+
+impl ApiError {
+    /// The refusal for a Raft call that failed with `e`, on a server whose
+    /// group's members are `members`, in the order of the group's server list
+    /// (so that a leader hint becomes a position clients can use).
+    #[must_use]
+    pub fn from_raft(e: &crate::raft::driver::RaftError, members: &[NodeId]) -> Self {
+        use crate::raft::driver::RaftError;
+        match e {
+            RaftError::NotLeader { leader_hint } => Self::NotLeader {
+                leader_hint: leader_hint
+                    .and_then(|l| members.iter().position(|&m| m == l))
+                    .map(|i| NodeId(i as u64 + 1)),
+            },
+            RaftError::TransferInProgress(_) => Self::NotLeader { leader_hint: None },
+            other => Self::Unavailable { reason: other.to_string() },
+        }
+    }
+}

@@ -2,7 +2,16 @@
 
 use bytes::Bytes;
 
-use crate::types::ClientId;
+use crate::types::{ClientId, ShardId};
+
+/// The shard a key belongs to: the 64-bit FNV-1a hash of its bytes modulo
+/// the number of shards. Every client and server uses this function; it
+/// never changes for a cluster.
+#[must_use]
+pub fn shard_of(key: &[u8], n_shards: usize) -> ShardId {
+    let hash = key.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    ShardId(hash % (n_shards.max(1) as u64))
+}
 
 /// Identity of one client request, for at-most-once execution: a client
 /// retries with the same id, and a group applies each id at most once.
@@ -71,4 +80,22 @@ pub struct KvRequest {
     pub id: RequestId,
     /// The operation.
     pub op: KvOp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_are_stable_and_spread() {
+        // Fixed values: changing the function would move every key of a running cluster.
+        assert_eq!(shard_of(b"", 10), ShardId(0xcbf2_9ce4_8422_2325 % 10));
+        assert_eq!(shard_of(b"a", 10), shard_of(b"a", 10));
+        let mut counts = [0usize; 10];
+        for i in 0..10_000 {
+            counts[shard_of(format!("key-{i}").as_bytes(), 10).0 as usize] += 1;
+        }
+        assert!(counts.iter().all(|&c| (800..1200).contains(&c)), "{counts:?}");
+        assert_eq!(shard_of(b"x", 0), ShardId(0), "no shards: everything in shard 0 rather than a panic");
+    }
 }

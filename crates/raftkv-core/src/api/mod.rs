@@ -18,7 +18,7 @@ use bytes::Bytes;
 pub use admin::{NodeStatus, ShardState, ShardStatus};
 pub use ctrler::{CtrlOp, CtrlRequest, ShardConfig};
 pub use error::ApiError;
-pub use kv::{KvOp, KvRequest, RequestId};
+pub use kv::{shard_of, KvOp, KvRequest, RequestId};
 pub use migration::{DeleteShardsRequest, PullShardsRequest, ShardData};
 
 use crate::transport::TransportError;
