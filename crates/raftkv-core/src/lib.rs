@@ -49,6 +49,7 @@ pub mod ctrler;
 pub mod dedup;
 pub mod raft;
 pub mod rng;
+pub mod shardkv;
 pub mod state_machine;
 pub mod storage;
 pub mod transport;

@@ -3,10 +3,12 @@
 //! follow leader hints, and back off between rounds.
 
 mod ctrler;
+mod kv;
 
 use std::time::Duration;
 
 pub use ctrler::CtrlClerk;
+pub use kv::KvClerk;
 
 /// How a clerk retries.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -35,6 +35,9 @@ pub(crate) struct ApplyLoop<SM: StateMachine> {
     applied: SnapshotMeta,
     last_snapshot: LogIndex,
     snapshot_every: u64,
+    snapshot_bytes: u64,
+    /// Bytes of the entries applied since the last snapshot.
+    bytes_since_snapshot: u64,
     waiters: BTreeMap<LogIndex, (Term, Reply<SM::Response>)>,
     reads: BTreeMap<LogIndex, Vec<Reply<LogIndex>>>,
 }
@@ -57,6 +60,8 @@ impl<SM: StateMachine> ApplyLoop<SM> {
             applied: snapshot,
             last_snapshot: snapshot.last_index,
             snapshot_every: cfg.snapshot_every_entries,
+            snapshot_bytes: cfg.snapshot_log_bytes,
+            bytes_since_snapshot: 0,
             waiters: BTreeMap::new(),
             reads: BTreeMap::new(),
         }
@@ -102,6 +107,7 @@ impl<SM: StateMachine> ApplyLoop<SM> {
             if entry.index <= self.applied.last_index {
                 continue;
             }
+            self.bytes_since_snapshot += entry.encoded_len() as u64;
             match entry.payload {
                 EntryPayload::Command(command) => {
                     batch.push(Committed { index: entry.index, term: entry.term, command });
@@ -148,6 +154,7 @@ impl<SM: StateMachine> ApplyLoop<SM> {
         self.sm.restore(reader.as_mut()).instrument(span).await?;
         self.applied = latest;
         self.last_snapshot = latest.last_index;
+        self.bytes_since_snapshot = 0;
         self.after_apply().await
     }
 
@@ -162,7 +169,9 @@ impl<SM: StateMachine> ApplyLoop<SM> {
             let _ = reply.send(Ok(applied));
         }
         let _ = self.tx.send(Command::Applied { index: applied });
-        if self.snapshot_every > 0 && applied.0 - self.last_snapshot.0 >= self.snapshot_every {
+        let by_count = self.snapshot_every > 0 && applied.0 - self.last_snapshot.0 >= self.snapshot_every;
+        let by_size = self.snapshot_bytes > 0 && self.bytes_since_snapshot >= self.snapshot_bytes;
+        if by_count || by_size {
             self.take_snapshot().await?;
         }
         Ok(())
@@ -178,6 +187,7 @@ impl<SM: StateMachine> ApplyLoop<SM> {
         }
         writer.finish().await?;
         self.last_snapshot = meta.last_index;
+        self.bytes_since_snapshot = 0;
         let _ = self.tx.send(Command::Compacted { meta });
         Ok(())
     }

@@ -35,6 +35,9 @@ pub struct DriverConfig {
     pub tick: Duration,
     /// Take a snapshot once this many entries were applied since the last one (0: never).
     pub snapshot_every_entries: u64,
+    /// Take a snapshot once the entries applied since the last one add up to
+    /// this many bytes (0: never) — a bound on the log's size on disk.
+    pub snapshot_log_bytes: u64,
     /// Size of one InstallSnapshot chunk.
     pub snapshot_chunk_bytes: usize,
     /// Most events (proposals, messages) handled before the loop persists and
@@ -49,6 +52,7 @@ impl Default for DriverConfig {
         Self {
             tick: Duration::from_millis(10),
             snapshot_every_entries: 10_000,
+            snapshot_log_bytes: 64 << 20,
             snapshot_chunk_bytes: 1 << 20,
             max_events_per_turn: 8192,
             observer: None,
@@ -61,6 +65,7 @@ impl std::fmt::Debug for DriverConfig {
         f.debug_struct("DriverConfig")
             .field("tick", &self.tick)
             .field("snapshot_every_entries", &self.snapshot_every_entries)
+            .field("snapshot_log_bytes", &self.snapshot_log_bytes)
             .field("snapshot_chunk_bytes", &self.snapshot_chunk_bytes)
             .field("max_events_per_turn", &self.max_events_per_turn)
             .field("observer", &self.observer.is_some())

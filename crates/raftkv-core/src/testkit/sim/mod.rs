@@ -21,7 +21,7 @@ use std::time::Duration;
 pub use invariants::InvariantChecker;
 pub use member_storage::{DirStorage, MemStorage, MemberStorage, OpenInDir};
 pub use nemesis::{raft_nemesis, NemesisReport};
-pub use network::{SimNetwork, SimTransport};
+pub use network::{SimNetwork, SimServiceClient, SimTransport};
 pub use raft_cluster::{RaftCluster, RaftClusterConfig};
 pub use recording_sm::{cmd, cmd_value, AppliedView, RecordingStateMachine};
 

@@ -3,13 +3,21 @@
 //! Every call is counted (RPCs and bytes), may fail if the link is down or a
 //! side is dead (after a delay), may be delayed, dropped (request or reply)
 //! or delayed a long time (reordering), all drawn from one seeded generator.
+//!
+//! An endpoint serves Raft RPCs (its [`RaftRpcHandler`]), service RPCs (its
+//! [`ServiceHandler`], found by the name it is registered under), or both.
+//! Servers reach each other across partition sides; a client endpoint
+//! instead reaches exactly the servers it was given
+//! ([`SimNetwork::set_reach`]), whatever the partitions, as the course's
+//! clerks do.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::api::{ServiceClient, ServiceHandler, ServiceRequest, ServiceResponse};
 use crate::raft::driver::RaftRpcHandler;
 use crate::raft::{RaftRequest, RaftResponse};
 use crate::rng::DetRng;
@@ -22,8 +30,24 @@ type Side = Option<u32>;
 struct Endpoint {
     incarnation: u64,
     handler: Option<Arc<dyn RaftRpcHandler>>,
+    service: Option<Arc<dyn ServiceHandler>>,
     side: Side,
+    /// A client endpoint: the servers it reaches (partitions do not apply).
+    reach: Option<BTreeSet<NodeId>>,
     rpcs_served: u64,
+}
+
+impl Endpoint {
+    fn new() -> Self {
+        Self { incarnation: 0, handler: None, service: None, side: None, reach: None, rpcs_served: 0 }
+    }
+}
+
+/// What a reachable endpoint serves.
+struct Served {
+    incarnation: u64,
+    raft: Option<Arc<dyn RaftRpcHandler>>,
+    service: Option<Arc<dyn ServiceHandler>>,
 }
 
 struct NetState {
@@ -32,6 +56,7 @@ struct NetState {
     long_delays: bool,
     long_reordering: bool,
     nodes: BTreeMap<NodeId, Endpoint>,
+    names: BTreeMap<String, NodeId>,
     total_rpcs: u64,
     total_bytes: u64,
     /// Running hash of every delivery decision, to prove a seed replays exactly.
@@ -65,6 +90,7 @@ impl SimNetwork {
                 long_delays: true,
                 long_reordering: false,
                 nodes: BTreeMap::new(),
+                names: BTreeMap::new(),
                 total_rpcs: 0,
                 total_bytes: 0,
                 trace: 0,
@@ -96,9 +122,10 @@ impl SimNetwork {
     /// until [`SimNetwork::attach`] and [`SimNetwork::connect`].
     pub fn boot(&self, node: NodeId) -> SimTransport {
         let mut st = self.lock();
-        let ep = st.nodes.entry(node).or_insert(Endpoint { incarnation: 0, handler: None, side: None, rpcs_served: 0 });
+        let ep = st.nodes.entry(node).or_insert_with(Endpoint::new);
         ep.incarnation += 1;
         ep.handler = None;
+        ep.service = None;
         ep.side = None;
         ep.rpcs_served = 0;
         SimTransport { net: self.clone(), node, incarnation: ep.incarnation }
@@ -111,12 +138,44 @@ impl SimNetwork {
         }
     }
 
+    /// Serve `node`'s incoming service calls with `handler`, and make it
+    /// reachable as `name` (a server address in configurations).
+    pub fn attach_service(&self, node: NodeId, name: &str, handler: Arc<dyn ServiceHandler>) {
+        let mut st = self.lock();
+        st.names.insert(name.to_string(), node);
+        if let Some(ep) = st.nodes.get_mut(&node) {
+            ep.service = Some(handler);
+        }
+    }
+
+    /// Make `node` a client endpoint that reaches exactly `servers` (by
+    /// name), whatever the partitions; unknown names are ignored until
+    /// registered.
+    pub fn set_reach(&self, node: NodeId, servers: &[String]) {
+        let mut st = self.lock();
+        let reach: BTreeSet<NodeId> = servers.iter().filter_map(|n| st.names.get(n).copied()).collect();
+        let ep = st.nodes.entry(node).or_insert_with(Endpoint::new);
+        ep.reach = Some(reach);
+    }
+
+    /// A client of service RPCs sending from `node` (as booted last).
+    #[must_use]
+    pub fn service_client(&self, node: NodeId) -> SimServiceClient {
+        let mut st = self.lock();
+        let ep = st.nodes.entry(node).or_insert_with(Endpoint::new);
+        if ep.incarnation == 0 {
+            ep.incarnation = 1;
+        }
+        SimServiceClient { net: self.clone(), node, incarnation: ep.incarnation }
+    }
+
     /// Remove the server of `node` (crash): in-flight calls to and from it fail.
     pub fn kill(&self, node: NodeId) {
         let mut st = self.lock();
         if let Some(ep) = st.nodes.get_mut(&node) {
             ep.incarnation += 1;
             ep.handler = None;
+            ep.service = None;
             ep.side = None;
         }
     }
@@ -174,31 +233,50 @@ impl SimNetwork {
         self.lock().rng.below(n)
     }
 
-    fn link_up(
-        st: &NetState,
-        from: NodeId,
-        from_incarnation: u64,
-        to: NodeId,
-    ) -> Option<(u64, Arc<dyn RaftRpcHandler>)> {
+    fn link_up(st: &NetState, from: NodeId, from_incarnation: u64, to: NodeId) -> Option<Served> {
         let a = st.nodes.get(&from)?;
         let b = st.nodes.get(&to)?;
-        if a.incarnation != from_incarnation || a.handler.is_none() || a.side.is_none() || a.side != b.side {
+        if a.incarnation != from_incarnation {
             return None;
         }
-        b.handler.clone().map(|h| (b.incarnation, h))
+        match &a.reach {
+            Some(reach) => {
+                if !reach.contains(&to) {
+                    return None;
+                }
+            }
+            None => {
+                let serving = a.handler.is_some() || a.service.is_some();
+                if !serving || a.side.is_none() || a.side != b.side {
+                    return None;
+                }
+            }
+        }
+        if b.handler.is_none() && b.service.is_none() {
+            return None;
+        }
+        Some(Served { incarnation: b.incarnation, raft: b.handler.clone(), service: b.service.clone() })
     }
 
-    async fn call(
+    /// Deliver one call under the fault model: `run` is given what the
+    /// target serves and returns the handler's answer (`None`: the target
+    /// does not serve this kind of call, as if it were down).
+    async fn deliver<T, Fut>(
         &self,
         from: NodeId,
         from_incarnation: u64,
         to: NodeId,
-        request: RaftRequest,
-    ) -> Result<RaftResponse, TransportError> {
+        request_bytes: u64,
+        run: impl FnOnce(&Served) -> Option<Fut>,
+        reply_bytes: impl FnOnce(&T) -> u64,
+    ) -> Result<T, TransportError>
+    where
+        Fut: std::future::Future<Output = Option<T>>,
+    {
         let (target, pre_delay, drop_request) = {
             let mut st = self.lock();
             st.total_rpcs += 1;
-            st.total_bytes += request.encoded_len() as u64;
+            st.total_bytes += request_bytes;
             let target = Self::link_up(&st, from, from_incarnation, to);
             let (delay, drop) = if target.is_none() {
                 let max = if st.long_delays { 6999 } else { 99 };
@@ -214,12 +292,14 @@ impl SimNetwork {
         if pre_delay > 0 {
             tokio::time::sleep(Duration::from_millis(pre_delay)).await;
         }
-        let Some((to_incarnation, handler)) = target else {
-            return Err(TransportError::unreachable(to, "simulated network"));
-        };
+        let down = || TransportError::unreachable(to, "simulated network");
+        let Some(target) = target else { return Err(down()) };
         if drop_request {
-            return Err(TransportError::unreachable(to, "simulated network"));
+            return Err(down());
         }
+        let to_incarnation = target.incarnation;
+        let Some(answer) = run(&target) else { return Err(down()) };
+        drop(target);
         {
             let mut st = self.lock();
             if let Some(ep) = st.nodes.get_mut(&to) {
@@ -228,13 +308,11 @@ impl SimNetwork {
                 }
             }
         }
-        let response = handler
-            .submit(from, request)
-            .await
-            .map_err(|_| TransportError::unreachable(to, "the member has stopped"))?;
+        let response = answer.await.ok_or_else(|| TransportError::unreachable(to, "the member has stopped"))?;
         let reorder_delay = {
             let mut st = self.lock();
-            let still_up = Self::link_up(&st, from, from_incarnation, to).is_some_and(|(inc, _)| inc == to_incarnation);
+            let still_up =
+                Self::link_up(&st, from, from_incarnation, to).is_some_and(|s| s.incarnation == to_incarnation);
             let drop_reply = !st.reliable && st.rng.chance(1, 10);
             let delay = if st.long_reordering && st.rng.chance(600, 900) {
                 let skew = st.rng.range_inclusive(0, 1999);
@@ -244,16 +322,89 @@ impl SimNetwork {
             };
             st.trace = mix(st.trace, u64::from(still_up) ^ (u64::from(drop_reply) << 1) ^ (delay << 2));
             if !still_up || drop_reply {
-                return Err(TransportError::unreachable(to, "simulated network"));
+                return Err(down());
             }
             delay
         };
         if reorder_delay > 0 {
             tokio::time::sleep(Duration::from_millis(reorder_delay)).await;
         }
-        self.lock().total_bytes += response.encoded_len() as u64;
+        self.lock().total_bytes += reply_bytes(&response);
         Ok(response)
     }
+
+    async fn call(
+        &self,
+        from: NodeId,
+        from_incarnation: u64,
+        to: NodeId,
+        request: RaftRequest,
+    ) -> Result<RaftResponse, TransportError> {
+        let size = request.encoded_len() as u64;
+        self.deliver(
+            from,
+            from_incarnation,
+            to,
+            size,
+            |served| served.raft.as_ref().map(|h| { let answer = h.submit(from, request); async move { answer.await.ok() } }),
+            |r: &RaftResponse| r.encoded_len() as u64,
+        )
+        .await
+    }
+
+    async fn call_service(
+        &self,
+        from: NodeId,
+        from_incarnation: u64,
+        addr: &str,
+        request: ServiceRequest,
+    ) -> Result<ServiceResponse, TransportError> {
+        let to = self.lock().names.get(addr).copied();
+        let Some(to) = to else {
+            return Err(TransportError::unreachable(crate::transport::Peer::addr(addr), "no server of that name"));
+        };
+        let size = service_request_bytes(&request);
+        self.deliver(
+            from,
+            from_incarnation,
+            to,
+            size,
+            |served| {
+                served.service.clone().map(|h| async move {
+                    let response = h.handle(request).await;
+                    Some(response)
+                })
+            },
+            service_response_bytes,
+        )
+        .await
+    }
+}
+
+/// Rough encoded size of a service request (for the byte counters).
+fn service_request_bytes(r: &ServiceRequest) -> u64 {
+    use crate::api::KvOp;
+    16 + match r {
+        ServiceRequest::Kv(k) => match &k.op {
+            KvOp::Get { key } | KvOp::Delete { key } => key.len(),
+            KvOp::Put { key, value } | KvOp::Append { key, value } => key.len() + value.len(),
+        },
+        ServiceRequest::Ctrl(_) | ServiceRequest::Status => 16,
+        ServiceRequest::PullShards(p) => p.shards.len() * 2,
+        ServiceRequest::DeleteShards(d) => d.shards.len() * 2,
+    } as u64
+}
+
+/// Rough encoded size of a service response.
+fn service_response_bytes(r: &ServiceResponse) -> u64 {
+    16 + match r {
+        ServiceResponse::Kv(Ok(Some(v))) => v.len(),
+        ServiceResponse::PullShards(Ok(shards)) => {
+            shards.iter().map(|s| s.entries.iter().map(|(k, v)| k.len() + v.len() + 4).sum::<usize>() + s.dedup.len() * 12).sum()
+        }
+        ServiceResponse::Ctrl(Ok(Some(c))) => c.shards.len() * 2 + c.groups.values().map(|s| s.iter().map(String::len).sum::<usize>()).sum::<usize>(),
+        _ => 8,
+    } as u64
 }
 
 /// The [`Transport`] of one member incarnation on a [`SimNetwork`].
@@ -270,5 +421,21 @@ impl Transport for SimTransport {
         debug_assert_eq!(from, self.node);
         let (net, node, incarnation) = (self.net.clone(), self.node, self.incarnation);
         Box::pin(async move { net.call(node, incarnation, to, request).await })
+    }
+}
+
+/// Service RPCs sent from one endpoint of a [`SimNetwork`] (a client, or a
+/// server's own calls to other groups).
+#[derive(Clone, Debug)]
+pub struct SimServiceClient {
+    net: SimNetwork,
+    node: NodeId,
+    incarnation: u64,
+}
+
+#[async_trait]
+impl ServiceClient for SimServiceClient {
+    async fn call_service(&self, addr: &str, request: ServiceRequest) -> Result<ServiceResponse, TransportError> {
+        self.net.call_service(self.node, self.incarnation, addr, request).await
     }
 }

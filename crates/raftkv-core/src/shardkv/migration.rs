@@ -1,0 +1,160 @@
+//! The migration task of a ShardKV member: while it leads its group, it
+//! moves the group to the next configuration once every shard is settled,
+//! pulls the shards the group gained from their previous holders and
+//! installs them through the log, and asks the previous holders to delete
+//! their copies (then records, through the log, that they did).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::command::{Command, ShardSource};
+use super::service::ShardKvService;
+use super::state::Exchange;
+use crate::api::{ApiError, DeleteShardsRequest, PullShardsRequest, ServiceClient, ServiceRequest, ServiceResponse, ShardConfig};
+use crate::client::CtrlClerk;
+use crate::raft::core::Role;
+use crate::types::{ConfigNum, GroupId, ShardId};
+
+/// Where a group learns its configurations.
+#[derive(Clone, Debug)]
+pub enum ConfigSource {
+    /// Poll the shard controller at these servers.
+    Controller(Vec<String>),
+    /// One fixed configuration (numbered 1), for a single group without a
+    /// controller (the key-value service of the course's lab 4).
+    Static(ShardConfig),
+}
+
+pub(crate) struct Migrator {
+    pub(crate) service: ShardKvService,
+    pub(crate) source: ConfigSource,
+    pub(crate) ctrl: Option<CtrlClerk>,
+    pub(crate) net: Arc<dyn ServiceClient>,
+    pub(crate) interval: Duration,
+    pub(crate) call_timeout: Duration,
+}
+
+/// Send `request` to the servers of a group until one (its leader) answers
+/// conclusively. `None` if none did.
+async fn call_group(net: &dyn ServiceClient, servers: &[String], request: &ServiceRequest) -> Option<ServiceResponse> {
+    for server in servers {
+        match net.call_service(server, request.clone()).await {
+            Ok(
+                ServiceResponse::PullShards(Err(ApiError::NotLeader { .. } | ApiError::Unavailable { .. }))
+                | ServiceResponse::DeleteShards(Err(ApiError::NotLeader { .. } | ApiError::Unavailable { .. })),
+            )
+            | Err(_) => continue,
+            Ok(answer) => return Some(answer),
+        }
+    }
+    None
+}
+
+impl Migrator {
+    pub(crate) async fn run(mut self) {
+        let mut ticker = tokio::time::interval(self.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let leads = self.service.raft.status().await.map(|s| s.role == Role::Leader);
+            match leads {
+                Ok(true) => self.step().await,
+                Ok(false) => {}
+                Err(_) => return,
+            }
+        }
+    }
+
+    async fn step(&mut self) {
+        let (settled, num, pulls, collections) = {
+            let state = self.service.state.read();
+            (state.settled(), state.config().num, state.pulls(), state.collections())
+        };
+        if settled {
+            self.advance(num).await;
+            return;
+        }
+        let group = self.service.group;
+        let pulls = pulls.into_iter().map(|ex| self.pull(group, num, ex));
+        futures::future::join_all(pulls).await;
+        let collections = collections.into_iter().map(|ex| self.collect(group, num, ex));
+        futures::future::join_all(collections).await;
+    }
+
+    /// Propose the configuration after `num`, if there is one.
+    async fn advance(&mut self, num: ConfigNum) {
+        let next = ConfigNum(num.0 + 1);
+        let config = match &self.source {
+            ConfigSource::Static(c) if num == ConfigNum(0) => ShardConfig { num: next, ..c.clone() },
+            ConfigSource::Static(_) => return,
+            ConfigSource::Controller(_) => {
+                let Some(ctrl) = self.ctrl.as_mut() else { return };
+                match tokio::time::timeout(self.call_timeout, ctrl.query(Some(next))).await {
+                    Ok(Ok(c)) if c.num == next => c,
+                    _ => return,
+                }
+            }
+        };
+        let sources = self.sources_of_unowned(&config).await;
+        let Some(sources) = sources else { return };
+        let span = tracing::info_span!("config_change", group = %self.service.group, config = %next);
+        let _enter = span.enter();
+        let _ = self.service.propose(&Command::Config { config, sources }).await;
+    }
+
+    /// For the shards `next` gives this group that had no owner before it,
+    /// the last group that held each (from the controller's history).
+    /// `None` if the history could not be read now.
+    async fn sources_of_unowned(&mut self, next: &ShardConfig) -> Option<BTreeMap<ShardId, ShardSource>> {
+        let me = self.service.group;
+        let prev_owner: Vec<GroupId> = self.service.state.read().config().shards.clone();
+        let unowned: Vec<usize> = (0..next.shards.len())
+            .filter(|&i| next.shards[i] == me && prev_owner.get(i) == Some(&GroupId(0)))
+            .collect();
+        let mut sources = BTreeMap::new();
+        if unowned.is_empty() || next.num.0 <= 1 {
+            return Some(sources);
+        }
+        let ctrl = self.ctrl.as_mut()?;
+        let mut pending = unowned;
+        let mut num = next.num.0 - 1;
+        // Walk back through configurations until every such shard's last holder is known.
+        while num > 0 && !pending.is_empty() {
+            num -= 1;
+            let older = tokio::time::timeout(self.call_timeout, ctrl.query(Some(ConfigNum(num)))).await.ok()?.ok()?;
+            pending.retain(|&i| {
+                let owner = older.shards.get(i).copied().unwrap_or(GroupId(0));
+                if owner == GroupId(0) {
+                    return true;
+                }
+                let servers = older.groups.get(&owner).cloned().unwrap_or_default();
+                sources.insert(ShardId(i as u64), ShardSource { group: owner, servers, frozen_at: ConfigNum(num + 1) });
+                false
+            });
+        }
+        Some(sources)
+    }
+
+    async fn pull(&self, group: GroupId, num: ConfigNum, ex: Exchange) {
+        let span = tracing::info_span!("shard_pull", group = %group, from = %ex.group, config = %num, shards = ?ex.shards);
+        let _enter = span.enter();
+        let request = ServiceRequest::PullShards(PullShardsRequest { config: ex.frozen_at, shards: ex.shards.clone() });
+        let answer = tokio::time::timeout(self.call_timeout, call_group(self.net.as_ref(), &ex.servers, &request)).await;
+        if let Ok(Some(ServiceResponse::PullShards(Ok(shards)))) = answer {
+            let span = tracing::info_span!("shard_install", group = %group, config = %num, shards = ?ex.shards);
+            let _enter = span.enter();
+            let _ = self.service.propose(&Command::Install { config: num, shards }).await;
+        }
+    }
+
+    async fn collect(&self, group: GroupId, num: ConfigNum, ex: Exchange) {
+        let span = tracing::info_span!("shard_gc", group = %group, holder = %ex.group, config = %num, shards = ?ex.shards);
+        let _enter = span.enter();
+        let request = ServiceRequest::DeleteShards(DeleteShardsRequest { config: ex.frozen_at, shards: ex.shards.clone() });
+        let answer = tokio::time::timeout(self.call_timeout, call_group(self.net.as_ref(), &ex.servers, &request)).await;
+        if let Ok(Some(ServiceResponse::DeleteShards(Ok(())))) = answer {
+            let _ = self.service.propose(&Command::Collected { config: num, shards: ex.shards }).await;
+        }
+    }
+}

@@ -1,0 +1,599 @@
+//! [`ShardKvState`]: what a ShardKV group replicates — its configuration
+//! and, for every shard it holds, the data, the duplicate table and where
+//! the shard stands in a reconfiguration.
+
+use std::collections::BTreeMap;
+
+use bytes::{Bytes, BytesMut};
+
+use super::command::{get_shard_data, put_shard_data, Command, ShardSource};
+use crate::api::{shard_of, ApiError, KvOp, RequestId, ShardConfig, ShardData, ShardState, ShardStatus};
+use crate::binary::{BinaryError, Decoder, Encoder};
+use crate::ctrler::{get_config, put_config};
+use crate::dedup::DedupTable;
+use crate::types::{ConfigNum, GroupId, ShardId};
+
+/// What applying a command answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// Done (or a retry of a write already done).
+    Ok,
+    /// This group does not serve the key's shard in its configuration.
+    WrongGroup {
+        /// The group's configuration.
+        config: ConfigNum,
+    },
+    /// A reconfiguration step that no longer applies (already done, or for
+    /// another configuration).
+    Stale,
+    /// The command could not be decoded.
+    Malformed(String),
+}
+
+/// Where a held shard stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Owned; serving.
+    Serving,
+    /// Owned since the current configuration; waiting for the data of the
+    /// previous holder `from` (which froze it at `frozen_at`).
+    Pulling {
+        /// The previous holder.
+        from: GroupId,
+        /// Its servers.
+        servers: Vec<String>,
+        /// The configuration in which it lost the shard.
+        frozen_at: ConfigNum,
+    },
+    /// Installed in the current configuration and serving; the previous
+    /// holder has not yet confirmed deleting its copy.
+    Collecting {
+        /// The previous holder.
+        from: GroupId,
+        /// Its servers.
+        servers: Vec<String>,
+        /// The configuration in which it lost the shard.
+        frozen_at: ConfigNum,
+    },
+    /// Lost in configuration `at`: frozen until the new holder has it.
+    /// `to_nobody`: the shard went to no group; holding it does not keep
+    /// this group from moving on.
+    Frozen {
+        /// The configuration in which this group lost the shard.
+        at: ConfigNum,
+        /// Whether it went to no group.
+        to_nobody: bool,
+    },
+}
+
+/// One held shard.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Shard {
+    pub(crate) phase: Phase,
+    pub(crate) data: BTreeMap<Bytes, Bytes>,
+    pub(crate) dedup: DedupTable<()>,
+}
+
+impl Shard {
+    fn empty(phase: Phase) -> Self {
+        Self { phase, data: BTreeMap::new(), dedup: DedupTable::new() }
+    }
+
+    fn serving(&self) -> bool {
+        matches!(self.phase, Phase::Serving | Phase::Collecting { .. })
+    }
+
+    fn bytes(&self) -> usize {
+        self.data.iter().map(|(k, v)| k.len() + v.len()).sum()
+    }
+}
+
+/// A pending exchange with another group, for the migration task.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exchange {
+    /// The other group.
+    pub group: GroupId,
+    /// Its servers.
+    pub servers: Vec<String>,
+    /// The configuration in which it lost the shards.
+    pub frozen_at: ConfigNum,
+    /// The shards.
+    pub shards: Vec<ShardId>,
+}
+
+/// The replicated state of one ShardKV group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardKvState {
+    group: GroupId,
+    config: ShardConfig,
+    shards: BTreeMap<ShardId, Shard>,
+}
+
+impl ShardKvState {
+    /// The state of group `group` before any configuration (`n_shards` shards, none held).
+    #[must_use]
+    pub fn new(group: GroupId, n_shards: usize) -> Self {
+        Self {
+            group,
+            config: ShardConfig { num: ConfigNum(0), shards: vec![GroupId(0); n_shards], groups: BTreeMap::new() },
+            shards: BTreeMap::new(),
+        }
+    }
+
+    /// The group.
+    #[must_use]
+    pub fn group(&self) -> GroupId {
+        self.group
+    }
+
+    /// The configuration the group is at.
+    #[must_use]
+    pub fn config(&self) -> &ShardConfig {
+        &self.config
+    }
+
+    /// Whether every shard is settled, so the group may move to the next
+    /// configuration: nothing to pull, nothing to hand over, nothing to collect.
+    #[must_use]
+    pub fn settled(&self) -> bool {
+        self.shards.values().all(|s| matches!(s.phase, Phase::Serving | Phase::Frozen { to_nobody: true, .. }))
+    }
+
+    /// The shard `key` falls in.
+    fn shard_of(&self, key: &[u8]) -> ShardId {
+        shard_of(key, self.config.shards.len())
+    }
+
+    /// Apply one command.
+    pub fn apply(&mut self, command: Bytes) -> Applied {
+        match Command::decode(command) {
+            Ok(Command::Client { id, op }) => self.apply_write(id, &op),
+            Ok(Command::Config { config, sources }) => self.apply_config(config, &sources),
+            Ok(Command::Install { config, shards }) => self.apply_install(config, shards),
+            Ok(Command::Delete { frozen_at, shards }) => self.apply_delete(frozen_at, &shards),
+            Ok(Command::Collected { config, shards }) => self.apply_collected(config, &shards),
+            Err(e) => Applied::Malformed(e.to_string()),
+        }
+    }
+
+    fn apply_write(&mut self, id: RequestId, op: &KvOp) -> Applied {
+        let shard_id = self.shard_of(op.key());
+        let config = self.config.num;
+        let Some(shard) = self.shards.get_mut(&shard_id).filter(|s| s.serving()) else {
+            return Applied::WrongGroup { config };
+        };
+        if shard.dedup.seen(id).is_some() {
+            return Applied::Ok;
+        }
+        match op {
+            KvOp::Put { key, value } => {
+                shard.data.insert(key.clone(), value.clone());
+            }
+            KvOp::Append { key, value } => {
+                let mut v = BytesMut::from(shard.data.get(key).map(Bytes::as_ref).unwrap_or_default());
+                v.extend_from_slice(value);
+                shard.data.insert(key.clone(), v.freeze());
+            }
+            KvOp::Delete { key } => {
+                shard.data.remove(key);
+            }
+            KvOp::Get { .. } => {}
+        }
+        shard.dedup.record(id, ());
+        Applied::Ok
+    }
+
+    fn apply_config(&mut self, next: ShardConfig, sources: &BTreeMap<ShardId, ShardSource>) -> Applied {
+        if next.num.0 != self.config.num.0 + 1 || !self.settled() || next.shards.len() != self.config.shards.len() {
+            return Applied::Stale;
+        }
+        let me = self.group;
+        for (i, (&was, &now)) in self.config.shards.iter().zip(&next.shards).enumerate() {
+            let id = ShardId(i as u64);
+            if now == me && was != me {
+                // Where the data is: the previous owner, or for a shard that
+                // had no owner, the last group that held it (found by the
+                // proposer in the controller's history).
+                let source = if was == GroupId(0) {
+                    sources.get(&id).cloned()
+                } else {
+                    Some(ShardSource {
+                        group: was,
+                        servers: self.config.groups.get(&was).cloned().unwrap_or_default(),
+                        frozen_at: next.num,
+                    })
+                };
+                match source {
+                    Some(src) if src.group == me => {
+                        // Parked here when it went to no group: ours again, untouched since.
+                        match self.shards.get_mut(&id) {
+                            Some(s) if s.phase == (Phase::Frozen { at: src.frozen_at, to_nobody: true }) => {
+                                s.phase = Phase::Serving;
+                            }
+                            _ => {
+                                tracing::warn!(group = %me, shard = %id, "parked shard missing; starting it empty");
+                                self.shards.insert(id, Shard::empty(Phase::Serving));
+                            }
+                        }
+                    }
+                    Some(src) => {
+                        let phase = Phase::Pulling { from: src.group, servers: src.servers, frozen_at: src.frozen_at };
+                        self.shards.insert(id, Shard::empty(phase));
+                    }
+                    // Never held by anyone: it starts empty.
+                    None => {
+                        self.shards.insert(id, Shard::empty(Phase::Serving));
+                    }
+                }
+            } else if was == me && now != me {
+                if let Some(s) = self.shards.get_mut(&id) {
+                    s.phase = Phase::Frozen { at: next.num, to_nobody: now == GroupId(0) };
+                }
+            }
+        }
+        tracing::info!(group = %me, config = %next.num, "config change");
+        self.config = next;
+        Applied::Ok
+    }
+
+    fn apply_install(&mut self, config: ConfigNum, shards: Vec<ShardData>) -> Applied {
+        if config != self.config.num {
+            return Applied::Stale;
+        }
+        let mut installed = 0;
+        for data in shards {
+            let Some(shard) = self.shards.get_mut(&data.shard) else { continue };
+            let Phase::Pulling { from, servers, frozen_at } = &shard.phase else { continue };
+            shard.phase = Phase::Collecting { from: *from, servers: servers.clone(), frozen_at: *frozen_at };
+            shard.data = data.entries.into_iter().collect();
+            shard.dedup.merge(data.dedup.into_iter().map(|(c, s)| (c, s, ())));
+            installed += 1;
+            tracing::info!(group = %self.group, config = %config, shard = %data.shard, "shard installed");
+        }
+        if installed == 0 {
+            Applied::Stale
+        } else {
+            Applied::Ok
+        }
+    }
+
+    fn apply_delete(&mut self, frozen_at: ConfigNum, shards: &[ShardId]) -> Applied {
+        for id in shards {
+            if self.shards.get(id).is_some_and(|s| matches!(s.phase, Phase::Frozen { at, .. } if at == frozen_at)) {
+                self.shards.remove(id);
+                tracing::info!(group = %self.group, config = %frozen_at, shard = %id, "shard deleted (gc)");
+            }
+        }
+        Applied::Ok
+    }
+
+    fn apply_collected(&mut self, config: ConfigNum, shards: &[ShardId]) -> Applied {
+        if config != self.config.num {
+            return Applied::Stale;
+        }
+        for id in shards {
+            if let Some(s) = self.shards.get_mut(id) {
+                if matches!(s.phase, Phase::Collecting { .. }) {
+                    s.phase = Phase::Serving;
+                }
+            }
+        }
+        Applied::Ok
+    }
+
+    /// `Ok` if this group serves `key`'s shard.
+    pub fn serves(&self, key: &[u8]) -> Result<(), ApiError> {
+        match self.shards.get(&self.shard_of(key)) {
+            Some(s) if s.serving() => Ok(()),
+            _ => Err(ApiError::WrongGroup { config: self.config.num }),
+        }
+    }
+
+    /// Whether `shard` is held here frozen since `at`.
+    #[must_use]
+    pub fn holds_frozen(&self, at: ConfigNum, shard: ShardId) -> bool {
+        self.shards.get(&shard).is_some_and(|s| matches!(s.phase, Phase::Frozen { at: a, .. } if a == at))
+    }
+
+    /// A read of `key`, if this group serves its shard.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Bytes>, ApiError> {
+        match self.shards.get(&self.shard_of(key)).filter(|s| s.serving()) {
+            Some(s) => Ok(s.data.get(key).cloned()),
+            None => Err(ApiError::WrongGroup { config: self.config.num }),
+        }
+    }
+
+    /// The frozen data of `shards`, for the group that gained them; the
+    /// shards must have been frozen here at `frozen_at`.
+    pub fn frozen(&self, frozen_at: ConfigNum, shards: &[ShardId]) -> Result<Vec<ShardData>, ApiError> {
+        if self.config.num < frozen_at {
+            return Err(ApiError::NotReady { config: self.config.num });
+        }
+        let mut out = Vec::with_capacity(shards.len());
+        for id in shards {
+            match self.shards.get(id) {
+                Some(s) if matches!(s.phase, Phase::Frozen { at, .. } if at == frozen_at) => out.push(ShardData {
+                    shard: *id,
+                    entries: s.data.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                    dedup: s.dedup.entries().map(|(c, seq, ())| (c, seq)).collect(),
+                }),
+                _ => {
+                    return Err(ApiError::Unavailable {
+                        reason: format!("shard {id} is not held frozen at config {frozen_at} here"),
+                    })
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Shards to pull, by previous holder.
+    #[must_use]
+    pub fn pulls(&self) -> Vec<Exchange> {
+        self.exchanges(|p| match p {
+            Phase::Pulling { from, servers, frozen_at } => Some((*from, servers, *frozen_at)),
+            _ => None,
+        })
+    }
+
+    /// Installed shards whose previous holder must still delete its copy, by holder.
+    #[must_use]
+    pub fn collections(&self) -> Vec<Exchange> {
+        self.exchanges(|p| match p {
+            Phase::Collecting { from, servers, frozen_at } => Some((*from, servers, *frozen_at)),
+            _ => None,
+        })
+    }
+
+    fn exchanges<'a>(&'a self, pick: impl Fn(&'a Phase) -> Option<(GroupId, &'a Vec<String>, ConfigNum)>) -> Vec<Exchange> {
+        let mut by: BTreeMap<(GroupId, ConfigNum), Exchange> = BTreeMap::new();
+        for (&id, s) in &self.shards {
+            if let Some((group, servers, frozen_at)) = pick(&s.phase) {
+                by.entry((group, frozen_at))
+                    .or_insert_with(|| Exchange { group, servers: servers.clone(), frozen_at, shards: Vec::new() })
+                    .shards
+                    .push(id);
+            }
+        }
+        by.into_values().collect()
+    }
+
+    /// Where every held shard stands, in shard order.
+    #[must_use]
+    pub fn shard_status(&self) -> Vec<ShardStatus> {
+        self.shards
+            .iter()
+            .map(|(&shard, s)| ShardStatus {
+                shard,
+                state: match s.phase {
+                    Phase::Serving => ShardState::Serving,
+                    Phase::Pulling { .. } => ShardState::Pulling,
+                    Phase::Collecting { .. } => ShardState::Collecting,
+                    Phase::Frozen { .. } => ShardState::Sending,
+                },
+            })
+            .collect()
+    }
+
+    /// Bytes of keys and values held (frozen shards included).
+    #[must_use]
+    pub fn data_bytes(&self) -> usize {
+        self.shards.values().map(Shard::bytes).sum()
+    }
+
+    /// The state's snapshot encoding.
+    #[must_use]
+    pub fn encode(&self) -> Bytes {
+        let mut e = Encoder::new();
+        e.u64(self.group.0);
+        put_config(&mut e, &self.config);
+        e.u64(self.shards.len() as u64);
+        for (&id, s) in &self.shards {
+            put_phase(&mut e, &s.phase);
+            let data = ShardData {
+                shard: id,
+                entries: s.data.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                dedup: s.dedup.entries().map(|(c, seq, ())| (c, seq)).collect(),
+            };
+            put_shard_data(&mut e, &data);
+        }
+        e.finish()
+    }
+
+    /// A state encoded by [`ShardKvState::encode`].
+    pub fn decode(b: Bytes) -> Result<Self, BinaryError> {
+        let mut d = Decoder::new(b);
+        let group = GroupId(d.u64("group")?);
+        let config = get_config(&mut d)?;
+        let n = d.count("shards")?;
+        let mut shards = BTreeMap::new();
+        for _ in 0..n {
+            let phase = get_phase(&mut d)?;
+            let data = get_shard_data(&mut d)?;
+            let mut dedup = DedupTable::new();
+            for (client, seq) in data.dedup {
+                dedup.record(RequestId { client, seq }, ());
+            }
+            shards.insert(data.shard, Shard { phase, data: data.entries.into_iter().collect(), dedup });
+        }
+        d.end("shardkv snapshot")?;
+        Ok(Self { group, config, shards })
+    }
+}
+
+fn put_phase(e: &mut Encoder, p: &Phase) {
+    let mut exchange = |tag: u8, from: GroupId, servers: &[String], at: ConfigNum| {
+        e.u8(tag).u64(from.0).u64(at.0).u64(servers.len() as u64);
+        for s in servers {
+            e.str(s);
+        }
+    };
+    match p {
+        Phase::Serving => {
+            e.u8(0);
+        }
+        Phase::Pulling { from, servers, frozen_at } => exchange(1, *from, servers, *frozen_at),
+        Phase::Collecting { from, servers, frozen_at } => exchange(2, *from, servers, *frozen_at),
+        Phase::Frozen { at, to_nobody } => {
+            e.u8(3).u64(at.0).u8(u8::from(*to_nobody));
+        }
+    }
+}
+
+fn get_phase(d: &mut Decoder) -> Result<Phase, BinaryError> {
+    let tag = d.u8("phase")?;
+    let exchange = |d: &mut Decoder| -> Result<(GroupId, Vec<String>, ConfigNum), BinaryError> {
+        let from = GroupId(d.u64("from")?);
+        let at = ConfigNum(d.u64("frozen at")?);
+        let n = d.count("servers")?;
+        let servers = (0..n).map(|_| d.string("server")).collect::<Result<_, _>>()?;
+        Ok((from, servers, at))
+    };
+    Ok(match tag {
+        0 => Phase::Serving,
+        1 => {
+            let (from, servers, frozen_at) = exchange(d)?;
+            Phase::Pulling { from, servers, frozen_at }
+        }
+        2 => {
+            let (from, servers, frozen_at) = exchange(d)?;
+            Phase::Collecting { from, servers, frozen_at }
+        }
+        3 => Phase::Frozen { at: ConfigNum(d.u64("frozen at")?), to_nobody: d.u8("to nobody")? != 0 },
+        other => return Err(BinaryError::Invalid { what: "phase", reason: format!("unknown tag {other}") }),
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::types::ClientId;
+
+    const N: usize = 10;
+
+    fn config(num: u64, owners: &[u64]) -> ShardConfig {
+        let groups = owners
+            .iter()
+            .filter(|&&g| g != 0)
+            .map(|&g| (GroupId(g), vec![format!("server-{g}-0")]))
+            .collect::<BTreeMap<_, _>>();
+        ShardConfig { num: ConfigNum(num), shards: owners.iter().map(|&g| GroupId(g)).collect(), groups }
+    }
+
+    fn cfg_cmd(c: ShardConfig, sources: BTreeMap<ShardId, ShardSource>) -> Bytes {
+        Command::Config { config: c, sources }.encode()
+    }
+
+    fn write(client: u64, seq: u64, op: KvOp) -> Bytes {
+        Command::Client { id: RequestId { client: ClientId(client), seq }, op }.encode()
+    }
+
+    fn put(k: &str, v: &str) -> KvOp {
+        KvOp::Put { key: Bytes::from(k.to_string()), value: Bytes::from(v.to_string()) }
+    }
+
+    fn append(k: &str, v: &str) -> KvOp {
+        KvOp::Append { key: Bytes::from(k.to_string()), value: Bytes::from(v.to_string()) }
+    }
+
+    /// A key in shard `s`.
+    fn key_in(s: u64) -> String {
+        (0..).map(|i| format!("k{i}")).find(|k| shard_of(k.as_bytes(), N) == ShardId(s)).unwrap()
+    }
+
+    #[test]
+    fn a_shard_moves_between_groups_with_its_data_and_duplicate_table() {
+        let mut g1 = ShardKvState::new(GroupId(1), N);
+        let mut g2 = ShardKvState::new(GroupId(2), N);
+        let all1 = [1; N];
+        assert_eq!(g1.apply(cfg_cmd(config(1, &all1), BTreeMap::new())), Applied::Ok);
+        assert_eq!(g2.apply(cfg_cmd(config(1, &all1), BTreeMap::new())), Applied::Ok);
+        assert!(g1.settled() && g2.settled());
+        let k0 = key_in(0);
+        let k9 = key_in(9);
+        assert_eq!(g1.apply(write(7, 1, put(&k0, "a"))), Applied::Ok);
+        assert_eq!(g1.apply(write(7, 2, append(&k0, "b"))), Applied::Ok);
+        assert_eq!(g1.apply(write(7, 3, put(&k9, "z"))), Applied::Ok);
+        assert_eq!(g2.apply(write(8, 1, put(&k0, "x"))), Applied::WrongGroup { config: ConfigNum(1) });
+
+        // Config 2: shards 0..5 go to group 2.
+        let c2 = config(2, &[2, 2, 2, 2, 2, 1, 1, 1, 1, 1]);
+        assert_eq!(g1.apply(cfg_cmd(c2.clone(), BTreeMap::new())), Applied::Ok);
+        assert_eq!(g2.apply(cfg_cmd(c2, BTreeMap::new())), Applied::Ok);
+        assert!(!g1.settled(), "group 1 holds frozen shards for group 2");
+        assert_eq!(g1.get(k0.as_bytes()), Err(ApiError::WrongGroup { config: ConfigNum(2) }), "a frozen shard is not served");
+        assert_eq!(g1.get(k9.as_bytes()), Ok(Some(Bytes::from_static(b"z"))), "unaffected shards keep serving");
+        assert_eq!(g2.get(k0.as_bytes()), Err(ApiError::WrongGroup { config: ConfigNum(2) }), "not served before it arrives");
+        assert_eq!(g1.apply(cfg_cmd(config(3, &all1), BTreeMap::new())), Applied::Stale, "no next config before settling");
+
+        let pulls = g2.pulls();
+        assert_eq!(pulls.len(), 1);
+        assert_eq!((pulls[0].group, pulls[0].frozen_at), (GroupId(1), ConfigNum(2)));
+        assert_eq!(g1.frozen(ConfigNum(3), &pulls[0].shards), Err(ApiError::NotReady { config: ConfigNum(2) }));
+        let data = g1.frozen(pulls[0].frozen_at, &pulls[0].shards).unwrap();
+        assert_eq!(g2.apply(Command::Install { config: ConfigNum(1), shards: data.clone() }.encode()), Applied::Stale);
+        assert_eq!(g2.apply(Command::Install { config: ConfigNum(2), shards: data.clone() }.encode()), Applied::Ok);
+        assert_eq!(g2.apply(Command::Install { config: ConfigNum(2), shards: data }.encode()), Applied::Stale, "installed once");
+        assert_eq!(g2.get(k0.as_bytes()), Ok(Some(Bytes::from_static(b"ab"))), "served as soon as installed");
+        assert_eq!(g2.apply(write(7, 2, append(&k0, "b"))), Applied::Ok);
+        assert_eq!(g2.get(k0.as_bytes()), Ok(Some(Bytes::from_static(b"ab"))), "a retry is not applied twice after moving");
+        assert!(!g2.settled(), "collecting until the old holder deletes its copy");
+
+        let gc = g2.collections();
+        assert_eq!(g1.apply(Command::Delete { frozen_at: gc[0].frozen_at, shards: gc[0].shards.clone() }.encode()), Applied::Ok);
+        assert!(g1.settled());
+        assert!(g1.frozen(ConfigNum(2), &gc[0].shards).is_err(), "deleted");
+        assert_eq!(g2.apply(Command::Collected { config: ConfigNum(2), shards: gc[0].shards.clone() }.encode()), Applied::Ok);
+        assert!(g2.settled());
+        assert_eq!(g2.shard_status().len(), 5);
+        assert_eq!(g1.data_bytes(), k9.len() + 1);
+
+        let restored = ShardKvState::decode(g2.encode()).unwrap();
+        assert_eq!(restored, g2);
+        assert!(ShardKvState::decode(g2.encode().slice(..10)).is_err());
+    }
+
+    #[test]
+    fn a_shard_given_to_no_group_stays_parked_until_someone_gains_it() {
+        let mut g1 = ShardKvState::new(GroupId(1), N);
+        g1.apply(cfg_cmd(config(1, &[1; N]), BTreeMap::new()));
+        let k3 = key_in(3);
+        g1.apply(write(1, 1, put(&k3, "kept")));
+        // Everyone leaves: the shards go to no group; group 1 may move on.
+        assert_eq!(g1.apply(cfg_cmd(config(2, &[0; N]), BTreeMap::new())), Applied::Ok);
+        assert!(g1.settled(), "parked shards do not hold the group back");
+        assert!(g1.holds_frozen(ConfigNum(2), ShardId(3)));
+        // Group 1 joins again: the proposer found it as the last holder.
+        let sources = (0..N as u64)
+            .map(|s| (ShardId(s), ShardSource { group: GroupId(1), servers: vec![], frozen_at: ConfigNum(2) }))
+            .collect();
+        assert_eq!(g1.apply(cfg_cmd(config(3, &[1; N]), sources)), Applied::Ok);
+        assert_eq!(g1.get(k3.as_bytes()), Ok(Some(Bytes::from_static(b"kept"))));
+        assert!(g1.settled());
+
+        // Another group gaining a parked shard pulls it from its last holder.
+        let mut g2 = ShardKvState::new(GroupId(2), N);
+        g2.apply(cfg_cmd(config(1, &[1; N]), BTreeMap::new()));
+        let source = ShardSource { group: GroupId(1), servers: vec!["server-1-0".into()], frozen_at: ConfigNum(2) };
+        g2.apply(cfg_cmd(config(2, &[0; N]), BTreeMap::new()));
+        let mut owners = [0; N];
+        owners[3] = 2;
+        assert_eq!(g2.apply(cfg_cmd(config(3, &owners), BTreeMap::from([(ShardId(3), source)]))), Applied::Ok);
+        let pulls = g2.pulls();
+        assert_eq!((pulls[0].group, pulls[0].frozen_at, pulls[0].shards.clone()), (GroupId(1), ConfigNum(2), vec![ShardId(3)]));
+        // A shard nobody ever held starts empty and serves at once.
+        let mut g3 = ShardKvState::new(GroupId(3), N);
+        g3.apply(cfg_cmd(config(1, &[3; N]), BTreeMap::new()));
+        assert!(g3.settled());
+        assert_eq!(g3.get(k3.as_bytes()), Ok(None));
+    }
+
+    #[test]
+    fn malformed_and_oversize_commands_do_not_corrupt_the_state() {
+        let mut g = ShardKvState::new(GroupId(1), N);
+        assert!(matches!(g.apply(Bytes::from_static(b"\xff\x00")), Applied::Malformed(_)));
+        assert_eq!(g.apply(cfg_cmd(config(5, &[1; N]), BTreeMap::new())), Applied::Stale, "configs advance one by one");
+        assert_eq!(g.config().num, ConfigNum(0));
+    }
+}
