@@ -44,6 +44,12 @@ impl MemStorage {
         Self { latency, disks: Mutex::default() }
     }
 
+    /// Bytes of `member`'s latest snapshot (0 if none).
+    #[must_use]
+    pub fn snapshot_size(&self, member: usize) -> u64 {
+        self.disk(member).snapshot_size_bytes()
+    }
+
     fn disk(&self, member: usize) -> MemDisk {
         let mut disks = self.disks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         disks.entry(member).or_insert_with(|| MemDisk::with_write_latency(self.latency)).clone()

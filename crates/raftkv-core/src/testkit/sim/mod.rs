@@ -14,6 +14,7 @@ mod nemesis;
 mod network;
 mod raft_cluster;
 mod recording_sm;
+pub mod shard_cluster;
 
 use std::future::Future;
 use std::time::Duration;
@@ -24,6 +25,7 @@ pub use nemesis::{raft_nemesis, NemesisReport};
 pub use network::{SimNetwork, SimServiceClient, SimTransport};
 pub use raft_cluster::{RaftCluster, RaftClusterConfig};
 pub use recording_sm::{cmd, cmd_value, AppliedView, RecordingStateMachine};
+pub use shard_cluster::{ShardCluster, ShardClusterConfig};
 
 /// Longest a simulated test may run, in virtual time (the labs' 120 s limit).
 pub const MAX_VIRTUAL_TIME: Duration = Duration::from_secs(120);
