@@ -67,6 +67,26 @@ struct Event {
     next: usize,
 }
 
+/// With no overwrite left to linearize, whether `state` can still grow into
+/// the value the first pending Get (in return order, other than `skip`) saw.
+fn grows_into_pending_read(ops: &[Operation], events: &[Event], head: usize, skip: usize, state: &State) -> bool {
+    let mut k = head;
+    while k != HEAD {
+        let e = events[k];
+        if !e.is_call && e.op != skip && ops[e.op].input == KvInput::Get {
+            if let Outcome::Returned { value, .. } = &ops[e.op].outcome {
+                return match (state, value) {
+                    (None, _) => true,
+                    (Some(s), Some(v)) => v.starts_with(s),
+                    (Some(_), None) => false,
+                };
+            }
+        }
+        k = e.next;
+    }
+    true
+}
+
 /// Search for a linearization of `ops` (all on one key) within `budget` steps.
 pub(super) fn check_key(ops: &[Operation], budget: &mut u64) -> KeyVerdict {
     // Events sorted by time; at equal times calls come first (overlap is allowed).
@@ -124,6 +144,10 @@ pub(super) fn check_key(ops: &[Operation], budget: &mut u64) -> KeyVerdict {
         }
     };
 
+    let is_overwrite = |op: usize| matches!(ops[op].input, KvInput::Put(_) | KvInput::Delete);
+    // Puts and Deletes not yet linearized: while there are none, the value only
+    // grows, so a state that is not a prefix of what a pending Get saw is a dead end.
+    let mut open_overwrites = (0..ops.len()).filter(|&op| is_overwrite(op)).count();
     let mut state: State = None;
     let mut linearized = Bits::new(ops.len());
     let mut seen: HashSet<(Bits, State)> = HashSet::new();
@@ -145,11 +169,15 @@ pub(super) fn check_key(ops: &[Operation], budget: &mut u64) -> KeyVerdict {
                 Outcome::Returned { value, .. } if ops[op].input == KvInput::Get => Some(value),
                 _ => None,
             };
-            if let Some(next_state) = step(&state, &ops[op].input, observed) {
+            let next = step(&state, &ops[op].input, observed);
+            let still_open = open_overwrites - usize::from(is_overwrite(op));
+            let viable = |s: &State| still_open > 0 || grows_into_pending_read(ops, &events, head, op, s);
+            if let Some(next_state) = next.filter(viable) {
                 let mut bits = linearized.clone();
                 bits.set(op);
                 if seen.insert((bits.clone(), next_state.clone())) {
                     linearized = bits;
+                    open_overwrites = still_open;
                     stack.push((op, std::mem::replace(&mut state, next_state)));
                     if stack.len() > longest.len() {
                         longest = stack.iter().map(|(o, _)| *o).collect();
@@ -168,6 +196,7 @@ pub(super) fn check_key(ops: &[Operation], budget: &mut u64) -> KeyVerdict {
             return KeyVerdict::Illegal(longest);
         };
         linearized.clear(op);
+        open_overwrites += usize::from(is_overwrite(op));
         state = before;
         relink(&mut events, &mut head, ret_of[op]);
         relink(&mut events, &mut head, call_of[op]);

@@ -9,6 +9,7 @@
 
 mod invariants;
 pub mod lab3;
+pub mod lab4;
 mod member_storage;
 mod nemesis;
 mod network;

@@ -22,6 +22,11 @@ use crate::shardkv::{ConfigSource, KvLimits, ShardKvOptions, ShardKvServer};
 use crate::testkit::linearizability::{KvInput, Recorder};
 use crate::types::{ClientId, ConfigNum, GroupId, NodeId};
 
+/// Virtual time of one durable write unless configured otherwise: it gives
+/// every operation a cost in virtual time, so closed-loop clients advance the
+/// clock as real ones would.
+pub const DISK_LATENCY: Duration = Duration::from_millis(2);
+
 /// The controller's Raft group id.
 pub const CTRL_GROUP: GroupId = GroupId(0);
 
@@ -41,25 +46,43 @@ pub struct ShardClusterConfig {
     pub maxraftstate: u64,
     /// Shards.
     pub n_shards: usize,
+    /// Virtual time every durable write takes (an fsync).
+    pub disk_latency: Duration,
 }
 
 impl ShardClusterConfig {
     /// The shardkv lab's setup: 3 controllers, `groups` groups of 3.
     #[must_use]
     pub fn sharded(groups: usize, unreliable: bool, maxraftstate: u64) -> Self {
-        Self { ctrlers: 3, groups, group_size: 3, unreliable, maxraftstate, n_shards: DEFAULT_SHARDS }
+        Self { ctrlers: 3, groups, group_size: 3, unreliable, maxraftstate, n_shards: DEFAULT_SHARDS, disk_latency: DISK_LATENCY }
     }
 
     /// The key-value lab's setup: one group of `servers`, no controller.
     #[must_use]
     pub fn kv(servers: usize, unreliable: bool, maxraftstate: u64) -> Self {
-        Self { ctrlers: 0, groups: 1, group_size: servers, unreliable, maxraftstate, n_shards: DEFAULT_SHARDS }
+        Self {
+            ctrlers: 0,
+            groups: 1,
+            group_size: servers,
+            unreliable,
+            maxraftstate,
+            n_shards: DEFAULT_SHARDS,
+            disk_latency: DISK_LATENCY,
+        }
     }
 
     /// The controller lab's setup: 3 controllers and no groups.
     #[must_use]
     pub fn ctrler_only() -> Self {
-        Self { ctrlers: 3, groups: 0, group_size: 3, unreliable: false, maxraftstate: 0, n_shards: DEFAULT_SHARDS }
+        Self {
+            ctrlers: 3,
+            groups: 0,
+            group_size: 3,
+            unreliable: false,
+            maxraftstate: 0,
+            n_shards: DEFAULT_SHARDS,
+            disk_latency: DISK_LATENCY,
+        }
     }
 }
 
@@ -132,13 +155,14 @@ impl ShardCluster {
         net.set_reliable(!cfg.unreliable);
         net.set_long_delays(false);
         let placeholder = net.service_client(NodeId(999_999));
+        let storage = Arc::new(MemStorage::with_write_latency(cfg.disk_latency));
         let mut cluster = Self {
             ctrlers: (0..cfg.ctrlers).map(|_| None).collect(),
             servers: (0..cfg.groups).map(|_| (0..cfg.group_size).map(|_| None).collect()).collect(),
             cfg,
             seed,
             net,
-            storage: Arc::new(MemStorage::default()),
+            storage,
             boots: BTreeMap::new(),
             next_client: 1,
             rng: DetRng::new(seed ^ 0x5eed_5eed),
@@ -344,6 +368,12 @@ impl ShardCluster {
         RecordedClerk { inner: self.kv_clerk(), recorder: self.recorder.clone(), id }
     }
 
+    /// A recorded KV clerk that reaches only `reach`.
+    pub fn recorded_clerk_reaching(&mut self, reach: &[String]) -> RecordedClerk {
+        let id = self.next_client;
+        RecordedClerk { inner: self.kv_clerk_reaching(reach), recorder: self.recorder.clone(), id }
+    }
+
     /// Join groups `gs` (by index) in one call.
     pub async fn join(&mut self, gs: &[usize]) {
         let groups = gs.iter().map(|&g| (gid(g), self.group_names(g))).collect();
@@ -380,6 +410,21 @@ impl ShardCluster {
         for &i in b {
             self.net.set_side(kv_node(0, i), Some(1));
         }
+    }
+
+    /// A task that keeps splitting group 0's servers at random into two
+    /// sides (either may be empty), holding each split 1 s + up to 200 ms.
+    pub fn partitioner(&mut self) -> Partitioner {
+        Partitioner {
+            net: self.net.clone(),
+            nodes: (0..self.cfg.group_size).map(|i| kv_node(0, i)).collect(),
+            rng: self.rng.fork(),
+        }
+    }
+
+    /// Make the clerk `clerk` reach exactly `servers`.
+    pub fn set_reach(&self, clerk: &RecordedClerk, servers: &[String]) {
+        self.net.set_reach(clerk.node(), servers);
     }
 
     /// Heal every partition.
@@ -474,11 +519,43 @@ impl std::fmt::Debug for RecordedClerk {
     }
 }
 
+/// Splits group 0's servers at random, again and again (see [`ShardCluster::partitioner`]).
+pub struct Partitioner {
+    net: SimNetwork,
+    nodes: Vec<NodeId>,
+    rng: DetRng,
+}
+
+impl std::fmt::Debug for Partitioner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Partitioner").field("nodes", &self.nodes).finish_non_exhaustive()
+    }
+}
+
+impl Partitioner {
+    /// Split until `stop` is set.
+    pub async fn run(mut self, stop: Arc<std::sync::atomic::AtomicBool>) {
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            for &n in &self.nodes {
+                self.net.set_side(n, Some(u32::from(self.rng.chance(1, 2))));
+            }
+            let hold = 1000 + self.rng.range_inclusive(0, 199);
+            tokio::time::sleep(Duration::from_millis(hold)).await;
+        }
+    }
+}
+
 fn text(b: Option<Bytes>) -> String {
     b.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
 }
 
 impl RecordedClerk {
+    /// The clerk's endpoint in the simulated network.
+    #[must_use]
+    pub fn node(&self) -> NodeId {
+        NodeId(1_000_000 + self.id)
+    }
+
     /// Get, as a string (a missing key reads as "").
     pub async fn get(&mut self, key: &str) -> String {
         let op = self.recorder.call(self.id, Bytes::from(key.to_string()), KvInput::Get);
