@@ -10,6 +10,7 @@
 mod invariants;
 pub mod lab3;
 pub mod lab4;
+pub mod lab5_ctrler;
 mod member_storage;
 mod nemesis;
 mod network;

@@ -98,6 +98,7 @@ pub struct ShardCluster {
     pub net: SimNetwork,
     storage: Arc<MemStorage>,
     ctrlers: Vec<Option<CtrlNode>>,
+    shadow: Vec<CtrlNode>,
     servers: Vec<Vec<Option<ShardKvServer>>>,
     boots: BTreeMap<NodeId, u64>,
     next_client: u64,
@@ -158,6 +159,7 @@ impl ShardCluster {
         let storage = Arc::new(MemStorage::with_write_latency(cfg.disk_latency));
         let mut cluster = Self {
             ctrlers: (0..cfg.ctrlers).map(|_| None).collect(),
+            shadow: Vec::new(),
             servers: (0..cfg.groups).map(|_| (0..cfg.group_size).map(|_| None).collect()).collect(),
             cfg,
             seed,
@@ -224,25 +226,60 @@ impl ShardCluster {
     /// Start (or restart from its durable state) controller `i`, connected.
     pub async fn start_ctrler(&mut self, i: usize) {
         self.shutdown_ctrler(i);
-        let node = ctrl_node(i);
+        let voters: Vec<NodeId> = (0..self.cfg.ctrlers).map(ctrl_node).collect();
+        let node = self.spawn_ctrler(ctrl_node(i), &ctrl_name(i), voters).await;
+        self.ctrlers[i] = Some(node);
+    }
+
+    async fn spawn_ctrler(&mut self, node: NodeId, name: &str, voters: Vec<NodeId>) -> CtrlNode {
         let boot = self.boot(node);
         let transport = self.net.boot(node);
-        let voters: Vec<NodeId> = (0..self.cfg.ctrlers).map(ctrl_node).collect();
         let (log, snapshots) = match self.storage.open(node.0 as usize).await {
             Ok(s) => s,
-            Err(e) => panic!("seed {}: controller {i} cannot open its storage: {e}", self.seed),
+            Err(e) => panic!("seed {}: controller {name} cannot open its storage: {e}", self.seed),
         };
         let (sm, state) = CtrlStateMachine::new(self.cfg.n_shards);
         let rcfg = raft_config(CTRL_GROUP, node, voters.clone(), self.seed, boot);
         let raft = match Raft::start(rcfg, self.driver(), log, snapshots, Arc::new(transport), sm).await {
             Ok(r) => r,
-            Err(e) => panic!("seed {}: controller {i} failed to start: {e}", self.seed),
+            Err(e) => panic!("seed {}: controller {name} failed to start: {e}", self.seed),
         };
         let service = CtrlService::new(CTRL_GROUP, raft.clone(), state, voters, Duration::from_millis(500));
         self.net.attach(node, Arc::new(raft.clone()));
-        self.net.attach_service(node, &ctrl_name(i), Arc::new(service));
+        self.net.attach_service(node, name, Arc::new(service));
         self.net.connect(node);
-        self.ctrlers[i] = Some(CtrlNode { raft });
+        CtrlNode { raft }
+    }
+
+    /// Start a second, independent controller group (3 servers) and return
+    /// its addresses: a controller that knows nothing of the real one.
+    pub async fn start_shadow_ctrler(&mut self) -> Vec<String> {
+        let nodes: Vec<NodeId> = (0..3).map(|i| NodeId(500 + i)).collect();
+        let names: Vec<String> = (0..3).map(|i| format!("shadow-ctrler-{i}")).collect();
+        for (node, name) in nodes.iter().zip(&names) {
+            let c = self.spawn_ctrler(*node, name, nodes.clone()).await;
+            self.shadow.push(c);
+        }
+        names
+    }
+
+    /// A KV clerk (recorded) that learns configurations from the controller at `ctrlers`.
+    pub fn recorded_clerk_using(&mut self, ctrlers: &[String]) -> RecordedClerk {
+        let id = self.next_client;
+        let mut reach = ctrlers.to_vec();
+        for g in 0..self.cfg.groups {
+            reach.extend(self.group_names(g));
+        }
+        let (client, net) = self.new_client(&reach);
+        let ctrl = CtrlClerk::new(ctrlers.to_vec(), net.clone(), client, ClerkConfig::default());
+        let inner = KvClerk::new(ctrl, net, client, ClerkConfig::default());
+        RecordedClerk { inner, recorder: self.recorder.clone(), id }
+    }
+
+    /// A controller clerk of the controller at `ctrlers`.
+    pub fn ctrl_clerk_using(&mut self, ctrlers: &[String]) -> CtrlClerk {
+        let (client, net) = self.new_client(ctrlers);
+        CtrlClerk::new(ctrlers.to_vec(), net, client, ClerkConfig::default())
     }
 
     /// Crash controller `i`.
@@ -502,6 +539,9 @@ impl ShardCluster {
         }
         for i in 0..self.cfg.ctrlers {
             self.shutdown_ctrler(i);
+        }
+        for c in self.shadow.drain(..) {
+            c.raft.abort();
         }
     }
 }
