@@ -8,8 +8,15 @@ fn generic(name: &str, g: Generic) {
     simulate(name, move |seed| lab4::generic_test(seed, g));
 }
 
-const BASE: Generic =
-    Generic { clients: 1, servers: 5, unreliable: false, crash: false, partitions: false, maxraftstate: None, random_keys: false };
+const BASE: Generic = Generic {
+    clients: 1,
+    servers: 5,
+    unreliable: false,
+    crash: false,
+    partitions: false,
+    maxraftstate: None,
+    random_keys: false,
+};
 
 #[test]
 fn basic_4a() {

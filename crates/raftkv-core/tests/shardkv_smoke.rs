@@ -39,4 +39,3 @@ fn shards_move_between_groups_and_keep_their_data() {
         c.shutdown();
     });
 }
-

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{Attempts, ClerkConfig, ClerkError};
-use crate::api::{ApiError, CtrlOp, CtrlRequest, RequestId, ServiceClient, ServiceRequest, ServiceResponse, ShardConfig};
+use crate::api::{
+    ApiError, CtrlOp, CtrlRequest, RequestId, ServiceClient, ServiceRequest, ServiceResponse, ShardConfig,
+};
 use crate::types::{ClientId, ConfigNum, GroupId, ShardId};
 
 /// A client of the shard controller: Join, Leave, Move and Query, each
@@ -20,7 +22,10 @@ pub struct CtrlClerk {
 
 impl std::fmt::Debug for CtrlClerk {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CtrlClerk").field("servers", &self.servers).field("client", &self.client).finish_non_exhaustive()
+        f.debug_struct("CtrlClerk")
+            .field("servers", &self.servers)
+            .field("client", &self.client)
+            .finish_non_exhaustive()
     }
 }
 
@@ -68,7 +73,9 @@ impl CtrlClerk {
                 let server = self.leader % self.servers.len();
                 match self.net.call_service(&self.servers[server], request.clone()).await {
                     Ok(ServiceResponse::Ctrl(Ok(config))) => return Ok(config),
-                    Ok(ServiceResponse::Ctrl(Err(ApiError::Invalid { reason }))) => return Err(ClerkError::Invalid(reason)),
+                    Ok(ServiceResponse::Ctrl(Err(ApiError::Invalid { reason }))) => {
+                        return Err(ClerkError::Invalid(reason))
+                    }
                     Ok(ServiceResponse::Ctrl(Err(ApiError::NotLeader { leader_hint: Some(l) }))) if l.0 >= 1 => {
                         attempts.last = format!("{} is not the leader", self.servers[server]);
                         self.leader = usize::try_from(l.0 - 1).unwrap_or(0);

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::{Attempts, ClerkConfig, ClerkError, CtrlClerk};
-use crate::api::{shard_of, ApiError, KvOp, KvRequest, RequestId, ServiceClient, ServiceRequest, ServiceResponse, ShardConfig};
+use crate::api::{
+    shard_of, ApiError, KvOp, KvRequest, RequestId, ServiceClient, ServiceRequest, ServiceResponse, ShardConfig,
+};
 use crate::types::{ClientId, GroupId};
 
 /// Where a clerk learns which group serves which shard.
@@ -34,7 +36,10 @@ pub struct KvClerk {
 
 impl std::fmt::Debug for KvClerk {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KvClerk").field("client", &self.client).field("config", &self.config.num).finish_non_exhaustive()
+        f.debug_struct("KvClerk")
+            .field("client", &self.client)
+            .field("config", &self.config.num)
+            .finish_non_exhaustive()
     }
 }
 
@@ -103,7 +108,8 @@ impl KvClerk {
         loop {
             attempts.check()?;
             let shard = shard_of(&key, self.config.shards.len());
-            let group = usize::try_from(shard.0).ok().and_then(|i| self.config.shards.get(i)).copied().unwrap_or(GroupId(0));
+            let group =
+                usize::try_from(shard.0).ok().and_then(|i| self.config.shards.get(i)).copied().unwrap_or(GroupId(0));
             let servers = self.config.groups.get(&group).cloned().unwrap_or_default();
             let mut refresh = servers.is_empty();
             let start = self.leaders.get(&group).copied().unwrap_or(0);
@@ -115,7 +121,9 @@ impl KvClerk {
                         self.leaders.insert(group, i);
                         return Ok(value);
                     }
-                    Ok(ServiceResponse::Kv(Err(ApiError::Invalid { reason }))) => return Err(ClerkError::Invalid(reason)),
+                    Ok(ServiceResponse::Kv(Err(ApiError::Invalid { reason }))) => {
+                        return Err(ClerkError::Invalid(reason))
+                    }
                     Ok(ServiceResponse::Kv(Err(ApiError::WrongGroup { .. }))) => {
                         attempts.last = format!("group {group} does not serve the key's shard {shard}");
                         refresh = true;

@@ -61,7 +61,9 @@ impl Attempts {
     /// Fail if the deadline has passed.
     pub(crate) fn check(&self) -> Result<(), ClerkError> {
         match self.deadline {
-            Some(after) if self.started.elapsed() >= after => Err(ClerkError::TimedOut { after, last: self.last.clone() }),
+            Some(after) if self.started.elapsed() >= after => {
+                Err(ClerkError::TimedOut { after, last: self.last.clone() })
+            }
             _ => Ok(()),
         }
     }

@@ -46,7 +46,9 @@ impl Configs {
     /// The initial history for `n_shards` shards: config 0, all unassigned.
     #[must_use]
     pub fn new(n_shards: usize) -> Self {
-        Self { list: vec![ShardConfig { num: ConfigNum(0), shards: vec![GroupId(0); n_shards], groups: BTreeMap::new() }] }
+        Self {
+            list: vec![ShardConfig { num: ConfigNum(0), shards: vec![GroupId(0); n_shards], groups: BTreeMap::new() }],
+        }
     }
 
     /// A history from stored configurations (numbered 0, 1, … in order).
@@ -124,7 +126,10 @@ impl Configs {
             }
             CtrlOp::Move { shard, group } => {
                 let n = next.shards.len();
-                let i = usize::try_from(shard.0).ok().filter(|&i| i < n).ok_or(CtrlOpError::NoSuchShard { shard: *shard, n })?;
+                let i = usize::try_from(shard.0)
+                    .ok()
+                    .filter(|&i| i < n)
+                    .ok_or(CtrlOpError::NoSuchShard { shard: *shard, n })?;
                 if !next.groups.contains_key(group) {
                     return Err(CtrlOpError::UnknownGroup(*group));
                 }

@@ -85,7 +85,8 @@ mod tests {
         // Grow to 12 groups (more than shards) and shrink back, one at a time.
         let mut s = vec![GroupId(0); 10];
         let mut live = BTreeSet::new();
-        let steps: Vec<(bool, u64)> = (1..=12).map(|g| (true, g)).chain([3, 1, 12, 7, 2, 5].map(|g| (false, g))).collect();
+        let steps: Vec<(bool, u64)> =
+            (1..=12).map(|g| (true, g)).chain([3, 1, 12, 7, 2, 5].map(|g| (false, g))).collect();
         for (join, g) in steps {
             let before = s.clone();
             if join {
@@ -99,12 +100,12 @@ mod tests {
             // Fewest possible: a join must fill the new group to its target;
             // a leave must move exactly the leaving group's shards.
             let k = live.len();
-            let minimal = if join {
-                10 / k
-            } else {
-                before.iter().filter(|&&o| o == GroupId(g)).count()
-            };
-            assert!(moved <= minimal.max(1), "{} {g} moved {moved} shards, {minimal} suffice", if join { "join" } else { "leave" });
+            let minimal = if join { 10 / k } else { before.iter().filter(|&&o| o == GroupId(g)).count() };
+            assert!(
+                moved <= minimal.max(1),
+                "{} {g} moved {moved} shards, {minimal} suffice",
+                if join { "join" } else { "leave" }
+            );
             if !join {
                 for (i, (a, b)) in before.iter().zip(&s).enumerate() {
                     assert!(a == b || *a == GroupId(g), "shard {i} moved off group {a} which did not leave");
@@ -116,7 +117,18 @@ mod tests {
     #[test]
     fn the_same_input_gives_the_same_output() {
         let groups = gids(&[9, 4, 17]);
-        let mut a = vec![GroupId(4), GroupId(4), GroupId(0), GroupId(9), GroupId(4), GroupId(4), GroupId(8), GroupId(4), GroupId(4), GroupId(9)];
+        let mut a = vec![
+            GroupId(4),
+            GroupId(4),
+            GroupId(0),
+            GroupId(9),
+            GroupId(4),
+            GroupId(4),
+            GroupId(8),
+            GroupId(4),
+            GroupId(4),
+            GroupId(9),
+        ];
         let mut b = a.clone();
         rebalance(&mut a, &groups);
         rebalance(&mut b, &groups);

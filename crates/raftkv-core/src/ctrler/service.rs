@@ -23,7 +23,10 @@ pub struct CtrlService {
 
 impl std::fmt::Debug for CtrlService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CtrlService").field("group", &self.group).field("members", &self.members).finish_non_exhaustive()
+        f.debug_struct("CtrlService")
+            .field("group", &self.group)
+            .field("members", &self.members)
+            .finish_non_exhaustive()
     }
 }
 
@@ -44,7 +47,8 @@ impl CtrlService {
     }
 
     async fn ctrl(&self, request: CtrlRequest) -> ServiceResponse {
-        let refuse = |e: &crate::raft::driver::RaftError| ServiceResponse::Ctrl(Err(ApiError::from_raft(e, &self.members)));
+        let refuse =
+            |e: &crate::raft::driver::RaftError| ServiceResponse::Ctrl(Err(ApiError::from_raft(e, &self.members)));
         if let CtrlOp::Query { num } = request.op {
             return match self.raft.read_index().await {
                 Ok(_) => ServiceResponse::Ctrl(Ok(Some(self.state.read().configs.query(num).clone()))),

@@ -66,7 +66,8 @@ impl CtrlState {
         let mut d = Decoder::new(b);
         let n = d.count("configurations")?;
         let list = (0..n).map(|_| get_config(&mut d)).collect::<Result<Vec<_>, _>>()?;
-        let configs = Configs::from_list(list).map_err(|reason| BinaryError::Invalid { what: "configurations", reason })?;
+        let configs =
+            Configs::from_list(list).map_err(|reason| BinaryError::Invalid { what: "configurations", reason })?;
         let mut dedup = DedupTable::new();
         let m = d.count("clients")?;
         for _ in 0..m {

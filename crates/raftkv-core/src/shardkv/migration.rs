@@ -11,7 +11,9 @@ use std::time::Duration;
 use super::command::{Command, ShardSource};
 use super::service::ShardKvService;
 use super::state::Exchange;
-use crate::api::{ApiError, DeleteShardsRequest, PullShardsRequest, ServiceClient, ServiceRequest, ServiceResponse, ShardConfig};
+use crate::api::{
+    ApiError, DeleteShardsRequest, PullShardsRequest, ServiceClient, ServiceRequest, ServiceResponse, ShardConfig,
+};
 use crate::client::CtrlClerk;
 use crate::raft::core::Role;
 use crate::types::{ConfigNum, GroupId, ShardId};
@@ -137,10 +139,12 @@ impl Migrator {
     }
 
     async fn pull(&self, group: GroupId, num: ConfigNum, ex: Exchange) {
-        let span = tracing::info_span!("shard_pull", group = %group, from = %ex.group, config = %num, shards = ?ex.shards);
+        let span =
+            tracing::info_span!("shard_pull", group = %group, from = %ex.group, config = %num, shards = ?ex.shards);
         let _enter = span.enter();
         let request = ServiceRequest::PullShards(PullShardsRequest { config: ex.frozen_at, shards: ex.shards.clone() });
-        let answer = tokio::time::timeout(self.call_timeout, call_group(self.net.as_ref(), &ex.servers, &request)).await;
+        let answer =
+            tokio::time::timeout(self.call_timeout, call_group(self.net.as_ref(), &ex.servers, &request)).await;
         if let Ok(Some(ServiceResponse::PullShards(Ok(shards)))) = answer {
             let span = tracing::info_span!("shard_install", group = %group, config = %num, shards = ?ex.shards);
             let _enter = span.enter();
@@ -149,10 +153,13 @@ impl Migrator {
     }
 
     async fn collect(&self, group: GroupId, num: ConfigNum, ex: Exchange) {
-        let span = tracing::info_span!("shard_gc", group = %group, holder = %ex.group, config = %num, shards = ?ex.shards);
+        let span =
+            tracing::info_span!("shard_gc", group = %group, holder = %ex.group, config = %num, shards = ?ex.shards);
         let _enter = span.enter();
-        let request = ServiceRequest::DeleteShards(DeleteShardsRequest { config: ex.frozen_at, shards: ex.shards.clone() });
-        let answer = tokio::time::timeout(self.call_timeout, call_group(self.net.as_ref(), &ex.servers, &request)).await;
+        let request =
+            ServiceRequest::DeleteShards(DeleteShardsRequest { config: ex.frozen_at, shards: ex.shards.clone() });
+        let answer =
+            tokio::time::timeout(self.call_timeout, call_group(self.net.as_ref(), &ex.servers, &request)).await;
         if let Ok(Some(ServiceResponse::DeleteShards(Ok(())))) = answer {
             let _ = self.service.propose(&Command::Collected { config: num, shards: ex.shards }).await;
         }

@@ -31,4 +31,4 @@ pub use migration::ConfigSource;
 pub use server::{ShardKvOptions, ShardKvServer};
 pub use service::{KvLimits, ShardKvService};
 pub use state::{Applied, Exchange, ShardKvState};
-pub use state_machine::{SharedShardKv, ShardKvStateMachine};
+pub use state_machine::{ShardKvStateMachine, SharedShardKv};

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::migration::{ConfigSource, Migrator};
 use super::service::{KvLimits, ShardKvService};
 use super::state::Applied;
-use super::state_machine::{SharedShardKv, ShardKvStateMachine};
+use super::state_machine::{ShardKvStateMachine, SharedShardKv};
 use crate::api::ServiceClient;
 use crate::client::{ClerkConfig, CtrlClerk};
 use crate::raft::core::RaftConfig;
@@ -66,7 +66,8 @@ impl ShardKvServer {
     ) -> Result<Self, RaftError> {
         let group = opts.raft.group;
         let (sm, state) = ShardKvStateMachine::new(group, opts.n_shards);
-        let raft = Raft::start(opts.raft.clone(), opts.driver.clone(), log_store, snapshot_store, transport, sm).await?;
+        let raft =
+            Raft::start(opts.raft.clone(), opts.driver.clone(), log_store, snapshot_store, transport, sm).await?;
         let service = ShardKvService {
             group,
             raft: raft.clone(),

@@ -45,7 +45,10 @@ pub struct ShardKvService {
 
 impl std::fmt::Debug for ShardKvService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ShardKvService").field("group", &self.group).field("members", &self.members).finish_non_exhaustive()
+        f.debug_struct("ShardKvService")
+            .field("group", &self.group)
+            .field("members", &self.members)
+            .finish_non_exhaustive()
     }
 }
 

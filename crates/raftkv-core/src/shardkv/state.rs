@@ -345,7 +345,10 @@ impl ShardKvState {
         })
     }
 
-    fn exchanges<'a>(&'a self, pick: impl Fn(&'a Phase) -> Option<(GroupId, &'a Vec<String>, ConfigNum)>) -> Vec<Exchange> {
+    fn exchanges<'a>(
+        &'a self,
+        pick: impl Fn(&'a Phase) -> Option<(GroupId, &'a Vec<String>, ConfigNum)>,
+    ) -> Vec<Exchange> {
         let mut by: BTreeMap<(GroupId, ConfigNum), Exchange> = BTreeMap::new();
         for (&id, s) in &self.shards {
             if let Some((group, servers, frozen_at)) = pick(&s.phase) {
@@ -522,10 +525,22 @@ mod tests {
         assert_eq!(g1.apply(cfg_cmd(c2.clone(), BTreeMap::new())), Applied::Ok);
         assert_eq!(g2.apply(cfg_cmd(c2, BTreeMap::new())), Applied::Ok);
         assert!(!g1.settled(), "group 1 holds frozen shards for group 2");
-        assert_eq!(g1.get(k0.as_bytes()), Err(ApiError::WrongGroup { config: ConfigNum(2) }), "a frozen shard is not served");
+        assert_eq!(
+            g1.get(k0.as_bytes()),
+            Err(ApiError::WrongGroup { config: ConfigNum(2) }),
+            "a frozen shard is not served"
+        );
         assert_eq!(g1.get(k9.as_bytes()), Ok(Some(Bytes::from_static(b"z"))), "unaffected shards keep serving");
-        assert_eq!(g2.get(k0.as_bytes()), Err(ApiError::WrongGroup { config: ConfigNum(2) }), "not served before it arrives");
-        assert_eq!(g1.apply(cfg_cmd(config(3, &all1), BTreeMap::new())), Applied::Stale, "no next config before settling");
+        assert_eq!(
+            g2.get(k0.as_bytes()),
+            Err(ApiError::WrongGroup { config: ConfigNum(2) }),
+            "not served before it arrives"
+        );
+        assert_eq!(
+            g1.apply(cfg_cmd(config(3, &all1), BTreeMap::new())),
+            Applied::Stale,
+            "no next config before settling"
+        );
 
         let pulls = g2.pulls();
         assert_eq!(pulls.len(), 1);
@@ -534,17 +549,31 @@ mod tests {
         let data = g1.frozen(pulls[0].frozen_at, &pulls[0].shards).unwrap();
         assert_eq!(g2.apply(Command::Install { config: ConfigNum(1), shards: data.clone() }.encode()), Applied::Stale);
         assert_eq!(g2.apply(Command::Install { config: ConfigNum(2), shards: data.clone() }.encode()), Applied::Ok);
-        assert_eq!(g2.apply(Command::Install { config: ConfigNum(2), shards: data }.encode()), Applied::Stale, "installed once");
+        assert_eq!(
+            g2.apply(Command::Install { config: ConfigNum(2), shards: data }.encode()),
+            Applied::Stale,
+            "installed once"
+        );
         assert_eq!(g2.get(k0.as_bytes()), Ok(Some(Bytes::from_static(b"ab"))), "served as soon as installed");
         assert_eq!(g2.apply(write(7, 2, append(&k0, "b"))), Applied::Ok);
-        assert_eq!(g2.get(k0.as_bytes()), Ok(Some(Bytes::from_static(b"ab"))), "a retry is not applied twice after moving");
+        assert_eq!(
+            g2.get(k0.as_bytes()),
+            Ok(Some(Bytes::from_static(b"ab"))),
+            "a retry is not applied twice after moving"
+        );
         assert!(!g2.settled(), "collecting until the old holder deletes its copy");
 
         let gc = g2.collections();
-        assert_eq!(g1.apply(Command::Delete { frozen_at: gc[0].frozen_at, shards: gc[0].shards.clone() }.encode()), Applied::Ok);
+        assert_eq!(
+            g1.apply(Command::Delete { frozen_at: gc[0].frozen_at, shards: gc[0].shards.clone() }.encode()),
+            Applied::Ok
+        );
         assert!(g1.settled());
         assert!(g1.frozen(ConfigNum(2), &gc[0].shards).is_err(), "deleted");
-        assert_eq!(g2.apply(Command::Collected { config: ConfigNum(2), shards: gc[0].shards.clone() }.encode()), Applied::Ok);
+        assert_eq!(
+            g2.apply(Command::Collected { config: ConfigNum(2), shards: gc[0].shards.clone() }.encode()),
+            Applied::Ok
+        );
         assert!(g2.settled());
         assert_eq!(g2.shard_status().len(), 5);
         assert_eq!(g1.data_bytes(), k9.len() + 1);
@@ -581,7 +610,10 @@ mod tests {
         owners[3] = 2;
         assert_eq!(g2.apply(cfg_cmd(config(3, &owners), BTreeMap::from([(ShardId(3), source)]))), Applied::Ok);
         let pulls = g2.pulls();
-        assert_eq!((pulls[0].group, pulls[0].frozen_at, pulls[0].shards.clone()), (GroupId(1), ConfigNum(2), vec![ShardId(3)]));
+        assert_eq!(
+            (pulls[0].group, pulls[0].frozen_at, pulls[0].shards.clone()),
+            (GroupId(1), ConfigNum(2), vec![ShardId(3)])
+        );
         // A shard nobody ever held starts empty and serves at once.
         let mut g3 = ShardKvState::new(GroupId(3), N);
         g3.apply(cfg_cmd(config(1, &[3; N]), BTreeMap::new()));

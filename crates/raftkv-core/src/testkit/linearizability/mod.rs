@@ -99,7 +99,14 @@ pub fn assert_linearizable(history: &[Operation]) {
 mod tests {
     use super::*;
 
-    fn op(client: u64, key: &'static str, input: KvInput, call: u64, ret: u64, value: Option<&'static str>) -> Operation {
+    fn op(
+        client: u64,
+        key: &'static str,
+        input: KvInput,
+        call: u64,
+        ret: u64,
+        value: Option<&'static str>,
+    ) -> Operation {
         Operation {
             client,
             key: Bytes::from_static(key.as_bytes()),
@@ -220,7 +227,8 @@ mod tests {
         // Many concurrent puts and a read of a value none wrote: the search
         // must try every order before it can say no.
         let values = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11"];
-        let mut h: Vec<Operation> = values.iter().enumerate().map(|(c, v)| op(c as u64, "k", put(v), 0, 1000, None)).collect();
+        let mut h: Vec<Operation> =
+            values.iter().enumerate().map(|(c, v)| op(c as u64, "k", put(v), 0, 1000, None)).collect();
         h.push(op(99, "k", KvInput::Get, 2000, 2001, Some("never")));
         assert!(matches!(check(&h, 50), Verdict::Unknown { decided: 0, keys: 1 }));
         assert!(matches!(check(&h, DEFAULT_BUDGET), Verdict::Illegal { .. }));

@@ -245,7 +245,10 @@ pub async fn one_partition(seed: u64) {
     sleep(ET).await;
     let started = Instant::now();
     while !put.is_finished() {
-        assert!(started.elapsed() < Duration::from_secs(3), "seed {seed}: the minority's Put did not finish after healing");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "seed {seed}: the minority's Put did not finish after healing"
+        );
         sleep(Duration::from_millis(10)).await;
     }
     let _ = put.await;

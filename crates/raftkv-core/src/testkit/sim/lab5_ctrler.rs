@@ -167,7 +167,8 @@ pub async fn multi(seed: u64) {
     let mut c = ShardCluster::new(ShardClusterConfig::ctrler_only(), seed).await;
     let mut ck = c.ctrl_clerk();
     check(&mut ck, &[]).await;
-    let two: BTreeMap<GroupId, Vec<String>> = [(1, servers(1, 3)), (2, servers(2, 3))].into_iter().map(|(g, s)| (GroupId(g), s)).collect();
+    let two: BTreeMap<GroupId, Vec<String>> =
+        [(1, servers(1, 3)), (2, servers(2, 3))].into_iter().map(|(g, s)| (GroupId(g), s)).collect();
     ck.join(two).await.unwrap_or_else(|e| panic!("join 1,2: {e}"));
     check(&mut ck, &[1, 2]).await;
     ck.join(one(3, 3)).await.unwrap_or_else(|e| panic!("join 3: {e}"));

@@ -11,6 +11,7 @@ mod invariants;
 pub mod lab3;
 pub mod lab4;
 pub mod lab5_ctrler;
+pub mod lab5_shardkv;
 mod member_storage;
 mod nemesis;
 mod network;

@@ -346,7 +346,12 @@ impl SimNetwork {
             from_incarnation,
             to,
             size,
-            |served| served.raft.as_ref().map(|h| { let answer = h.submit(from, request); async move { answer.await.ok() } }),
+            |served| {
+                served.raft.as_ref().map(|h| {
+                    let answer = h.submit(from, request);
+                    async move { answer.await.ok() }
+                })
+            },
             |r: &RaftResponse| r.encoded_len() as u64,
         )
         .await
@@ -399,10 +404,13 @@ fn service_request_bytes(r: &ServiceRequest) -> u64 {
 fn service_response_bytes(r: &ServiceResponse) -> u64 {
     16 + match r {
         ServiceResponse::Kv(Ok(Some(v))) => v.len(),
-        ServiceResponse::PullShards(Ok(shards)) => {
-            shards.iter().map(|s| s.entries.iter().map(|(k, v)| k.len() + v.len() + 4).sum::<usize>() + s.dedup.len() * 12).sum()
+        ServiceResponse::PullShards(Ok(shards)) => shards
+            .iter()
+            .map(|s| s.entries.iter().map(|(k, v)| k.len() + v.len() + 4).sum::<usize>() + s.dedup.len() * 12)
+            .sum(),
+        ServiceResponse::Ctrl(Ok(Some(c))) => {
+            c.shards.len() * 2 + c.groups.values().map(|s| s.iter().map(String::len).sum::<usize>()).sum::<usize>()
         }
-        ServiceResponse::Ctrl(Ok(Some(c))) => c.shards.len() * 2 + c.groups.values().map(|s| s.iter().map(String::len).sum::<usize>()).sum::<usize>(),
         _ => 8,
     } as u64
 }

@@ -54,7 +54,15 @@ impl ShardClusterConfig {
     /// The shardkv lab's setup: 3 controllers, `groups` groups of 3.
     #[must_use]
     pub fn sharded(groups: usize, unreliable: bool, maxraftstate: u64) -> Self {
-        Self { ctrlers: 3, groups, group_size: 3, unreliable, maxraftstate, n_shards: DEFAULT_SHARDS, disk_latency: DISK_LATENCY }
+        Self {
+            ctrlers: 3,
+            groups,
+            group_size: 3,
+            unreliable,
+            maxraftstate,
+            n_shards: DEFAULT_SHARDS,
+            disk_latency: DISK_LATENCY,
+        }
     }
 
     /// The key-value lab's setup: one group of `servers`, no controller.
