@@ -19,6 +19,14 @@ Commands:
         summary and every failing seed; exits non-zero if any seed fails.
         Replay one seed with `cargo xtask stress raft --seeds 1 --start <seed>`.
 
+  stress shardkv --seeds N [--start S] [--threads T]
+        The sharded store's nemesis for seeds S..S+N: 3 ShardKV groups and a
+        controller; concurrent clients on a few keys while groups join, leave
+        and shards move, servers, groups and controllers crash and restart,
+        partitions and an unreliable network come and go; after healing the
+        history must be linearizable, no append may land twice or be lost, and
+        no two groups may ever serve one shard in one configuration.
+
   bench core [--duration-secs D] [--warmup-secs W] [--proposers 1,16,64,256] [--sizes 0,256]
         Closed-loop `propose` throughput and latency of a 3-member group in one
         process (in-memory disks, in-process transport, counter state machine,
@@ -54,11 +62,12 @@ fn main() -> Result<()> {
             print!("{HELP}");
             Ok(())
         }
-        ["stress", "raft", rest @ ..] => stress::run(&stress::StressArgs::parse(rest)?),
+        ["stress", "raft", rest @ ..] => stress::run(&stress::StressArgs::parse(stress::Target::Raft, rest)?),
+        ["stress", "shardkv", rest @ ..] => stress::run(&stress::StressArgs::parse(stress::Target::ShardKv, rest)?),
         ["bench", "core", rest @ ..] => bench::run(&bench::BenchArgs::parse(rest)?),
         ["bench", "storage", rest @ ..] => bench_storage::run(&bench_storage::StorageBenchArgs::parse(rest)?),
         ["bench", "transport", rest @ ..] => bench_transport::run(&bench_transport::TransportBenchArgs::parse(rest)?),
-        ["stress", ..] => bail!("unknown stress target; try `cargo xtask stress raft --seeds N`"),
+        ["stress", ..] => bail!("unknown stress target; try `cargo xtask stress raft --seeds N` or `stress shardkv --seeds N`"),
         ["bench", ..] => {
             bail!("unknown bench target; try `cargo xtask bench core`, `bench storage` or `bench transport`")
         }

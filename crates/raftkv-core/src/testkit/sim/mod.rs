@@ -18,6 +18,7 @@ mod network;
 mod raft_cluster;
 mod recording_sm;
 pub mod shard_cluster;
+mod shard_nemesis;
 
 use std::future::Future;
 use std::time::Duration;
@@ -29,6 +30,7 @@ pub use network::{SimNetwork, SimServiceClient, SimTransport};
 pub use raft_cluster::{RaftCluster, RaftClusterConfig};
 pub use recording_sm::{cmd, cmd_value, AppliedView, RecordingStateMachine};
 pub use shard_cluster::{ShardCluster, ShardClusterConfig};
+pub use shard_nemesis::{shard_nemesis, ShardNemesisReport};
 
 /// Longest a simulated test may run, in virtual time (the labs' 120 s limit).
 pub const MAX_VIRTUAL_TIME: Duration = Duration::from_secs(120);

@@ -437,6 +437,28 @@ impl ShardCluster {
         }
     }
 
+    /// Give `shard` to group `g` (by index).
+    pub async fn move_shard(&mut self, shard: usize, g: usize) {
+        let seed = self.seed;
+        if let Err(e) = self.admin.move_shard(crate::types::ShardId(shard as u64), gid(g)).await {
+            panic!("seed {seed}: move {shard} to {g} failed: {e}");
+        }
+    }
+
+    /// Configuration `num`.
+    pub async fn query_num(&mut self, num: ConfigNum) -> ShardConfig {
+        let seed = self.seed;
+        match self.admin.query(Some(num)).await {
+            Ok(c) => c,
+            Err(e) => panic!("seed {seed}: query {num} failed: {e}"),
+        }
+    }
+
+    /// Put server `i` of group `g` on `side` of a partition (`None`: cut off).
+    pub fn set_side(&self, g: usize, i: usize, side: Option<u32>) {
+        self.net.set_side(kv_node(g, i), side);
+    }
+
     /// The latest configuration.
     pub async fn query(&mut self) -> ShardConfig {
         let seed = self.seed;
@@ -623,6 +645,15 @@ impl RecordedClerk {
         match self.inner.put(key.to_string(), v).await {
             Ok(()) => self.recorder.returned(op, None),
             Err(e) => panic!("put {key}: {e}"),
+        }
+    }
+
+    /// Delete.
+    pub async fn delete(&mut self, key: &str) {
+        let op = self.recorder.call(self.id, Bytes::from(key.to_string()), KvInput::Delete);
+        match self.inner.delete(key.to_string()).await {
+            Ok(()) => self.recorder.returned(op, None),
+            Err(e) => panic!("delete {key}: {e}"),
         }
     }
 
