@@ -67,7 +67,9 @@ fn main() -> Result<()> {
         ["bench", "core", rest @ ..] => bench::run(&bench::BenchArgs::parse(rest)?),
         ["bench", "storage", rest @ ..] => bench_storage::run(&bench_storage::StorageBenchArgs::parse(rest)?),
         ["bench", "transport", rest @ ..] => bench_transport::run(&bench_transport::TransportBenchArgs::parse(rest)?),
-        ["stress", ..] => bail!("unknown stress target; try `cargo xtask stress raft --seeds N` or `stress shardkv --seeds N`"),
+        ["stress", ..] => {
+            bail!("unknown stress target; try `cargo xtask stress raft --seeds N` or `stress shardkv --seeds N`")
+        }
         ["bench", ..] => {
             bail!("unknown bench target; try `cargo xtask bench core`, `bench storage` or `bench transport`")
         }

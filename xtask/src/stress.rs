@@ -11,6 +11,9 @@ use raftkv_core::testkit::sim::{raft_nemesis, shard_nemesis};
 
 use crate::args::Flags;
 
+/// One seed's result: a one-line summary and named counters, or the failure.
+type Outcome = Result<(String, Vec<(&'static str, f64)>), String>;
+
 /// Which scenario to stress.
 #[derive(Clone, Copy, Debug)]
 pub enum Target {
@@ -29,7 +32,7 @@ impl Target {
     }
 
     /// Run one seed: a one-line summary and counters to total, or the failure.
-    fn run(self, seed: u64) -> Result<(String, Vec<(&'static str, f64)>), String> {
+    fn run(self, seed: u64) -> Outcome {
         match self {
             Self::Raft => raft_nemesis(seed).map(|r| {
                 let line = format!(
@@ -90,8 +93,6 @@ impl StressArgs {
         Ok(Self { target, seeds, start: flags.get("--start")?.unwrap_or(1), threads })
     }
 }
-
-type Outcome = Result<(String, Vec<(&'static str, f64)>), String>;
 
 pub fn run(args: &StressArgs) -> Result<()> {
     let StressArgs { target, seeds, start, threads } = *args;

@@ -118,6 +118,7 @@ pub async fn static_shards(seed: u64) {
     assert_eq!(done.len(), 5, "seed {seed}: {} reads completed with one of two groups down, expected 5", done.len());
     c.start_group(1).await;
     check_all(&mut ck, &values).await;
+    assert_linearizable(&c.recorder.operations());
     c.shutdown();
 }
 
@@ -140,6 +141,7 @@ pub async fn rejection(seed: u64) {
         assert_eq!(v, &values[*i], "seed {seed}: key {i}: a group answered for a shard it does not own");
     }
     assert_eq!(done.len(), 5, "seed {seed}: {} reads completed through the shadow controller, expected 5", done.len());
+    assert_linearizable(&c.recorder.operations());
     c.shutdown();
 }
 
@@ -158,6 +160,7 @@ pub async fn join_leave(seed: u64) {
     assert_no_snapshots(&c, seed);
     c.shutdown_group(0);
     check_all(&mut ck, &values).await;
+    assert_linearizable(&c.recorder.operations());
     c.shutdown();
 }
 
@@ -187,6 +190,7 @@ pub async fn snapshot(seed: u64) {
         c.start_group(g).await;
     }
     check_all(&mut ck, &values).await;
+    assert_linearizable(&c.recorder.operations());
     c.shutdown();
 }
 
@@ -222,6 +226,7 @@ pub async fn miss_change(seed: u64) {
         c.start_server(g, 1).await;
     }
     check_all(&mut ck, &values).await;
+    assert_linearizable(&c.recorder.operations());
     c.shutdown();
 }
 
@@ -315,6 +320,7 @@ pub async fn concurrent1(seed: u64) {
     sleep(Duration::from_secs(1)).await;
     let values = appenders.finish(seed).await;
     check_all(&mut ck, &values).await;
+    assert_linearizable(&c.recorder.operations());
     c.shutdown();
 }
 
@@ -346,6 +352,7 @@ pub async fn concurrent2(seed: u64) {
     sleep(Duration::from_secs(2)).await;
     let values = appenders.finish(seed).await;
     check_all(&mut ck, &values).await;
+    assert_linearizable(&c.recorder.operations());
     c.shutdown();
 }
 
@@ -375,6 +382,7 @@ pub async fn concurrent3(seed: u64) {
     sleep(Duration::from_secs(2)).await;
     let values = appenders.finish(seed).await;
     check_all(&mut ck, &values).await;
+    assert_linearizable(&c.recorder.operations());
     c.shutdown();
 }
 
@@ -510,6 +518,7 @@ pub async fn challenge1_delete(seed: u64) {
     let limit = 3 * (27 * 1000 + 2 * 3 * 1000 + 6000);
     assert!(total <= limit, "seed {seed}: servers hold {total} bytes of raft state and snapshots, more than {limit}");
     check_all(&mut ck, &values).await;
+    assert_linearizable(&c.recorder.operations());
     c.shutdown();
 }
 
@@ -542,6 +551,7 @@ pub async fn challenge2_unaffected(seed: u64) {
         ck.put(&key(i), "101-1").await;
         check(&mut ck, i, "101-1").await;
     }
+    assert_linearizable(&c.recorder.operations());
     c.shutdown();
 }
 
@@ -564,5 +574,6 @@ pub async fn challenge2_partial(seed: u64) {
         ck.put(&key(i), "100-2").await;
         check(&mut ck, i, "100-2").await;
     }
+    assert_linearizable(&c.recorder.operations());
     c.shutdown();
 }

@@ -90,13 +90,18 @@ async fn check_ownership(c: &mut ShardCluster, configs: &mut BTreeMap<ConfigNum,
         if num == ConfigNum(0) {
             continue;
         }
-        if !configs.contains_key(&num) {
-            let cfg = c.query_num(num).await;
-            configs.insert(num, cfg);
+        if let std::collections::btree_map::Entry::Vacant(slot) = configs.entry(num) {
+            slot.insert(c.query_num(num).await);
         }
         let config = &configs[&num];
         for s in served {
-            assert_eq!(config.shards[s], gid(g), "seed {seed}: group {} serves shard {s} at config {num}, which gives it to {}", gid(g), config.shards[s]);
+            assert_eq!(
+                config.shards[s],
+                gid(g),
+                "seed {seed}: group {} serves shard {s} at config {num}, which gives it to {}",
+                gid(g),
+                config.shards[s]
+            );
             if let Some(other) = serving.insert((num, s), gid(g)) {
                 panic!("seed {seed}: groups {other} and {} both serve shard {s} at config {num}", gid(g));
             }
@@ -113,7 +118,7 @@ fn check_values(history: &[Operation], finals: &BTreeMap<Bytes, Option<Bytes>>, 
         let tokens: Vec<&str> = text.split(';').filter(|t| !t.is_empty()).collect();
         let unique: BTreeSet<&str> = tokens.iter().copied().collect();
         assert_eq!(unique.len(), tokens.len(), "seed {seed}: key {k:?}: an append was applied twice: {text}");
-        let ops: Vec<&Operation> = history.iter().filter(|o| &o.key == k).collect();
+        let ops: Vec<&Operation> = history.iter().filter(|o| o.key == *k).collect();
         let last_overwrite = ops
             .iter()
             .filter(|o| matches!(o.input, KvInput::Put(_) | KvInput::Delete))
@@ -126,7 +131,10 @@ fn check_values(history: &[Operation], finals: &BTreeMap<Bytes, Option<Bytes>>, 
             if let (KvInput::Append(token), Outcome::Returned { .. }) = (&o.input, &o.outcome) {
                 if last_overwrite.is_none_or(|t| o.call > t) {
                     let token = String::from_utf8_lossy(token);
-                    assert!(text.contains(token.as_ref()), "seed {seed}: key {k:?}: acknowledged append {token} is lost: {text}");
+                    assert!(
+                        text.contains(token.as_ref()),
+                        "seed {seed}: key {k:?}: acknowledged append {token} is lost: {text}"
+                    );
                 }
             }
         }
@@ -229,13 +237,11 @@ async fn scenario(seed: u64) -> ShardNemesisReport {
                 }
             }
             70..=79 => c.connect_all(),
-            80..=84 => {
-                if ctrl_down.is_none() {
-                    report.crashes += 1;
-                    let i = rng.below(3);
-                    c.shutdown_ctrler(i);
-                    ctrl_down = Some((i, now + Duration::from_millis(500 + rng.range_inclusive(0, 1500))));
-                }
+            80..=84 if ctrl_down.is_none() => {
+                report.crashes += 1;
+                let i = rng.below(3);
+                c.shutdown_ctrler(i);
+                ctrl_down = Some((i, now + Duration::from_millis(500 + rng.range_inclusive(0, 1500))));
             }
             85..=89 => c.net.set_reliable(rng.chance(1, 2)),
             90..=93 => {
