@@ -61,3 +61,13 @@ pub trait StateMachine: Send + 'static {
     /// Replace the state with the snapshot read from `input`.
     async fn restore(&mut self, input: &mut dyn SnapshotReader) -> Result<(), StateMachineError>;
 }
+
+/// Read a whole snapshot into memory (for state machines whose snapshot is
+/// one encoded value).
+pub async fn read_snapshot(input: &mut dyn SnapshotReader) -> Result<Bytes, StorageError> {
+    let mut data = bytes::BytesMut::new();
+    while let Some(chunk) = input.next_chunk(1 << 20).await? {
+        data.extend_from_slice(&chunk);
+    }
+    Ok(data.freeze())
+}

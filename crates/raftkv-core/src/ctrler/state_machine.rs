@@ -5,13 +5,13 @@
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::configs::Configs;
 use super::encoding::{decode_command, get_config, put_config};
 use crate::binary::{BinaryError, Decoder, Encoder};
 use crate::dedup::DedupTable;
-use crate::state_machine::{Committed, StateMachine, StateMachineError};
+use crate::state_machine::{read_snapshot, Committed, StateMachine, StateMachineError};
 use crate::storage::{SnapshotReader, SnapshotWriter};
 use crate::types::ClientId;
 
@@ -133,14 +133,11 @@ impl StateMachine for CtrlStateMachine {
     }
 
     async fn restore(&mut self, input: &mut dyn SnapshotReader) -> Result<(), StateMachineError> {
-        let mut data = BytesMut::new();
-        while let Some(chunk) = input.next_chunk(1 << 20).await? {
-            data.extend_from_slice(&chunk);
-        }
+        let data = read_snapshot(input).await?;
         let restored = if data.is_empty() {
             CtrlState::new(self.n_shards)
         } else {
-            CtrlState::decode(data.freeze()).map_err(|e| StateMachineError::MalformedSnapshot(e.to_string()))?
+            CtrlState::decode(data).map_err(|e| StateMachineError::MalformedSnapshot(e.to_string()))?
         };
         *self.state.write() = restored;
         Ok(())

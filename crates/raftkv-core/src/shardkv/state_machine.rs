@@ -4,10 +4,9 @@
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
-use bytes::BytesMut;
 
 use super::state::{Applied, ShardKvState};
-use crate::state_machine::{Committed, StateMachine, StateMachineError};
+use crate::state_machine::{read_snapshot, Committed, StateMachine, StateMachineError};
 use crate::storage::{SnapshotReader, SnapshotWriter};
 use crate::types::GroupId;
 
@@ -60,14 +59,11 @@ impl StateMachine for ShardKvStateMachine {
     }
 
     async fn restore(&mut self, input: &mut dyn SnapshotReader) -> Result<(), StateMachineError> {
-        let mut data = BytesMut::new();
-        while let Some(chunk) = input.next_chunk(1 << 20).await? {
-            data.extend_from_slice(&chunk);
-        }
+        let data = read_snapshot(input).await?;
         let restored = if data.is_empty() {
             ShardKvState::new(self.group, self.n_shards)
         } else {
-            ShardKvState::decode(data.freeze()).map_err(|e| StateMachineError::MalformedSnapshot(e.to_string()))?
+            ShardKvState::decode(data).map_err(|e| StateMachineError::MalformedSnapshot(e.to_string()))?
         };
         *self.state.write() = restored;
         Ok(())

@@ -22,3 +22,14 @@ pub fn tagged_entries(range: std::ops::RangeInclusive<u64>, term: u64, tag: &str
         })
         .collect()
 }
+
+/// The message of a caught panic.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_string()
+    }
+}

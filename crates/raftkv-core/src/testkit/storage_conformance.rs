@@ -2,7 +2,6 @@
 //! [`SnapshotStore`] contracts. Every backend runs it unchanged through a
 //! [`StoreHarness`].
 
-use std::any::Any;
 use std::fmt::Debug;
 use std::future::Future;
 use std::ops::RangeInclusive;
@@ -117,17 +116,7 @@ async fn run_case(name: &str, case: impl Future<Output = CaseResult>, failures: 
     match AssertUnwindSafe(case).catch_unwind().await {
         Ok(Ok(())) => {}
         Ok(Err(message)) => failures.push(format!("{name}: {message}")),
-        Err(panic) => failures.push(format!("{name}: panicked: {}", panic_message(&*panic))),
-    }
-}
-
-fn panic_message(panic: &(dyn Any + Send)) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "<non-string panic payload>".to_owned()
+        Err(panic) => failures.push(format!("{name}: panicked: {}", super::panic_message(&*panic))),
     }
 }
 

@@ -71,6 +71,25 @@ where
     simulate_seed(name, seed, MAX_VIRTUAL_TIME, scenario);
 }
 
+/// Run `scenario` with `seed` like [`simulate_seed`], turning a failure into
+/// an `Err` whose message starts with `seed <seed>: ` (for runners that try
+/// many seeds and report every failing one).
+pub fn run_seed<F, Fut, T>(name: &str, seed: u64, scenario: F) -> Result<T, String>
+where
+    F: FnOnce(u64) -> Fut + Send + 'static,
+    Fut: Future<Output = T>,
+    T: Send + 'static,
+{
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        simulate_seed(name, seed, MAX_VIRTUAL_TIME, scenario)
+    }));
+    run.map_err(|payload| {
+        let message = super::panic_message(payload.as_ref());
+        let prefix = format!("seed {seed}: ");
+        format!("{prefix}{}", message.strip_prefix(&prefix).unwrap_or(&message))
+    })
+}
+
 /// Wall-clock budget of one simulation (`RAFTKV_SIM_WALL_SECS`, default 300 s).
 /// Virtual time only advances when every task waits, so a livelock in zero
 /// virtual time would otherwise hang forever instead of failing.

@@ -10,17 +10,16 @@
 //!
 //! Every choice comes from the seed, so a failing seed replays exactly.
 
-use std::any::Any;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
 use futures::FutureExt;
 use tokio::sync::RwLock;
 use tokio::time::{sleep, timeout, Instant};
 
-use super::{cmd, cmd_value, simulate_seed, RaftCluster, RaftClusterConfig, MAX_VIRTUAL_TIME};
+use super::{cmd, cmd_value, RaftCluster, RaftClusterConfig};
 use crate::raft::core::{Role, Status};
 use crate::rng::DetRng;
 use crate::types::{LogIndex, NodeId, Term};
@@ -86,22 +85,7 @@ pub struct NemesisReport {
 /// an acknowledged command missing or changed, a duplicated command, no
 /// recovery after healing, or the virtual time limit.
 pub fn raft_nemesis(seed: u64) -> Result<NemesisReport, String> {
-    let run = catch_unwind(AssertUnwindSafe(|| simulate_seed("raft_nemesis", seed, MAX_VIRTUAL_TIME, scenario)));
-    run.map_err(|payload| {
-        let message = panic_message(payload.as_ref());
-        let prefix = format!("seed {seed}: ");
-        format!("{prefix}{}", message.strip_prefix(&prefix).unwrap_or(&message))
-    })
-}
-
-fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic with a non-string payload".to_string()
-    }
+    super::run_seed("raft_nemesis", seed, scenario)
 }
 
 fn node(i: usize) -> NodeId {
@@ -185,7 +169,7 @@ async fn scenario(seed: u64) -> NemesisReport {
         Ok(index) => index,
         Err(payload) => {
             let state = describe(&cluster).await;
-            panic!("{} after healing; {state}", panic_message(payload.as_ref()));
+            panic!("{} after healing; {state}", crate::testkit::panic_message(payload.as_ref()));
         }
     };
     report.final_index = final_index;

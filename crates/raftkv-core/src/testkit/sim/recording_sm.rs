@@ -155,11 +155,7 @@ impl StateMachine for RecordingStateMachine {
     }
 
     async fn restore(&mut self, input: &mut dyn SnapshotReader) -> Result<(), StateMachineError> {
-        let mut data = BytesMut::new();
-        while let Some(chunk) = input.next_chunk(1 << 20).await? {
-            data.extend_from_slice(&chunk);
-        }
-        let mut data = data.freeze();
+        let mut data = crate::state_machine::read_snapshot(input).await?;
         let bad = || StateMachineError::MalformedSnapshot("truncated recording snapshot".into());
         if data.remaining() < 16 {
             return Err(bad());

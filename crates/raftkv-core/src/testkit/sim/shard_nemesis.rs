@@ -6,9 +6,7 @@
 //! at every step no two groups' leaders serve one shard in the same
 //! configuration, each serving only what that configuration gives it.
 
-use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +16,6 @@ use tokio::time::{sleep, Instant};
 
 use super::lab5_shardkv::key;
 use super::shard_cluster::{gid, ShardCluster, ShardClusterConfig};
-use super::{simulate_seed, MAX_VIRTUAL_TIME};
 use crate::api::ShardConfig;
 use crate::rng::DetRng;
 use crate::testkit::linearizability::{check, KvInput, Operation, Outcome, Verdict, DEFAULT_BUDGET};
@@ -52,22 +49,7 @@ const FAULT_TIME: Duration = Duration::from_secs(20);
 
 /// Run the nemesis with `seed`; a failure is an `Err` naming the seed.
 pub fn shard_nemesis(seed: u64) -> Result<ShardNemesisReport, String> {
-    let run = catch_unwind(AssertUnwindSafe(|| simulate_seed("shard_nemesis", seed, MAX_VIRTUAL_TIME, scenario)));
-    run.map_err(|payload| {
-        let message = panic_message(payload.as_ref());
-        let prefix = format!("seed {seed}: ");
-        format!("{prefix}{}", message.strip_prefix(&prefix).unwrap_or(&message))
-    })
-}
-
-fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panicked".into()
-    }
+    super::run_seed("shard_nemesis", seed, scenario)
 }
 
 /// Leaders' view at this moment: no shard served by two groups in one
