@@ -125,6 +125,8 @@ impl KvClerk {
                         return Err(ClerkError::Invalid(reason))
                     }
                     Ok(ServiceResponse::Kv(Err(ApiError::WrongGroup { .. }))) => {
+                        // Only a leader applies and answers this: remember it.
+                        self.leaders.insert(group, i);
                         attempts.last = format!("group {group} does not serve the key's shard {shard}");
                         refresh = true;
                         break;

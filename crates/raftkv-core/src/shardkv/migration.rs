@@ -86,7 +86,7 @@ impl Migrator {
 
     /// Propose the configuration after `num`, if there is one.
     async fn advance(&mut self, num: ConfigNum) {
-        let next = ConfigNum(num.0 + 1);
+        let next = ConfigNum(num.0.saturating_add(1));
         let config = match &self.source {
             ConfigSource::Static(c) if num == ConfigNum(0) => ShardConfig { num: next, ..c.clone() },
             ConfigSource::Static(_) => return,
@@ -98,6 +98,9 @@ impl Migrator {
                 }
             }
         };
+        if self.service.state.read().waits_for_parked(&config) {
+            return;
+        }
         let sources = self.sources_of_unowned(&config).await;
         let Some(sources) = sources else { return };
         let span = tracing::info_span!("config_change", group = %self.service.group, config = %next);
@@ -130,7 +133,8 @@ impl Migrator {
                 if owner == GroupId(0) {
                     return true;
                 }
-                let servers = older.groups.get(&owner).cloned().unwrap_or_default();
+                // The holder's current addresses if it is still (or again) a member.
+                let servers = next.groups.get(&owner).or_else(|| older.groups.get(&owner)).cloned().unwrap_or_default();
                 sources.insert(ShardId(i as u64), ShardSource { group: owner, servers, frozen_at: ConfigNum(num + 1) });
                 false
             });

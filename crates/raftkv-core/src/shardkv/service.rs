@@ -93,8 +93,6 @@ impl ShardKvService {
             self.raft.read_index().await.map_err(|e| self.refusal(&e))?;
             return self.state.read().get(key);
         }
-        // Refuse at once what this group does not serve, without a log write.
-        self.state.read().serves(request.op.key())?;
         match self.propose(&Command::Client { id: request.id, op: request.op }).await? {
             Applied::Ok => Ok(None),
             Applied::WrongGroup { config } => Err(ApiError::WrongGroup { config }),

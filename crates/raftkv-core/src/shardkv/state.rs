@@ -183,8 +183,27 @@ impl ShardKvState {
         Applied::Ok
     }
 
+    /// Whether moving to `next` must wait: it gives this group, from another
+    /// group, a shard this group still holds frozen (parked after it went to
+    /// no group) for someone who has not fetched it yet. The copy goes once
+    /// that group has installed it and asked for its deletion.
+    #[must_use]
+    pub fn waits_for_parked(&self, next: &ShardConfig) -> bool {
+        let me = self.group;
+        self.config.shards.iter().zip(&next.shards).enumerate().any(|(i, (&was, &now))| {
+            now == me
+                && was != me
+                && was != GroupId(0)
+                && self.shards.get(&ShardId(i as u64)).is_some_and(|s| matches!(s.phase, Phase::Frozen { .. }))
+        })
+    }
+
     fn apply_config(&mut self, next: ShardConfig, sources: &BTreeMap<ShardId, ShardSource>) -> Applied {
-        if next.num.0 != self.config.num.0 + 1 || !self.settled() || next.shards.len() != self.config.shards.len() {
+        if self.config.num.0.checked_add(1) != Some(next.num.0)
+            || !self.settled()
+            || next.shards.len() != self.config.shards.len()
+            || self.waits_for_parked(&next)
+        {
             return Applied::Stale;
         }
         let me = self.group;
@@ -279,14 +298,6 @@ impl ShardKvState {
             }
         }
         Applied::Ok
-    }
-
-    /// `Ok` if this group serves `key`'s shard.
-    pub fn serves(&self, key: &[u8]) -> Result<(), ApiError> {
-        match self.shards.get(&self.shard_of(key)) {
-            Some(s) if s.serving() => Ok(()),
-            _ => Err(ApiError::WrongGroup { config: self.config.num }),
-        }
     }
 
     /// Whether `shard` is held here frozen since `at`.
@@ -619,6 +630,39 @@ mod tests {
         g3.apply(cfg_cmd(config(1, &[3; N]), BTreeMap::new()));
         assert!(g3.settled());
         assert_eq!(g3.get(k3.as_bytes()), Ok(None));
+    }
+
+    #[test]
+    fn a_parked_copy_is_not_overwritten_before_its_new_holder_fetched_it() {
+        // c1: group 1 holds everything; c2: it goes to no group (parked at 1);
+        // c3: group 2 gains shard 3 from nobody (pulling from group 1's parked copy);
+        // c4: group 1 gains shard 3 from group 2 — it must wait until group 2
+        // has fetched the parked copy and asked to delete it.
+        let mut g1 = ShardKvState::new(GroupId(1), N);
+        g1.apply(cfg_cmd(config(1, &[1; N]), BTreeMap::new()));
+        let k3 = key_in(3);
+        g1.apply(write(1, 1, put(&k3, "precious")));
+        g1.apply(cfg_cmd(config(2, &[0; N]), BTreeMap::new()));
+        let mut c3 = [0; N];
+        c3[3] = 2;
+        assert_eq!(g1.apply(cfg_cmd(config(3, &c3), BTreeMap::new())), Applied::Ok);
+        let mut c4 = [0; N];
+        c4[3] = 1;
+        let next = config(4, &c4);
+        assert!(g1.waits_for_parked(&next));
+        assert_eq!(
+            g1.apply(cfg_cmd(next.clone(), BTreeMap::new())),
+            Applied::Stale,
+            "must not overwrite the parked copy"
+        );
+        assert!(g1.holds_frozen(ConfigNum(2), ShardId(3)));
+        // Group 2 fetched it and asks for deletion: now group 1 may move on.
+        let data = g1.frozen(ConfigNum(2), &[ShardId(3)]).unwrap();
+        assert_eq!(data[0].entries.len(), 1);
+        g1.apply(Command::Delete { frozen_at: ConfigNum(2), shards: vec![ShardId(3)] }.encode());
+        assert!(!g1.waits_for_parked(&next));
+        assert_eq!(g1.apply(cfg_cmd(next, BTreeMap::new())), Applied::Ok);
+        assert_eq!(g1.pulls()[0].group, GroupId(2), "and now pulls it from group 2");
     }
 
     #[test]

@@ -51,6 +51,19 @@ pub struct Operation {
 #[derive(Default)]
 struct Log {
     ops: Vec<Option<Operation>>,
+    /// Last time handed out: times are strictly increasing in record order.
+    last: u64,
+}
+
+impl Log {
+    /// A time for an event recorded now: the clock, but after every time
+    /// handed out before. On a simulator's paused clock many events share an
+    /// instant; their recording order is their real order (a client records a
+    /// return before its next call), and this keeps it.
+    fn stamp(&mut self, clock: u64) -> u64 {
+        self.last = clock.max(self.last + 1);
+        self.last
+    }
 }
 
 /// A thread-safe recorder of operations; clones share one history. Times
@@ -90,16 +103,19 @@ impl Recorder {
 
     /// `client` calls `input` on `key` now.
     pub fn call(&self, client: u64, key: Bytes, input: KvInput) -> Pending {
-        let call = self.now();
+        let clock = self.now();
         let mut log = self.lock();
+        let call = log.stamp(clock);
         log.ops.push(Some(Operation { client, key, input, call, outcome: Outcome::Unknown }));
         Pending(log.ops.len() - 1)
     }
 
     /// The operation returned now (with a Get's value).
     pub fn returned(&self, op: Pending, value: Option<Bytes>) {
-        let at = self.now();
-        if let Some(Some(o)) = self.lock().ops.get_mut(op.0) {
+        let clock = self.now();
+        let mut log = self.lock();
+        let at = log.stamp(clock);
+        if let Some(Some(o)) = log.ops.get_mut(op.0) {
             o.outcome = Outcome::Returned { at, value };
         }
     }
