@@ -24,7 +24,7 @@ pub(crate) fn malformed(e: &DecodeError) -> Status {
 /// A request the server cannot deliver.
 pub(crate) fn route(e: &RouteError) -> Status {
     match e {
-        RouteError::Stopped { .. } => marked(Code::Unavailable, e.to_string(), "stopped"),
+        RouteError::Stopped { .. } | RouteError::ShuttingDown => marked(Code::Unavailable, e.to_string(), "stopped"),
         RouteError::UnknownMember { .. } | RouteError::NoService => marked(Code::NotFound, e.to_string(), "not_found"),
         _ => marked(Code::InvalidArgument, e.to_string(), "bad_stream"),
     }

@@ -3,7 +3,9 @@
 //! and maps [`RouteError`]s to its own status codes.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
@@ -48,6 +50,9 @@ pub enum RouteError {
     /// The server hosts no service handler.
     #[error("this server does not offer service RPCs")]
     NoService,
+    /// The server is draining before it stops: it takes no new service requests.
+    #[error("this server is shutting down")]
+    ShuttingDown,
     /// A snapshot stream was empty, mixed snapshots, or failed to decode.
     #[error("bad snapshot stream: {0}")]
     BadStream(String),
@@ -59,11 +64,31 @@ struct Hosted {
     service: Option<Arc<dyn ServiceHandler>>,
 }
 
+/// Service requests being answered, and whether new ones are refused.
+#[derive(Default)]
+struct Drain {
+    refusing: AtomicBool,
+    in_flight: AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// Counts one service request while it is answered.
+struct InFlight(Arc<Drain>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
 /// The members and the service a server hosts. Clones share one table, so a
 /// server can be started first and members added as they start.
 #[derive(Clone, Default)]
 pub struct Routes {
     hosted: Arc<RwLock<Hosted>>,
+    drain: Arc<Drain>,
 }
 
 impl std::fmt::Debug for Routes {
@@ -163,10 +188,43 @@ impl Routes {
         }
     }
 
-    /// Answer a service request with the hosted service handler.
+    /// Answer a service request with the hosted service handler; refused
+    /// with [`RouteError::ShuttingDown`] once [`Routes::drain`] was called.
     pub async fn serve(&self, request: ServiceRequest) -> Result<ServiceResponse, RouteError> {
         let service = self.hosted.read().unwrap_or_else(PoisonError::into_inner).service.clone();
         let service = service.ok_or(RouteError::NoService)?;
-        Ok(service.handle(request).await)
+        self.drain.in_flight.fetch_add(1, Ordering::AcqRel);
+        let guard = InFlight(self.drain.clone());
+        if self.drain.refusing.load(Ordering::Acquire) {
+            return Err(RouteError::ShuttingDown);
+        }
+        let response = service.handle(request).await;
+        drop(guard);
+        Ok(response)
+    }
+
+    /// Service requests being answered now.
+    #[must_use]
+    pub fn in_flight(&self) -> usize {
+        self.drain.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Refuse new service requests (clients move on to another server) and
+    /// wait, at most `grace`, for those being answered to finish. Raft
+    /// requests are still delivered, so the members can commit what the
+    /// answered requests wait for. Returns how many were still running.
+    pub async fn drain(&self, grace: Duration) -> usize {
+        self.drain.refusing.store(true, Ordering::Release);
+        let wait = async {
+            loop {
+                let idle = self.drain.idle.notified();
+                if self.in_flight() == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        let _ = tokio::time::timeout(grace, wait).await;
+        self.in_flight()
     }
 }

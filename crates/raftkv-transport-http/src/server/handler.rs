@@ -35,7 +35,9 @@ pub(crate) async fn handle(ctx: &Context, request: Request<Incoming>) -> Result<
 
 fn route_error(e: &RouteError) -> Reply {
     match e {
-        RouteError::Stopped { .. } => error(StatusCode::SERVICE_UNAVAILABLE, STOPPED, e.to_string()),
+        RouteError::Stopped { .. } | RouteError::ShuttingDown => {
+            error(StatusCode::SERVICE_UNAVAILABLE, STOPPED, e.to_string())
+        }
         RouteError::UnknownMember { .. } | RouteError::NoService => {
             error(StatusCode::NOT_FOUND, "not_found", e.to_string())
         }

@@ -1,0 +1,219 @@
+//! `raftkv-server`: run one controller or ShardKV member, or (`dev`) a whole
+//! cluster in one process.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use raftkv_core::GroupId;
+use raftkv_server::backend::{Net, Storage};
+use raftkv_server::config::{Config, Role};
+use raftkv_server::dev::DevCluster;
+use raftkv_server::node::{resolve, Kind, Node, NodeSpec};
+use raftkv_server::setup::{init_logging, net_config};
+use serde::Serialize;
+
+/// Command-line flags; each overrides the same key of the file and environment.
+#[derive(Debug, Parser, Serialize)]
+#[command(
+    name = "raftkv-server",
+    version,
+    about = "A RaftKV node: a shard controller member, a ShardKV member, or a whole dev cluster"
+)]
+struct Args {
+    /// What to run.
+    #[arg(value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<RoleArg>,
+    /// Configuration file (default: ./raftkv.toml if present).
+    #[arg(long)]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// Address to listen on (host:port).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen: Option<String>,
+    /// Directory of the durable state.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<PathBuf>,
+    /// Transport: grpc or http.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transport: Option<String>,
+    /// Storage: redb, sqlite or mem.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    storage: Option<String>,
+    /// The controller's addresses, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ctrl_peers: Option<Vec<String>>,
+    /// This node's group (role shardkv).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group: Option<u64>,
+    /// This node's group's servers, in order, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peers: Option<Vec<String>>,
+    /// This node's position in --peers, from 1.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    me: Option<usize>,
+    /// Admin HTTP address (/metrics, /health, …).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admin_listen: Option<String>,
+    /// Shards in the cluster (fixed when it is created).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shards: Option<usize>,
+    /// OTLP (gRPC) endpoint to export traces to, e.g. http://127.0.0.1:4317.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    otlp_endpoint: Option<String>,
+    /// Log filter.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log: Option<String>,
+    /// The dev role's settings.
+    #[command(flatten)]
+    dev: DevFlags,
+}
+
+/// Flags of the `dev` role (keys `dev.*`).
+#[derive(Debug, clap::Args, Serialize)]
+struct DevFlags {
+    /// dev: first port (controllers, then each group's replicas).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    base_port: Option<u16>,
+    /// dev: do not join the groups (to replay a session from `Join 1` on).
+    #[arg(long)]
+    #[serde(skip)]
+    no_join: bool,
+    #[arg(skip)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    join: Option<bool>,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum RoleArg {
+    Ctrler,
+    Shardkv,
+    Dev,
+}
+
+async fn wait_for_signal() -> Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("SIGTERM handler")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.context("SIGINT handler")?,
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await.context("Ctrl-C handler")?;
+    Ok(())
+}
+
+fn report_cut(cut: usize) {
+    if cut == 0 {
+        eprintln!("stopped cleanly");
+    } else {
+        eprintln!("stopped; {cut} requests were still running after the grace period (their clients retry elsewhere)");
+    }
+}
+
+async fn run(cfg: Config) -> Result<()> {
+    match cfg.role {
+        Role::Dev => {
+            let cluster = DevCluster::start(&cfg).await?;
+            println!(
+                "dev cluster: transport {:?}, storage {:?}, data in {}",
+                cfg.transport,
+                cfg.storage,
+                cfg.data_dir.display()
+            );
+            for (i, a) in cluster.ctrl_peers.iter().enumerate() {
+                println!("ctrler-{i}: {a}");
+            }
+            for (g, servers) in &cluster.groups {
+                println!("group {g}: {}", servers.join(","));
+            }
+            println!("ctrl-peers: {}", cluster.ctrl_peers.join(","));
+            println!("ready");
+            wait_for_signal().await?;
+            let grace = Duration::from_millis(cfg.shutdown_grace_ms);
+            eprintln!("shutting down: finishing requests in flight (at most {grace:?})");
+            let cut = cluster.shutdown(grace).await;
+            report_cut(cut);
+        }
+        Role::Ctrler | Role::Shardkv => {
+            let storage = Storage::open(cfg.storage, &cfg.data_dir).await?;
+            let net = Net::new(cfg.transport, net_config(&cfg)?)?;
+            let kind = if cfg.role == Role::Ctrler {
+                Kind::Ctrler
+            } else {
+                Kind::Shardkv { group: GroupId(cfg.group), ctrl_peers: cfg.ctrl_peers.clone() }
+            };
+            let spec = NodeSpec {
+                kind,
+                peers: cfg.peers.clone(),
+                me: cfg.me,
+                listen: resolve(&cfg.listen).await?,
+                shards: cfg.shards,
+                raft: cfg.raft.clone(),
+            };
+            let node = Node::start(spec, &storage, &net).await?;
+            println!("{:?} {} of group {} listening on {}", cfg.role, cfg.me, node.group(), node.addr());
+            println!("ready");
+            wait_for_signal().await?;
+            let grace = Duration::from_millis(cfg.shutdown_grace_ms);
+            eprintln!("shutting down: handing off leadership, finishing requests in flight (at most {grace:?})");
+            node.hand_off_leadership(grace).await;
+            let cut = node.drain(grace).await;
+            node.shutdown().await;
+            report_cut(cut);
+        }
+    }
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    let mut args = Args::parse();
+    if args.dev.no_join {
+        args.dev.join = Some(false);
+    }
+    let file = args.config.clone();
+    let config = match Config::load(file.as_deref(), &args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("raftkv-server: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    if let Err(e) = init_logging(&config.log) {
+        eprintln!("raftkv-server: {e:#}");
+        return std::process::ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("raftkv-server: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("raftkv-server: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! `raftkv`: the command-line client of a RaftKV cluster. `raftkv ctrl` and
+//! `raftkv kv` open REPLs in the seed's syntax (or run one command given as
+//! words), `raftkv status` shows every node.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use raftkv_core::client::{ClerkConfig, CtrlClerk, KvClerk};
+use raftkv_core::transport::NetConfig;
+use raftkv_core::ClientId;
+use raftkv_server::backend::Net;
+use raftkv_server::cli::commands::{self, CTRL_BANNER, KV_BANNER};
+use raftkv_server::cli::format::{self, Format};
+use raftkv_server::cli::{repl, status};
+use raftkv_server::config::TransportKind;
+
+#[derive(Debug, Parser)]
+#[command(name = "raftkv", version, about = "The RaftKV command-line client")]
+struct Args {
+    /// Output format.
+    #[arg(short = 'w', long = "write-out", value_enum, default_value = "simple", global = true)]
+    format: Format,
+    /// Transport the cluster speaks.
+    #[arg(long, value_enum, default_value = "grpc", global = true)]
+    transport: TransportArg,
+    /// Give up on a command after this many seconds.
+    #[arg(long, default_value_t = 10, global = true)]
+    timeout_secs: u64,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum TransportArg {
+    Grpc,
+    Http,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The shard controller: `Join gid:addr1,addr2 ...`, `Leave gid1,gid2`, `Move shard gid`, `Query [num]`.
+    Ctrl {
+        /// The controller's addresses, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        ctrl_peers: Vec<String>,
+        /// One command to run instead of the REPL (e.g. `query`, `join 1:a:8000,b:8000`).
+        words: Vec<String>,
+    },
+    /// The key-value store: `Put key value`, `Get key`, `Append key suffix`, `Delete key`.
+    Kv {
+        /// The controller's addresses, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        ctrl_peers: Vec<String>,
+        /// One command to run instead of the REPL (e.g. `put k v`, `get k`).
+        words: Vec<String>,
+    },
+    /// Every node's role, term, leader, commit, applied, lag and shards.
+    Status {
+        /// The controller's addresses, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        ctrl_peers: Vec<String>,
+    },
+}
+
+fn client_id() -> ClientId {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    ClientId((nanos as u64) ^ (u64::from(std::process::id()) << 40))
+}
+
+/// What a one-shot command's exit code is, from its printed answer.
+fn exit_code(text: &str) -> u8 {
+    if text.starts_with("Error:") || text.contains("\"error\"") {
+        1
+    } else if text.starts_with("usage:") || text.starts_with("Invalid") || text.starts_with("Unknown") {
+        2
+    } else {
+        0
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    match real_main() {
+        Ok(code) => std::process::ExitCode::from(code),
+        Err(e) => {
+            eprintln!("raftkv: {e:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+/// The command line, with the seed's client names honoured: a binary named
+/// `shardctrler-client` (or `shardctrler_client`) runs `raftkv ctrl`, one
+/// named `shardkv-client` (or `shardkv_client`) runs `raftkv kv`.
+fn command_line() -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let name =
+        args.first().and_then(|a| std::path::Path::new(a).file_stem()).map(|s| s.to_string_lossy().replace('_', "-"));
+    let implied = match name.as_deref() {
+        Some("shardctrler-client") => Some("ctrl"),
+        Some("shardkv-client") => Some("kv"),
+        _ => None,
+    };
+    if let Some(sub) = implied {
+        args.insert(1.min(args.len()), sub.into());
+    }
+    args
+}
+
+fn real_main() -> Result<u8> {
+    let args = Args::parse_from(command_line());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
+    let _guard = rt.enter();
+    let kind = match args.transport {
+        TransportArg::Grpc => TransportKind::Grpc,
+        TransportArg::Http => TransportKind::Http,
+    };
+    let net = Net::new(kind, NetConfig::default())?;
+    let clerk_cfg =
+        ClerkConfig { retry_pause: Duration::from_millis(100), deadline: Some(Duration::from_secs(args.timeout_secs)) };
+    let out = &mut std::io::stdout();
+    let fmt = args.format;
+    match args.command {
+        Command::Ctrl { ctrl_peers, words } => {
+            let mut clerk = CtrlClerk::new(ctrl_peers, net.services(), client_id(), clerk_cfg);
+            let mut answer = |line: &str| match commands::parse_ctrl(line) {
+                Ok(Some(c)) => Some(rt.block_on(commands::run_ctrl(&mut clerk, c, fmt))),
+                Ok(None) => None,
+                Err(usage) => Some(format::error(&usage, fmt)),
+            };
+            if words.is_empty() {
+                repl::run(CTRL_BANNER, repl::Lines::stdin(), out, answer);
+                return Ok(0);
+            }
+            let text = answer(&words.join(" ")).unwrap_or_default();
+            let _ = writeln!(out, "{text}");
+            Ok(exit_code(&text))
+        }
+        Command::Kv { ctrl_peers, words } => {
+            let ctrl = CtrlClerk::new(ctrl_peers, net.services(), client_id(), clerk_cfg.clone());
+            let mut clerk = KvClerk::new(ctrl, net.services(), client_id(), clerk_cfg);
+            let mut answer = |line: &str| match commands::parse_kv(line) {
+                Ok(Some(c)) => Some(rt.block_on(commands::run_kv(&mut clerk, c, fmt))),
+                Ok(None) => None,
+                Err(usage) => Some(format::error(&usage, fmt)),
+            };
+            if words.is_empty() {
+                repl::run(KV_BANNER, repl::Lines::stdin(), out, answer);
+                return Ok(0);
+            }
+            let text = answer(&words.join(" ")).unwrap_or_default();
+            let _ = writeln!(out, "{text}");
+            Ok(exit_code(&text))
+        }
+        Command::Status { ctrl_peers } => {
+            let mut ctrl = CtrlClerk::new(ctrl_peers.clone(), net.services(), client_id(), clerk_cfg);
+            let nodes = rt.block_on(status::collect(net.services(), &ctrl_peers, &mut ctrl));
+            let _ = writeln!(out, "{}", format::statuses(&nodes, fmt));
+            Ok(u8::from(nodes.iter().any(|(_, s)| s.is_err())))
+        }
+    }
+}

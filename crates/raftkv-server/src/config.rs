@@ -1,0 +1,344 @@
+//! [`Config`]: everything a `raftkv-server` process needs, layered by figment:
+//! defaults < `raftkv.toml` (or `--config FILE`) < `RAFTKV_*` environment
+//! variables < command-line flags. A bad value is refused at start with its
+//! key, the value and what was expected.
+
+use std::path::PathBuf;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// What a process runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// One member of the shard controller group.
+    Ctrler,
+    /// One member of a ShardKV group.
+    Shardkv,
+    /// A whole cluster (controllers and groups) in this process, on localhost.
+    Dev,
+}
+
+/// The network transport.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    /// gRPC over HTTP/2 (feature `grpc`).
+    Grpc,
+    /// Protobuf over HTTP/1.1 (feature `http`).
+    Http,
+}
+
+/// Where Raft logs and snapshots live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    /// redb (feature `redb`).
+    Redb,
+    /// SQLite (feature `sqlite`).
+    Sqlite,
+    /// Memory only (feature `mem`): nothing survives a restart.
+    Mem,
+}
+
+/// Raft timing and snapshots.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RaftSettings {
+    /// Length of one tick, in milliseconds.
+    pub tick_ms: u64,
+    /// Ticks between heartbeats.
+    pub heartbeat_ticks: u32,
+    /// Minimum election timeout, in ticks.
+    pub election_ticks: u32,
+    /// Snapshot once the log holds this many bytes.
+    pub snapshot_log_bytes: u64,
+}
+
+impl Default for RaftSettings {
+    fn default() -> Self {
+        Self { tick_ms: 10, heartbeat_ticks: 10, election_ticks: 50, snapshot_log_bytes: 64 << 20 }
+    }
+}
+
+/// TLS files.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// The cluster CA certificate (PEM).
+    pub ca: PathBuf,
+    /// This node's certificate chain (PEM).
+    pub cert: PathBuf,
+    /// This node's private key (PEM).
+    pub key: PathBuf,
+    /// Require client certificates signed by the CA (mTLS).
+    #[serde(default)]
+    pub require_client_cert: bool,
+}
+
+/// Network deadlines and limits.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetSettings {
+    /// Connect (TCP + TLS) deadline, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Deadline of one call, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Largest message, in bytes.
+    pub max_message_bytes: usize,
+    /// TLS; absent: plaintext.
+    pub tls: Option<TlsSettings>,
+}
+
+impl Default for NetSettings {
+    fn default() -> Self {
+        Self { connect_timeout_ms: 1000, request_timeout_ms: 3000, max_message_bytes: 64 << 20, tls: None }
+    }
+}
+
+/// The `dev` role's cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DevSettings {
+    /// Host every node listens on.
+    pub host: String,
+    /// First port: controllers take `base_port..`, then each group's replicas.
+    pub base_port: u16,
+    /// Controller servers.
+    pub ctrlers: usize,
+    /// ShardKV groups (ids 1, 2, …).
+    pub groups: usize,
+    /// Servers per group.
+    pub replicas: usize,
+    /// Join the groups the controller does not know yet, one by one in gid order.
+    pub join: bool,
+}
+
+impl Default for DevSettings {
+    fn default() -> Self {
+        Self { host: "127.0.0.1".into(), base_port: 7000, ctrlers: 3, groups: 2, replicas: 3, join: true }
+    }
+}
+
+/// The whole configuration of a process.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// What this process runs.
+    pub role: Role,
+    /// Address to listen on for Raft and service RPCs.
+    pub listen: String,
+    /// Directory of the durable state.
+    pub data_dir: PathBuf,
+    /// Transport.
+    pub transport: TransportKind,
+    /// Storage.
+    pub storage: StorageKind,
+    /// Shards in the cluster (fixed when it is created).
+    pub shards: usize,
+    /// Addresses of the controller's servers.
+    pub ctrl_peers: Vec<String>,
+    /// This node's ShardKV group id (role `shardkv`).
+    pub group: u64,
+    /// The servers of this node's group, in order (role `ctrler`: the controllers).
+    pub peers: Vec<String>,
+    /// This node's position in `peers`, from 1.
+    pub me: usize,
+    /// Address of the admin HTTP server (`/metrics`, `/health`, …); empty: none.
+    pub admin_listen: String,
+    /// OTLP (gRPC) endpoint to export traces to; empty: no export.
+    pub otlp_endpoint: String,
+    /// Log filter (`tracing` env-filter syntax).
+    pub log: String,
+    /// On SIGTERM/SIGINT, how long requests in flight may take to finish.
+    pub shutdown_grace_ms: u64,
+    /// Raft settings.
+    pub raft: RaftSettings,
+    /// Network settings.
+    pub net: NetSettings,
+    /// The `dev` role's cluster.
+    pub dev: DevSettings,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            role: Role::Dev,
+            listen: "0.0.0.0:8000".into(),
+            data_dir: PathBuf::from("raftkv-data"),
+            transport: TransportKind::Grpc,
+            storage: StorageKind::Redb,
+            shards: 10,
+            ctrl_peers: Vec::new(),
+            group: 0,
+            peers: Vec::new(),
+            me: 0,
+            admin_listen: String::new(),
+            otlp_endpoint: String::new(),
+            log: "info".into(),
+            shutdown_grace_ms: 5000,
+            raft: RaftSettings::default(),
+            net: NetSettings::default(),
+            dev: DevSettings::default(),
+        }
+    }
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A file, variable or flag did not parse (figment names the key and source).
+    #[error("configuration: {0}")]
+    Parse(String),
+    /// A value is not allowed.
+    #[error("configuration key `{key}` = {value}: expected {expected}")]
+    Invalid {
+        /// The key.
+        key: &'static str,
+        /// The value given.
+        value: String,
+        /// What is allowed.
+        expected: String,
+    },
+    /// A backend was chosen that this binary was built without.
+    #[error("configuration key `{key}` = {value}: this binary was built without the `{feature}` feature (rebuild with `--features {feature}`)")]
+    NotCompiledIn {
+        /// The key.
+        key: &'static str,
+        /// The value given.
+        value: String,
+        /// The Cargo feature it needs.
+        feature: &'static str,
+    },
+}
+
+impl Config {
+    /// Layer the defaults, the configuration file (`file`, which must exist,
+    /// or `./raftkv.toml` if present), `RAFTKV_*` environment variables
+    /// (`RAFTKV_NET__REQUEST_TIMEOUT_MS` for a nested key, `[a, b]` for a
+    /// list) and `flags` (the command line's values, serialized; absent ones
+    /// skipped), then check the result.
+    pub fn load(file: Option<&std::path::Path>, flags: impl Serialize) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(f) if !f.exists() => {
+                return Err(ConfigError::Parse(format!("configuration file {} does not exist", f.display())));
+            }
+            Some(f) => figment = figment.merge(Toml::file(f)),
+            None => figment = figment.merge(Toml::file("raftkv.toml")),
+        }
+        figment = figment.merge(Env::prefixed("RAFTKV_").split("__")).merge(Serialized::defaults(flags));
+        let config: Config = figment.extract().map_err(|e| ConfigError::Parse(describe(&e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Check values figment cannot (ranges, required keys per role, compiled-in backends).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid =
+            |key, value: String, expected: &str| Err(ConfigError::Invalid { key, value, expected: expected.into() });
+        match self.transport {
+            TransportKind::Grpc if !cfg!(feature = "grpc") => {
+                return Err(ConfigError::NotCompiledIn { key: "transport", value: "grpc".into(), feature: "grpc" })
+            }
+            TransportKind::Http if !cfg!(feature = "http") => {
+                return Err(ConfigError::NotCompiledIn { key: "transport", value: "http".into(), feature: "http" })
+            }
+            _ => {}
+        }
+        match self.storage {
+            StorageKind::Redb if !cfg!(feature = "redb") => {
+                return Err(ConfigError::NotCompiledIn { key: "storage", value: "redb".into(), feature: "redb" })
+            }
+            StorageKind::Sqlite if !cfg!(feature = "sqlite") => {
+                return Err(ConfigError::NotCompiledIn { key: "storage", value: "sqlite".into(), feature: "sqlite" })
+            }
+            StorageKind::Mem if !cfg!(feature = "mem") => {
+                return Err(ConfigError::NotCompiledIn { key: "storage", value: "mem".into(), feature: "mem" })
+            }
+            _ => {}
+        }
+        if self.shards == 0 || self.shards > 1 << 16 {
+            return invalid("shards", self.shards.to_string(), "a number of shards from 1 to 65536");
+        }
+        if self.raft.tick_ms == 0 {
+            return invalid("raft.tick_ms", "0".into(), "at least 1 millisecond");
+        }
+        if self.raft.election_ticks <= self.raft.heartbeat_ticks {
+            return invalid(
+                "raft.election_ticks",
+                self.raft.election_ticks.to_string(),
+                &format!("more than raft.heartbeat_ticks ({})", self.raft.heartbeat_ticks),
+            );
+        }
+        if self.net.request_timeout_ms == 0 || self.net.connect_timeout_ms == 0 {
+            return invalid(
+                "net.request_timeout_ms",
+                self.net.request_timeout_ms.to_string(),
+                "at least 1 millisecond",
+            );
+        }
+        if self.net.max_message_bytes < 64 << 10 {
+            return invalid("net.max_message_bytes", self.net.max_message_bytes.to_string(), "at least 65536 bytes");
+        }
+        let address = |key: &'static str, a: &str| -> Result<(), ConfigError> {
+            if raftkv_wire::net::host_of(a).is_none() {
+                return Err(ConfigError::Invalid {
+                    key,
+                    value: format!("{a:?}"),
+                    expected: "a host:port address".into(),
+                });
+            }
+            Ok(())
+        };
+        match self.role {
+            Role::Dev => {
+                if self.dev.ctrlers == 0 || self.dev.groups == 0 || self.dev.replicas == 0 {
+                    return invalid(
+                        "dev",
+                        format!("{:?}", self.dev),
+                        "at least one controller, one group and one replica",
+                    );
+                }
+            }
+            Role::Ctrler | Role::Shardkv => {
+                address("listen", &self.listen)?;
+                if self.peers.is_empty() {
+                    return invalid("peers", "[]".into(), "the addresses of this node's group, in order");
+                }
+                for p in &self.peers {
+                    address("peers", p)?;
+                }
+                if self.me == 0 || self.me > self.peers.len() {
+                    return invalid(
+                        "me",
+                        self.me.to_string(),
+                        &format!("this node's position in peers, 1..={}", self.peers.len()),
+                    );
+                }
+                if self.role == Role::Shardkv {
+                    if self.group == 0 {
+                        return invalid("group", "0".into(), "a group id of 1 or more");
+                    }
+                    if self.ctrl_peers.is_empty() {
+                        return invalid("ctrl_peers", "[]".into(), "the controller's addresses");
+                    }
+                    for p in &self.ctrl_peers {
+                        address("ctrl_peers", p)?;
+                    }
+                }
+            }
+        }
+        if !self.admin_listen.is_empty() {
+            address("admin_listen", &self.admin_listen)?;
+        }
+        Ok(())
+    }
+}
+
+fn describe(e: &figment::Error) -> String {
+    e.clone().into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+}

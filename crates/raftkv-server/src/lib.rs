@@ -1,0 +1,13 @@
+//! # raftkv-server
+//!
+//! The `raftkv-server` binary (roles `ctrler`, `shardkv`, `dev`) and the
+//! `raftkv` CLI, assembled from the storage and transport crates by Cargo
+//! features (`grpc`, `http`, `redb`, `sqlite`, `mem`; default `grpc` +
+//! `redb`) and chosen among those by configuration ([`config::Config`]).
+
+pub mod backend;
+pub mod cli;
+pub mod config;
+pub mod dev;
+pub mod node;
+pub mod setup;

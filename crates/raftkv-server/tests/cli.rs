@@ -1,0 +1,135 @@
+//! The `raftkv` CLI against a `raftkv-server dev` cluster: the seed's
+//! controller and KV sessions reproduced line for line, the one-shot forms,
+//! the output formats, `status`, the seed's client names, and typos.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use support::{cli, cli_named, stdout, Dev};
+
+const CTRL_BANNER: &str =
+    "Supported commands:\n  Join gid:addr1,addr2 ...\n  Leave gid1,gid2,...\n  Move shard gid\n  Query [num]\n";
+
+#[test]
+fn the_seed_controller_and_kv_sessions_replay_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::start(dir.path(), &["--no-join"]);
+    let g1 = format!("{},{},{}", dev.addr(3), dev.addr(4), dev.addr(5));
+    let g2 = format!("{},{},{}", dev.addr(6), dev.addr(7), dev.addr(8));
+    let (s1, s2) = (g1.replace(',', " "), g2.replace(',', " "));
+    let session = format!(
+        "Join 1:{g1}\nQuery\nJoin 2:{g2}\nQuery\nQuery 1\nQuery 0\nLeave 1\nQuery\nJoni 1\nJoin 3\nMove 3\nQuery\n"
+    );
+    let out = cli(&["ctrl", &format!("--ctrl-peers={}", dev.ctrl_peers)], &session);
+    assert!(out.status.success(), "{out:?}");
+    let expected = format!(
+        "{CTRL_BANNER}\
+> OK\n\
+> Config #1: {{Num:1 Shards:[1 1 1 1 1 1 1 1 1 1] Groups:map[1:[{s1}]]}}\n\
+> OK\n\
+> Config #2: {{Num:2 Shards:[2 2 2 2 2 1 1 1 1 1] Groups:map[1:[{s1}] 2:[{s2}]]}}\n\
+> Config #1: {{Num:1 Shards:[1 1 1 1 1 1 1 1 1 1] Groups:map[1:[{s1}]]}}\n\
+> Config #0: {{Num:0 Shards:[0 0 0 0 0 0 0 0 0 0] Groups:map[]}}\n\
+> OK\n\
+> Config #3: {{Num:3 Shards:[2 2 2 2 2 2 2 2 2 2] Groups:map[2:[{s2}]]}}\n\
+> Unknown command; supported: Join, Leave, Move, Query\n\
+> Invalid Join format; expected gid:addr1,addr2\n\
+> usage: Move shard gid\n\
+> Config #3: {{Num:3 Shards:[2 2 2 2 2 2 2 2 2 2] Groups:map[2:[{s2}]]}}\n\
+> "
+    );
+    assert_eq!(stdout(&out), expected);
+
+    // The KV session, served by group 2 alone once group 1 has left.
+    let session =
+        "Put a 1\nAppend a 2\nGet a\nGet zz\nPut b\nGte a\nDelete a\nGet a\nput spaced hello world\nget spaced\n";
+    let out = cli(&["kv", &format!("--ctrl-peers={}", dev.ctrl_peers)], session);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        stdout(&out),
+        "Supported commands: Put key value | Get key | Append key suffix | Delete key\n\
+> OK\n> OK\n> Value: 12\n> Value: \n> usage: Put key value\n\
+> Unknown command; supported: Put, Get, Append, Delete\n> OK\n> Value: \n> OK\n> Value: hello world\n> "
+    );
+}
+
+#[test]
+fn dev_joins_both_groups_and_one_shot_commands_formats_and_status_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::start(dir.path(), &[]);
+    assert!(dev.banner.iter().any(|l| l.starts_with("group 1: ")), "{:?}", dev.banner);
+    let peers = format!("--ctrl-peers={}", dev.ctrl_peers);
+    let s1 = format!("{} {} {}", dev.addr(3), dev.addr(4), dev.addr(5));
+    let s2 = format!("{} {} {}", dev.addr(6), dev.addr(7), dev.addr(8));
+
+    let out = cli(&["ctrl", &peers, "query"], "");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        stdout(&out),
+        format!("Config #2: {{Num:2 Shards:[2 2 2 2 2 1 1 1 1 1] Groups:map[1:[{s1}] 2:[{s2}]]}}\n")
+    );
+
+    let out = cli(&["-w", "json", "ctrl", &peers, "query", "2"], "");
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["num"], 2);
+    assert_eq!(j["shards"][0], 2);
+    assert_eq!(j["groups"]["1"][0], dev.addr(3));
+
+    for (words, answer) in [
+        (vec!["put", "k", "v1"], "OK\n"),
+        (vec!["append", "k", "v2"], "OK\n"),
+        (vec!["get", "k"], "Value: v1v2\n"),
+        (vec!["Get", "missing"], "Value: \n"),
+    ] {
+        let mut args = vec!["kv", &peers];
+        args.extend(words.iter().copied());
+        let out = cli(&args, "");
+        assert!(out.status.success(), "{words:?}: {out:?}");
+        assert_eq!(stdout(&out), answer, "{words:?}");
+    }
+    let out = cli(&["kv", &peers, "-w", "json", "get", "k"], "");
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap(), serde_json::json!({"value": "v1v2"}));
+
+    // A typo in one-shot form: the expectation, and exit code 2.
+    let out = cli(&["kv", &peers, "pt", "k", "v"], "");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(stdout(&out), "Unknown command; supported: Put, Get, Append, Delete\n");
+    let out = cli(&["ctrl", &peers, "move", "x", "1"], "");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(stdout(&out), "usage: Move shard gid (two numbers)\n");
+    // A typo in a flag: clap says what was expected.
+    let out = cli(&["kv", "--ctrl-peer", &dev.ctrl_peers, "get", "k"], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--ctrl-peers"), "{out:?}");
+
+    // Every node in a table: 3 controllers and 2 groups of 3, one leader per group.
+    let out = cli(&["status", &peers, "-w", "table"], "");
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    let rows: Vec<&str> = text.lines().skip(2).collect();
+    assert_eq!(rows.len(), 9, "{text}");
+    assert!(text.lines().next().unwrap().starts_with("address"), "{text}");
+    for group in ["0", "1", "2"] {
+        let leaders =
+            rows.iter().filter(|r| r.split_whitespace().nth(1) == Some(group) && r.contains(" leader ")).count();
+        assert_eq!(leaders, 1, "group {group} has one leader:\n{text}");
+    }
+    let out = cli(&["status", &peers, "-w", "json"], "");
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j.as_array().map(Vec::len), Some(9));
+
+    // The seed's client names run the same REPLs.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let ctrl_client = bin.join("shardctrler-client");
+    let kv_client = bin.join("shardkv_client");
+    std::fs::copy(env!("CARGO_BIN_EXE_raftkv"), &ctrl_client).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_raftkv"), &kv_client).unwrap();
+    let out = cli_named(&ctrl_client, &[&peers], "Query 1\n");
+    assert_eq!(
+        stdout(&out),
+        format!("{CTRL_BANNER}> Config #1: {{Num:1 Shards:[1 1 1 1 1 1 1 1 1 1] Groups:map[1:[{s1}]]}}\n> ")
+    );
+    let out = cli_named(&kv_client, &[&peers], "Get k\n");
+    assert!(stdout(&out).ends_with("> Value: v1v2\n> "), "{out:?}");
+}
