@@ -47,6 +47,7 @@ pub mod binary;
 pub mod client;
 pub mod ctrler;
 pub mod dedup;
+pub mod metrics;
 pub mod raft;
 pub mod rng;
 pub mod shardkv;

@@ -76,3 +76,34 @@ fn leadership_transfer_hands_over_to_the_target() {
         cfg.end();
     });
 }
+
+#[test]
+fn metrics_count_proposals_writes_snapshots_and_a_change_of_leader() {
+    simulate("metrics_count_proposals_writes_snapshots_and_a_change_of_leader", |seed| async move {
+        let mut cfg = RaftCluster::new(RaftClusterConfig::new(3), seed).await;
+        let old = cfg.check_one_leader().await;
+        for i in 0..5 {
+            assert!(cfg.propose(old, cmd(i)).await.is_some(), "the leader takes proposal {i}");
+        }
+        let follower = (old + 1) % 3;
+        assert!(cfg.propose(follower, cmd(99)).await.is_none(), "a follower refuses proposals");
+        let m = cfg.metrics(old).expect("leader runs");
+        assert_eq!(m.proposals.get(), 5);
+        assert_eq!(m.proposal_failures.get(), 0);
+        let latency = m.proposal_latency.snapshot();
+        assert_eq!(latency.count, 5, "every answered proposal is timed");
+        assert!(m.log_write_latency.snapshot().count >= 1, "the leader's appends are durable writes");
+        assert!(m.entries_persisted.get() >= 6, "a blank entry and five commands");
+        assert_eq!(m.leader_changes.get(), 1);
+        let f = cfg.metrics(follower).expect("follower runs");
+        assert_eq!((f.proposals.get(), f.proposal_failures.get()), (1, 1));
+        assert_eq!(f.leader_changes.get(), 1, "a follower counts the leader it learned of");
+
+        cfg.disconnect(old);
+        let new = cfg.check_one_leader().await;
+        let n = cfg.metrics(new).expect("new leader runs");
+        assert_eq!(n.leader_changes.get(), 2, "the old leader, then itself");
+        assert!(n.elections.get() >= 1, "the new leader won an election it started");
+        cfg.end();
+    });
+}

@@ -5,6 +5,7 @@
 //! features (`grpc`, `http`, `redb`, `sqlite`, `mem`; default `grpc` +
 //! `redb`) and chosen among those by configuration ([`config::Config`]).
 
+pub mod admin;
 pub mod backend;
 pub mod cli;
 pub mod config;

@@ -9,9 +9,10 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use raftkv_core::api::{NodeStatus, ServiceHandler, ServiceRequest, ServiceResponse};
 use raftkv_core::ctrler::{CtrlReply, CtrlService, CtrlStateMachine};
-use raftkv_core::raft::core::RaftConfig;
+use raftkv_core::metrics::RaftMetrics;
+use raftkv_core::raft::core::{RaftConfig, Role, Status};
 use raftkv_core::raft::driver::{DriverConfig, Raft, RaftHandle};
-use raftkv_core::shardkv::{ConfigSource, KvLimits, ShardKvOptions, ShardKvServer};
+use raftkv_core::shardkv::{Applied, ConfigSource, KvLimits, ShardKvOptions, ShardKvServer};
 use raftkv_core::transport::Routes;
 use raftkv_core::{GroupId, NodeId};
 
@@ -53,24 +54,119 @@ pub struct NodeSpec {
 }
 
 enum Member {
-    Ctrler { raft: RaftHandle<CtrlReply>, service: Arc<CtrlService> },
+    Ctrler(RaftHandle<CtrlReply>),
     Shardkv(ShardKvServer),
+}
+
+/// The Raft handle of a node's member, whatever its state machine.
+#[derive(Clone)]
+enum MemberRaft {
+    Ctrler(RaftHandle<CtrlReply>),
+    Shardkv(RaftHandle<Applied>),
+}
+
+/// A cheap, clonable view of a running node for operators: its status,
+/// counters and health, without the power to stop it.
+#[derive(Clone)]
+pub struct NodeProbe {
+    /// The node's group.
+    pub group: GroupId,
+    /// The node's id in its group.
+    pub me: NodeId,
+    /// The address it serves on.
+    pub addr: SocketAddr,
+    /// `"ctrler"` or `"shardkv"`.
+    pub role: &'static str,
+    raft: MemberRaft,
+    service: Arc<dyn ServiceHandler>,
+    routes: Routes,
+}
+
+impl std::fmt::Debug for NodeProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeProbe").field("group", &self.group).field("me", &self.me).field("addr", &self.addr).finish()
+    }
+}
+
+impl NodeProbe {
+    /// The node's status, as its service reports it.
+    pub async fn status(&self) -> Option<NodeStatus> {
+        match self.service.handle(ServiceRequest::Status).await {
+            ServiceResponse::Status(Ok(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The Raft member's status.
+    pub async fn raft_status(&self) -> Option<Status> {
+        match &self.raft {
+            MemberRaft::Ctrler(r) => r.status().await.ok(),
+            MemberRaft::Shardkv(r) => r.status().await.ok(),
+        }
+    }
+
+    /// The Raft member's counters and histograms.
+    #[must_use]
+    pub fn metrics(&self) -> &RaftMetrics {
+        match &self.raft {
+            MemberRaft::Ctrler(r) => r.metrics(),
+            MemberRaft::Shardkv(r) => r.metrics(),
+        }
+    }
+
+    /// Whether the Raft member is still running.
+    #[must_use]
+    pub fn is_running(&self) -> bool {
+        match &self.raft {
+            MemberRaft::Ctrler(r) => r.is_running(),
+            MemberRaft::Shardkv(r) => r.is_running(),
+        }
+    }
+
+    /// Leader only: confirm with a quorum, within `limit`, that it still
+    /// leads (a ReadIndex round, no log write).
+    pub async fn confirm_leadership(&self, limit: Duration) -> bool {
+        let read = async {
+            match &self.raft {
+                MemberRaft::Ctrler(r) => r.read_index().await.is_ok(),
+                MemberRaft::Shardkv(r) => r.read_index().await.is_ok(),
+            }
+        };
+        tokio::time::timeout(limit, read).await.unwrap_or(false)
+    }
+
+    async fn transfer_leader(&self, to: NodeId) -> bool {
+        match &self.raft {
+            MemberRaft::Ctrler(r) => r.transfer_leader(to).await.is_ok(),
+            MemberRaft::Shardkv(r) => r.transfer_leader(to).await.is_ok(),
+        }
+    }
+
+    /// Service requests being answered now.
+    #[must_use]
+    pub fn in_flight(&self) -> usize {
+        self.routes.in_flight()
+    }
+
+    /// Whether the node is draining before it stops.
+    #[must_use]
+    pub fn is_draining(&self) -> bool {
+        self.routes.is_draining()
+    }
 }
 
 /// A running node.
 pub struct Node {
     server: Server,
-    routes: Routes,
+    probe: NodeProbe,
     member: Member,
-    group: GroupId,
-    me: NodeId,
 }
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Node")
-            .field("group", &self.group)
-            .field("me", &self.me)
+            .field("group", &self.probe.group)
+            .field("me", &self.probe.me)
             .field("addr", &self.server.addr())
             .finish()
     }
@@ -108,7 +204,7 @@ impl Node {
         let (log, snapshots) = storage.member(group, me).await?;
         let transport = net.raft(group, peers);
         let routes = Routes::new();
-        let member = match spec.kind {
+        let (member, raft, service): (_, _, Arc<dyn ServiceHandler>) = match spec.kind {
             Kind::Ctrler => {
                 let (sm, state) = CtrlStateMachine::new(spec.shards);
                 let raft = Raft::start(rcfg, driver, log, snapshots, transport, sm)
@@ -117,7 +213,7 @@ impl Node {
                 let service = Arc::new(CtrlService::new(group, raft.clone(), state, members, Duration::from_secs(2)));
                 routes.add_member(group, me, Arc::new(raft.clone()));
                 routes.set_service(service.clone());
-                Member::Ctrler { raft, service }
+                (Member::Ctrler(raft.clone()), MemberRaft::Ctrler(raft), service)
             }
             Kind::Shardkv { ctrl_peers, .. } => {
                 let opts = ShardKvOptions {
@@ -136,12 +232,19 @@ impl Node {
                     .context("starting the ShardKV member")?;
                 routes.add_member(group, me, Arc::new(server.raft().clone()));
                 routes.set_service(server.service());
-                Member::Shardkv(server)
+                let raft = MemberRaft::Shardkv(server.raft().clone());
+                let service = server.service();
+                (Member::Shardkv(server), raft, service)
             }
+        };
+        let role = match member {
+            Member::Ctrler(_) => "ctrler",
+            Member::Shardkv(_) => "shardkv",
         };
         let server =
             net.serve(spec.listen, routes.clone()).await.with_context(|| format!("listening on {}", spec.listen))?;
-        Ok(Self { server, routes, member, group, me })
+        let probe = NodeProbe { group, me, addr: server.addr(), role, raft, service, routes };
+        Ok(Self { server, probe, member })
     }
 
     /// The address the node listens on.
@@ -153,53 +256,36 @@ impl Node {
     /// The node's group.
     #[must_use]
     pub fn group(&self) -> GroupId {
-        self.group
+        self.probe.group
+    }
+
+    /// A view of the node for the admin endpoints.
+    #[must_use]
+    pub fn probe(&self) -> NodeProbe {
+        self.probe.clone()
     }
 
     /// The node's status, as its service reports it.
     pub async fn status(&self) -> Option<NodeStatus> {
-        let answer = match &self.member {
-            Member::Ctrler { service, .. } => service.handle(ServiceRequest::Status).await,
-            Member::Shardkv(s) => s.service().handle(ServiceRequest::Status).await,
-        };
-        match answer {
-            ServiceResponse::Status(Ok(s)) => Some(s),
-            _ => None,
-        }
-    }
-
-    /// The node's Raft member's status.
-    async fn raft_status(&self) -> Option<raftkv_core::raft::core::Status> {
-        match &self.member {
-            Member::Ctrler { raft, .. } => raft.status().await.ok(),
-            Member::Shardkv(s) => s.raft().status().await.ok(),
-        }
-    }
-
-    async fn transfer_leader(&self, to: NodeId) -> bool {
-        let asked = match &self.member {
-            Member::Ctrler { raft, .. } => raft.transfer_leader(to).await,
-            Member::Shardkv(s) => s.raft().transfer_leader(to).await,
-        };
-        asked.is_ok()
+        self.probe.status().await
     }
 
     /// If this member leads its group, hand leadership to the most caught-up
     /// follower and wait (at most `limit`) until it has taken over, so the
     /// group does not wait an election timeout for a new leader.
     pub async fn hand_off_leadership(&self, limit: Duration) {
-        let Some(status) = self.raft_status().await else { return };
-        if status.role != raftkv_core::raft::core::Role::Leader {
+        let Some(status) = self.probe.raft_status().await else { return };
+        if status.role != Role::Leader {
             return;
         }
         let Some(to) = status.followers.iter().max_by_key(|f| f.match_index).map(|f| f.id) else { return };
-        if !self.transfer_leader(to).await {
+        if !self.probe.transfer_leader(to).await {
             return;
         }
         let deadline = tokio::time::Instant::now() + limit;
         while tokio::time::Instant::now() < deadline {
-            match self.raft_status().await {
-                Some(s) if s.role == raftkv_core::raft::core::Role::Leader => {
+            match self.probe.raft_status().await {
+                Some(s) if s.role == Role::Leader => {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
                 _ => return,
@@ -210,7 +296,7 @@ impl Node {
     /// Stop taking service requests and let those being answered finish (at
     /// most `grace`); returns how many were cut short.
     pub async fn drain(&self, grace: Duration) -> usize {
-        self.routes.drain(grace).await
+        self.probe.routes.drain(grace).await
     }
 
     /// Stop serving, then stop the member (its writes are durable when each
@@ -218,7 +304,7 @@ impl Node {
     pub async fn shutdown(self) {
         self.server.stop().await;
         match self.member {
-            Member::Ctrler { raft, .. } => raft.shutdown().await,
+            Member::Ctrler(raft) => raft.shutdown().await,
             Member::Shardkv(s) => s.shutdown().await,
         }
     }

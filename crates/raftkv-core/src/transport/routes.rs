@@ -209,6 +209,12 @@ impl Routes {
         self.drain.in_flight.load(Ordering::Acquire)
     }
 
+    /// Whether [`Routes::drain`] was called: new service requests are refused.
+    #[must_use]
+    pub fn is_draining(&self) -> bool {
+        self.drain.refusing.load(Ordering::Acquire)
+    }
+
     /// Refuse new service requests (clients move on to another server) and
     /// wait, at most `grace`, for those being answered to finish. Raft
     /// requests are still delivered, so the members can commit what the
@@ -226,5 +232,71 @@ impl Routes {
         };
         let _ = tokio::time::timeout(grace, wait).await;
         self.in_flight()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use tokio::sync::Notify;
+
+    use super::{RouteError, Routes};
+    use crate::api::{ApiError, ServiceHandler, ServiceRequest, ServiceResponse};
+
+    /// Answers a status request once `release` is notified.
+    struct Slow {
+        started: Notify,
+        release: Notify,
+    }
+
+    #[async_trait]
+    impl ServiceHandler for Slow {
+        async fn handle(&self, _request: ServiceRequest) -> ServiceResponse {
+            self.started.notify_one();
+            self.release.notified().await;
+            ServiceResponse::Status(Err(ApiError::NotLeader { leader_hint: None }))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn drain_refuses_new_requests_and_waits_for_those_running() {
+        let slow = Arc::new(Slow { started: Notify::new(), release: Notify::new() });
+        let routes = Routes::new();
+        routes.set_service(slow.clone());
+        let running = tokio::spawn({
+            let routes = routes.clone();
+            async move { routes.serve(ServiceRequest::Status).await }
+        });
+        slow.started.notified().await;
+        assert_eq!(routes.in_flight(), 1);
+
+        let drain = tokio::spawn({
+            let routes = routes.clone();
+            async move { routes.drain(Duration::from_secs(5)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(routes.is_draining());
+        assert!(matches!(routes.serve(ServiceRequest::Status).await, Err(RouteError::ShuttingDown)));
+        assert!(!drain.is_finished(), "drain waits for the running request");
+
+        slow.release.notify_one();
+        assert!(matches!(running.await, Ok(Ok(ServiceResponse::Status(_)))), "the running request is answered");
+        assert_eq!(drain.await.ok(), Some(0), "nothing was cut short");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn drain_gives_up_after_the_grace_period_and_counts_what_was_cut() {
+        let slow = Arc::new(Slow { started: Notify::new(), release: Notify::new() });
+        let routes = Routes::new();
+        routes.set_service(slow.clone());
+        let _running = tokio::spawn({
+            let routes = routes.clone();
+            async move { routes.serve(ServiceRequest::Status).await }
+        });
+        slow.started.notified().await;
+        assert_eq!(routes.drain(Duration::from_secs(1)).await, 1);
     }
 }

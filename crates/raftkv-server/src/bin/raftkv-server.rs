@@ -7,10 +7,11 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Parser;
 use raftkv_core::GroupId;
+use raftkv_server::admin::AdminServer;
 use raftkv_server::backend::{Net, Storage};
 use raftkv_server::config::{Config, Role};
 use raftkv_server::dev::DevCluster;
-use raftkv_server::node::{resolve, Kind, Node, NodeSpec};
+use raftkv_server::node::{resolve, Kind, Node, NodeProbe, NodeSpec};
 use raftkv_server::setup::{init_logging, net_config};
 use serde::Serialize;
 
@@ -130,6 +131,22 @@ fn report_cut(cut: usize) {
     }
 }
 
+/// Start the admin endpoint if `admin_listen` is set, and print its address.
+async fn start_admin(cfg: &Config, nodes: Vec<NodeProbe>) -> Result<Option<AdminServer>> {
+    if cfg.admin_listen.is_empty() {
+        return Ok(None);
+    }
+    let admin = AdminServer::start(resolve(&cfg.admin_listen).await?, nodes).await?;
+    println!("admin: http://{} (/metrics /health /livez /readyz /status)", admin.addr());
+    Ok(Some(admin))
+}
+
+async fn stop_admin(admin: Option<AdminServer>) {
+    if let Some(admin) = admin {
+        admin.stop().await;
+    }
+}
+
 async fn run(cfg: Config) -> Result<()> {
     match cfg.role {
         Role::Dev => {
@@ -147,11 +164,13 @@ async fn run(cfg: Config) -> Result<()> {
                 println!("group {g}: {}", servers.join(","));
             }
             println!("ctrl-peers: {}", cluster.ctrl_peers.join(","));
+            let admin = start_admin(&cfg, cluster.nodes().iter().map(Node::probe).collect()).await?;
             println!("ready");
             wait_for_signal().await?;
             let grace = Duration::from_millis(cfg.shutdown_grace_ms);
             eprintln!("shutting down: finishing requests in flight (at most {grace:?})");
             let cut = cluster.shutdown(grace).await;
+            stop_admin(admin).await;
             report_cut(cut);
         }
         Role::Ctrler | Role::Shardkv => {
@@ -172,6 +191,7 @@ async fn run(cfg: Config) -> Result<()> {
             };
             let node = Node::start(spec, &storage, &net).await?;
             println!("{:?} {} of group {} listening on {}", cfg.role, cfg.me, node.group(), node.addr());
+            let admin = start_admin(&cfg, vec![node.probe()]).await?;
             println!("ready");
             wait_for_signal().await?;
             let grace = Duration::from_millis(cfg.shutdown_grace_ms);
@@ -179,6 +199,7 @@ async fn run(cfg: Config) -> Result<()> {
             node.hand_off_leadership(grace).await;
             let cut = node.drain(grace).await;
             node.shutdown().await;
+            stop_admin(admin).await;
             report_cut(cut);
         }
     }

@@ -88,6 +88,27 @@ fn role(r: Role) -> &'static str {
     }
 }
 
+/// One node's status as JSON.
+#[must_use]
+pub fn node_json(addr: &str, s: &NodeStatus) -> serde_json::Value {
+    json!({
+        "address": addr,
+        "group": s.group.0,
+        "node": s.raft.id.0,
+        "role": role(s.raft.role),
+        "term": s.raft.term.0,
+        "leader": s.raft.leader.map(|l| l.0),
+        "commit": s.raft.commit.0,
+        "applied": s.raft.applied.0,
+        "last_index": s.raft.last_index.0,
+        "snapshot_index": s.raft.snapshot_index.0,
+        "lag": s.raft.followers.iter().map(|f| f.lag).max().unwrap_or(0),
+        "followers": s.raft.followers.iter().map(|f| json!({"node": f.id.0, "match": f.match_index.0, "lag": f.lag})).collect::<Vec<_>>(),
+        "config": s.config.0,
+        "shards": s.shards.iter().map(|x| json!({"shard": x.shard.0, "state": format!("{:?}", x.state)})).collect::<Vec<_>>(),
+    })
+}
+
 /// The status of every node (address, its status or why it did not answer) in `format`.
 #[must_use]
 pub fn statuses(nodes: &[(String, Result<NodeStatus, String>)], format: Format) -> String {
@@ -95,20 +116,7 @@ pub fn statuses(nodes: &[(String, Result<NodeStatus, String>)], format: Format) 
         let items: Vec<serde_json::Value> = nodes
             .iter()
             .map(|(addr, s)| match s {
-                Ok(s) => json!({
-                    "address": addr,
-                    "group": s.group.0,
-                    "node": s.raft.id.0,
-                    "role": role(s.raft.role),
-                    "term": s.raft.term.0,
-                    "leader": s.raft.leader.map(|l| l.0),
-                    "commit": s.raft.commit.0,
-                    "applied": s.raft.applied.0,
-                    "last_index": s.raft.last_index.0,
-                    "lag": s.raft.followers.iter().map(|f| f.lag).max().unwrap_or(0),
-                    "config": s.config.0,
-                    "shards": s.shards.iter().map(|x| json!({"shard": x.shard.0, "state": format!("{:?}", x.state)})).collect::<Vec<_>>(),
-                }),
+                Ok(s) => node_json(addr, s),
                 Err(e) => json!({"address": addr, "error": e}),
             })
             .collect();

@@ -109,13 +109,28 @@ impl Dev {
 
     /// Start a dev cluster from port `base_port`.
     pub fn start_on(dir: &Path, base_port: u16, extra: &[&str]) -> Self {
+        let base = base_port.to_string();
+        let mut args = vec!["dev", "--base-port", &base];
+        args.extend_from_slice(extra);
+        let mut dev = Self::spawn(dir, &args);
+        dev.ctrl_peers = dev
+            .banner
+            .iter()
+            .find_map(|l| l.strip_prefix("ctrl-peers: "))
+            .unwrap_or_else(|| panic!("no ctrl-peers line in {:?}", dev.banner))
+            .to_string();
+        dev.base_port = base_port;
+        dev
+    }
+
+    /// Start `raftkv-server` with `args` (a role and its flags) on the
+    /// backend under test, with its data in `dir`; returns once it printed `ready`.
+    pub fn spawn(dir: &Path, args: &[&str]) -> Self {
         let (transport, storage) = backend();
         let mut child = Command::new(env!("CARGO_BIN_EXE_raftkv-server"))
-            .arg("dev")
-            .args(["--base-port", &base_port.to_string()])
+            .args(args)
             .args(["--data-dir", &dir.display().to_string()])
             .args(["--transport", &transport, "--storage", &storage, "--log", "warn"])
-            .args(extra)
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -123,12 +138,23 @@ impl Dev {
             .spawn()
             .expect("raftkv-server starts");
         let banner = read_until_ready(&mut child, Duration::from_secs(60));
-        let ctrl_peers = banner
+        Self { child, banner, ctrl_peers: String::new(), base_port: 0 }
+    }
+
+    /// The admin endpoint's address, from the `admin:` banner line.
+    pub fn admin(&self) -> String {
+        self.banner
             .iter()
-            .find_map(|l| l.strip_prefix("ctrl-peers: "))
-            .unwrap_or_else(|| panic!("no ctrl-peers line in {banner:?}"))
-            .to_string();
-        Self { child, banner, ctrl_peers, base_port }
+            .find_map(|l| l.strip_prefix("admin: http://"))
+            .and_then(|l| l.split(' ').next())
+            .unwrap_or_else(|| panic!("no admin line in {:?}", self.banner))
+            .to_string()
+    }
+
+    /// Kill the process at once (SIGKILL).
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// The address of the `i`-th server (controllers first, then each group's replicas).
@@ -182,4 +208,31 @@ pub fn cli_named(program: impl AsRef<std::ffi::OsStr>, args: &[&str], stdin: &st
 /// Stdout of `out` as text.
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `method path` against the HTTP server at `addr`: (status code, body).
+pub fn http(addr: &str, method: &str, path: &str) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout set");
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        .expect("request written");
+    let mut raw = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut raw).expect("response read");
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no header end in {raw:?}"));
+    let code =
+        head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("bad status line in {head:?}"));
+    (code, body.to_string())
+}
+
+/// Poll `GET path` on `addr` until it answers `code`; panics after `limit`.
+pub fn wait_for_status(addr: &str, path: &str, code: u16, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let (got, body) = http(addr, "GET", path);
+        if got == code {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "{path} on {addr} answered {got}, not {code}, for {limit:?}: {body}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

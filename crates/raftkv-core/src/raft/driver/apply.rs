@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::{Command, DriverConfig, RaftError, Reply};
+use crate::metrics::RaftMetrics;
 use crate::raft::{Entry, EntryPayload, SnapshotMeta};
 use crate::state_machine::{Committed, StateMachine, StateMachineError};
 use crate::storage::SnapshotStore;
@@ -40,6 +41,7 @@ pub(crate) struct ApplyLoop<SM: StateMachine> {
     bytes_since_snapshot: u64,
     waiters: BTreeMap<LogIndex, (Term, Reply<SM::Response>)>,
     reads: BTreeMap<LogIndex, Vec<Reply<LogIndex>>>,
+    metrics: Arc<RaftMetrics>,
 }
 
 impl<SM: StateMachine> ApplyLoop<SM> {
@@ -64,7 +66,14 @@ impl<SM: StateMachine> ApplyLoop<SM> {
             bytes_since_snapshot: 0,
             waiters: BTreeMap::new(),
             reads: BTreeMap::new(),
+            metrics: Arc::default(),
         }
+    }
+
+    /// Count snapshots in `metrics`.
+    pub(crate) fn with_metrics(mut self, metrics: Arc<RaftMetrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     pub(crate) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<ApplyMsg<SM::Response>>) {
@@ -152,6 +161,7 @@ impl<SM: StateMachine> ApplyLoop<SM> {
         };
         let span = tracing::info_span!("restore_snapshot", group = %self.group, node = %self.node, index = %latest.last_index, term = %latest.last_term);
         self.sm.restore(reader.as_mut()).instrument(span).await?;
+        self.metrics.snapshots_installed.inc();
         self.applied = latest;
         self.last_snapshot = latest.last_index;
         self.bytes_since_snapshot = 0;
@@ -186,6 +196,7 @@ impl<SM: StateMachine> ApplyLoop<SM> {
             return Err(e);
         }
         writer.finish().await?;
+        self.metrics.snapshots_taken.inc();
         self.last_snapshot = meta.last_index;
         self.bytes_since_snapshot = 0;
         let _ = self.tx.send(Command::Compacted { meta });

@@ -15,12 +15,21 @@ use tracing::Instrument;
 use super::apply::{ApplyLoop, ApplyMsg};
 use super::snapshot_transfer::{send_snapshot, IncomingSnapshot};
 use super::{Command, DriverConfig, RaftError, Reply, StepReport};
+use crate::metrics::RaftMetrics;
 use crate::raft::core::{ChunkVerdict, RaftCore, Ready};
 use crate::raft::{RaftRequest, RaftResponse};
 use crate::state_machine::StateMachine;
 use crate::storage::{LogStore, SnapshotStore};
 use crate::transport::Transport;
 use crate::types::{LogIndex, NodeId, Term};
+
+/// The member's two stores.
+pub(crate) struct Stores {
+    pub(crate) log: Arc<dyn LogStore>,
+    pub(crate) snapshots: Arc<dyn SnapshotStore>,
+}
+
+type Channel<R> = (mpsc::UnboundedSender<Command<R>>, mpsc::UnboundedReceiver<Command<R>>);
 
 pub(crate) struct EventLoop<SM: StateMachine> {
     core: RaftCore,
@@ -46,27 +55,31 @@ pub(crate) struct EventLoop<SM: StateMachine> {
     sending_snapshot: Vec<NodeId>,
     applied: LogIndex,
     stopped: Option<oneshot::Sender<()>>,
+    metrics: Arc<RaftMetrics>,
+    /// The leader (and its term) last counted in `metrics.leader_changes`.
+    counted_leader: Option<(Term, NodeId)>,
+    /// The last term counted in `metrics.elections`.
+    counted_election: Term,
 }
 
 impl<SM: StateMachine> EventLoop<SM> {
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         core: RaftCore,
         cfg: DriverConfig,
-        log_store: Arc<dyn LogStore>,
-        snapshot_store: Arc<dyn SnapshotStore>,
+        stores: Stores,
         transport: Arc<dyn Transport>,
-        tx: mpsc::UnboundedSender<Command<SM::Response>>,
-        rx: mpsc::UnboundedReceiver<Command<SM::Response>>,
+        (tx, rx): Channel<SM::Response>,
         apply: ApplyLoop<SM>,
+        metrics: Arc<RaftMetrics>,
     ) -> Self {
         let (apply_tx, apply_rx) = mpsc::unbounded_channel();
         let applied = core.log().applied;
+        let counted_election = core.term();
         Self {
             core,
             cfg,
-            log_store,
-            snapshot_store,
+            log_store: stores.log,
+            snapshot_store: stores.snapshots,
             transport,
             tx,
             rx,
@@ -83,6 +96,9 @@ impl<SM: StateMachine> EventLoop<SM> {
             sending_snapshot: Vec::new(),
             applied,
             stopped: None,
+            metrics,
+            counted_leader: None,
+            counted_election,
         }
     }
 
@@ -256,7 +272,11 @@ impl<SM: StateMachine> EventLoop<SM> {
         } else {
             // Only an observer needs the entries after the store took them.
             let entries = if self.cfg.observer.is_some() { write.entries.clone() } else { Vec::new() };
+            let count = write.entries.len() as u64;
+            let started = tokio::time::Instant::now();
             self.log_store.write(write).await?;
+            self.metrics.log_write_latency.observe(started.elapsed());
+            self.metrics.entries_persisted.add(count);
             entries
         };
         if let Some(index) = persist_upto {
@@ -271,6 +291,7 @@ impl<SM: StateMachine> EventLoop<SM> {
         if let Some(meta) = ready.restore_snapshot {
             let _ = self.apply_tx.send(ApplyMsg::Restore(meta));
         }
+        self.count_leadership();
         if let Some(observer) = &self.cfg.observer {
             let log = self.core.log();
             observer.on_step(&StepReport {
@@ -302,6 +323,22 @@ impl<SM: StateMachine> EventLoop<SM> {
             }
         }
         Ok(())
+    }
+
+    /// Count a leader taking office, or this member starting an election,
+    /// once each.
+    fn count_leadership(&mut self) {
+        let term = self.core.term();
+        if let Some(leader) = self.core.leader() {
+            if self.counted_leader != Some((term, leader)) {
+                self.counted_leader = Some((term, leader));
+                self.metrics.leader_changes.inc();
+            }
+        }
+        if self.core.role() == crate::raft::core::Role::Candidate && term > self.counted_election {
+            self.counted_election = term;
+            self.metrics.elections.inc();
+        }
     }
 
     fn spawn_rpc(&mut self, from: NodeId, to: NodeId, request: RaftRequest) {

@@ -23,6 +23,7 @@ pub use observer::{RaftObserver, StepReport};
 
 use super::core::{RaftConfig, RaftCore, RecoveredState, Status};
 use super::{RaftRequest, RaftResponse};
+use crate::metrics::RaftMetrics;
 use crate::state_machine::StateMachine;
 use crate::storage::{LogStore, SnapshotStore};
 use crate::transport::Transport;
@@ -157,11 +158,14 @@ impl Raft {
         let recovered = RecoveredState { hard_state: log_state.hard_state, snapshot, entries };
         let core = RaftCore::new(cfg, recovered)?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let apply = apply::ApplyLoop::new(who, state_machine, snapshot_store.clone(), tx.clone(), &driver, snapshot);
+        let metrics = Arc::new(RaftMetrics::default());
+        let apply = apply::ApplyLoop::new(who, state_machine, snapshot_store.clone(), tx.clone(), &driver, snapshot)
+            .with_metrics(metrics.clone());
+        let stores = event_loop::Stores { log: log_store, snapshots: snapshot_store };
         let event_loop =
-            event_loop::EventLoop::new(core, driver, log_store, snapshot_store, transport, tx.clone(), rx, apply);
+            event_loop::EventLoop::new(core, driver, stores, transport, (tx.clone(), rx), apply, metrics.clone());
         let task = tokio::spawn(event_loop.run());
-        Ok(RaftHandle { tx, task: Arc::new(task.abort_handle()) })
+        Ok(RaftHandle { tx, task: Arc::new(task.abort_handle()), metrics })
     }
 }
 
@@ -201,11 +205,12 @@ async fn recover_log(
 pub struct RaftHandle<R> {
     tx: mpsc::UnboundedSender<Command<R>>,
     task: Arc<tokio::task::AbortHandle>,
+    metrics: Arc<RaftMetrics>,
 }
 
 impl<R> Clone for RaftHandle<R> {
     fn clone(&self) -> Self {
-        Self { tx: self.tx.clone(), task: self.task.clone() }
+        Self { tx: self.tx.clone(), task: self.task.clone(), metrics: self.metrics.clone() }
     }
 }
 
@@ -218,7 +223,14 @@ impl<R: Send + 'static> RaftHandle<R> {
 
     /// Replicate `command` and wait for the state machine's response to it.
     pub async fn propose(&self, command: Bytes) -> Result<R, RaftError> {
-        self.ask(|reply| Command::Propose { command, reply }).await
+        let started = tokio::time::Instant::now();
+        self.metrics.proposals.inc();
+        let answer = self.ask(|reply| Command::Propose { command, reply }).await;
+        match &answer {
+            Ok(_) => self.metrics.proposal_latency.observe(started.elapsed()),
+            Err(_) => self.metrics.proposal_failures.inc(),
+        }
+        answer
     }
 
     /// Append `command` to the leader's log and return its index and term at
@@ -231,6 +243,7 @@ impl<R: Send + 'static> RaftHandle<R> {
     /// member has confirmed it is leader and applied everything committed
     /// before the call. Returns the read index.
     pub async fn read_index(&self) -> Result<LogIndex, RaftError> {
+        self.metrics.reads.inc();
         self.ask(|reply| Command::Read { reply }).await
     }
 
@@ -250,6 +263,12 @@ impl<R: Send + 'static> RaftHandle<R> {
     /// wait for the answer (see [`RaftRpcHandler::submit`]).
     pub async fn handle_rpc(&self, from: NodeId, request: RaftRequest) -> Result<RaftResponse, RaftError> {
         RaftRpcHandler::submit(self, from, request).await
+    }
+
+    /// The member's counters and latency histograms.
+    #[must_use]
+    pub fn metrics(&self) -> &RaftMetrics {
+        &self.metrics
     }
 
     /// Stop the member: pending calls fail with [`RaftError::Stopped`].

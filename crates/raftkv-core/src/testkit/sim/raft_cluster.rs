@@ -194,6 +194,11 @@ impl RaftCluster {
         h.status().await.ok()
     }
 
+    /// Counters and histograms of member `i` if it runs.
+    pub fn metrics(&self, i: usize) -> Option<&crate::metrics::RaftMetrics> {
+        self.handles[i].as_ref().map(RaftHandle::metrics)
+    }
+
     /// The lab's `Start`: append `command` on member `i` if it leads.
     pub async fn start(&self, i: usize, command: Bytes) -> Option<(LogIndex, Term)> {
         let h = self.handles[i].as_ref()?;
