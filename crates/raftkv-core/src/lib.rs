@@ -53,6 +53,7 @@ pub mod rng;
 pub mod shardkv;
 pub mod state_machine;
 pub mod storage;
+pub mod trace;
 pub mod transport;
 pub mod types;
 

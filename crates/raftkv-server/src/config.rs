@@ -150,6 +150,10 @@ pub struct Config {
     pub admin_listen: String,
     /// OTLP (gRPC) endpoint to export traces to; empty: no export.
     pub otlp_endpoint: String,
+    /// Which spans are exported (env-filter syntax): `info` covers elections,
+    /// snapshots, configuration changes and migrations; `debug` adds every
+    /// replication, commit, apply and RPC span.
+    pub trace_filter: String,
     /// Log filter (`tracing` env-filter syntax).
     pub log: String,
     /// On SIGTERM/SIGINT, how long requests in flight may take to finish.
@@ -177,6 +181,7 @@ impl Default for Config {
             me: 0,
             admin_listen: String::new(),
             otlp_endpoint: String::new(),
+            trace_filter: "info".into(),
             log: "info".into(),
             shutdown_grace_ms: 5000,
             raft: RaftSettings::default(),
@@ -334,6 +339,23 @@ impl Config {
         }
         if !self.admin_listen.is_empty() {
             address("admin_listen", &self.admin_listen)?;
+        }
+        let url = |e: &str| e.starts_with("http://") || e.starts_with("https://");
+        if !self.otlp_endpoint.is_empty() && !url(&self.otlp_endpoint) {
+            return invalid(
+                "otlp_endpoint",
+                format!("{:?}", self.otlp_endpoint),
+                "a URL such as http://127.0.0.1:4317",
+            );
+        }
+        for (key, filter) in [("log", &self.log), ("trace_filter", &self.trace_filter)] {
+            if tracing_subscriber::EnvFilter::try_new(filter).is_err() {
+                return invalid(
+                    key,
+                    format!("{filter:?}"),
+                    "a tracing filter such as `info` or `warn,raftkv_core=debug`",
+                );
+            }
         }
         Ok(())
     }

@@ -12,3 +12,4 @@ pub mod config;
 pub mod dev;
 pub mod node;
 pub mod setup;
+pub mod telemetry;

@@ -33,11 +33,3 @@ pub fn net_config(cfg: &Config) -> Result<NetConfig> {
         ..NetConfig::default()
     })
 }
-
-/// Install the `tracing` subscriber writing to stderr with `filter`.
-pub fn init_logging(filter: &str) -> Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .with_context(|| format!("configuration key `log` = {filter:?}"))?;
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init().ok();
-    Ok(())
-}

@@ -64,6 +64,13 @@ fn bad_values_name_the_key_the_value_and_the_expectation() {
     assert_eq!(m, "configuration key `peers` = \"nowhere\": expected a host:port address");
     let m = message(load_toml("role = \"ctrler\"\nlisten = \"127.0.0.1:1\"\npeers = [\"127.0.0.1:1\"]\nme = 3\n"));
     assert_eq!(m, "configuration key `me` = 3: expected this node's position in peers, 1..=1");
+    let m = message(load_toml("otlp_endpoint = \"collector:4317\"\n"));
+    assert_eq!(
+        m,
+        "configuration key `otlp_endpoint` = \"collector:4317\": expected a URL such as http://127.0.0.1:4317"
+    );
+    let m = message(load_toml("trace_filter = \"info,[\"\n"));
+    assert!(m.starts_with("configuration key `trace_filter` = \"info,[\": expected a tracing filter"), "{m}");
     let m = message(load_toml("shards = [\n"));
     assert!(m.contains("raftkv.toml"), "a syntax error names the file: {m}");
     let m = message(Config::load(Some(std::path::Path::new("/no/such/raftkv.toml")), serde_json::json!({})));

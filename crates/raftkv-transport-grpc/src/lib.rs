@@ -18,6 +18,10 @@
 //!   snapshot of any size costs a few MiB.
 //! - **Deadlines** on every call; **size limits** checked before sending and
 //!   when receiving; **TLS and mTLS** with rustls.
+//! - **Trace context**: each Raft message carries the sender's `traceparent`
+//!   ([`raftkv_core::trace`]) in its route, each service call in
+//!   `traceparent` metadata; the server handles it inside a `raft_rpc` or
+//!   `service_rpc` span parented on it.
 //!
 //! ```
 //! use std::collections::BTreeMap;

@@ -1,5 +1,5 @@
-//! The transport conformance suite, the TLS cases and a 3-member Raft group,
-//! all over the gRPC transport on loopback.
+//! The transport conformance suite, the TLS cases, the trace-context cases
+//! and a 3-member Raft group, all over the gRPC transport on loopback.
 
 mod common;
 
@@ -8,3 +8,4 @@ use common::GrpcFixture;
 raftkv_core::transport_conformance_tests!(GrpcFixture);
 raftkv_core::tls_conformance_tests!(GrpcFixture, raftkv_wire::pki::generate().expect("test certificates"));
 raftkv_core::transport_cluster_tests!(GrpcFixture);
+raftkv_core::trace_conformance_tests!(GrpcFixture, tracing_subscriber::registry());

@@ -13,6 +13,10 @@
 //! - **Deadlines** on every call; **size limits** before sending and when
 //!   receiving (`413` naming the limit).
 //! - **TLS and mTLS** with rustls.
+//! - **Trace context**: each Raft message carries the sender's `traceparent`
+//!   ([`raftkv_core::trace`]) in its route, each service call in a
+//!   `traceparent` header; the server handles it inside a `raft_rpc` or
+//!   `service_rpc` span parented on it.
 //! - Errors are plain-text replies with an `x-raftkv-error` header naming
 //!   the kind: `400` malformed, `404` unknown route or member, `405` not a
 //!   `POST`, `408` body too slow, `413` too large, `503` member stopped.

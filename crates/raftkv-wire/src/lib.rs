@@ -39,7 +39,8 @@
 //! Features: `grpc` adds the tonic client and server stubs of the services
 //! (`pb::raft_client`, `pb::kv_server`, …); `net` the connection, TLS and
 //! serving plumbing both transports share (`net`); `testkit` adds `pki`,
-//! test certificates made at run time.
+//! test certificates made at run time. [`trace`] carries W3C trace context
+//! across every RPC.
 
 mod convert;
 mod error;
@@ -48,6 +49,7 @@ pub mod frame;
 pub mod net;
 #[cfg(feature = "testkit")]
 pub mod pki;
+pub mod trace;
 
 /// The generated protobuf messages (and, with `grpc`, service stubs) of package `raftkv.v1`.
 #[allow(missing_docs, clippy::all, clippy::pedantic, clippy::nursery)]

@@ -279,7 +279,7 @@ fn decode_errors_name_the_message_and_field() {
     let err = RaftRequestPb::decode("nope", Bytes::new()).unwrap_err().to_string();
     assert!(err.contains("unknown rpc"), "{err}");
     let huge = pb::HeartbeatRequest {
-        route: Some(pb::Route { group: 1, from: 1, to: 2 }),
+        route: Some(pb::Route { group: 1, from: 1, to: 2, ..Default::default() }),
         term: u64::MAX,
         leader: 1,
         commit: 0,

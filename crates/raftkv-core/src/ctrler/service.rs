@@ -2,6 +2,7 @@
 //! through the Raft log, Query after a ReadIndex barrier (no log write).
 
 use std::time::Duration;
+use tracing::Instrument;
 
 use async_trait::async_trait;
 
@@ -59,8 +60,7 @@ impl CtrlService {
             return ServiceResponse::Ctrl(Err(ApiError::Invalid { reason: "nothing to do".into() }));
         };
         let span = tracing::info_span!("ctrler_op", group = %self.group, op = request.op.name(), client = %request.id.client, seq = request.id.seq);
-        let _enter = span.enter();
-        match tokio::time::timeout(self.commit_timeout, self.raft.propose(command)).await {
+        match tokio::time::timeout(self.commit_timeout, self.raft.propose(command)).instrument(span).await {
             Ok(Ok(Ok(()))) => ServiceResponse::Ctrl(Ok(None)),
             Ok(Ok(Err(reason))) => ServiceResponse::Ctrl(Err(ApiError::Invalid { reason })),
             Ok(Err(e)) => refuse(&e),

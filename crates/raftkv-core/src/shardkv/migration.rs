@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use super::command::{Command, ShardSource};
 use super::service::ShardKvService;
@@ -104,8 +105,7 @@ impl Migrator {
         let sources = self.sources_of_unowned(&config).await;
         let Some(sources) = sources else { return };
         let span = tracing::info_span!("config_change", group = %self.service.group, config = %next);
-        let _enter = span.enter();
-        let _ = self.service.propose(&Command::Config { config, sources }).await;
+        let _ = self.service.propose(&Command::Config { config, sources }).instrument(span).await;
     }
 
     /// For the shards `next` gives this group that had no owner before it,
@@ -145,27 +145,30 @@ impl Migrator {
     async fn pull(&self, group: GroupId, num: ConfigNum, ex: Exchange) {
         let span =
             tracing::info_span!("shard_pull", group = %group, from = %ex.group, config = %num, shards = ?ex.shards);
-        let _enter = span.enter();
         let request = ServiceRequest::PullShards(PullShardsRequest { config: ex.frozen_at, shards: ex.shards.clone() });
-        let answer =
-            tokio::time::timeout(self.call_timeout, call_group(self.net.as_ref(), &ex.servers, &request)).await;
+        let answer = tokio::time::timeout(self.call_timeout, call_group(self.net.as_ref(), &ex.servers, &request))
+            .instrument(span.clone())
+            .await;
         if let Ok(Some(ServiceResponse::PullShards(Ok(shards)))) = answer {
-            let span = tracing::info_span!("shard_install", group = %group, config = %num, shards = ?ex.shards);
-            let _enter = span.enter();
-            let _ = self.service.propose(&Command::Install { config: num, shards }).await;
+            let install =
+                tracing::info_span!(parent: &span, "shard_install", group = %group, config = %num, shards = ?ex.shards);
+            let _ = self.service.propose(&Command::Install { config: num, shards }).instrument(install).await;
         }
     }
 
     async fn collect(&self, group: GroupId, num: ConfigNum, ex: Exchange) {
         let span =
             tracing::info_span!("shard_gc", group = %group, holder = %ex.group, config = %num, shards = ?ex.shards);
-        let _enter = span.enter();
-        let request =
-            ServiceRequest::DeleteShards(DeleteShardsRequest { config: ex.frozen_at, shards: ex.shards.clone() });
-        let answer =
-            tokio::time::timeout(self.call_timeout, call_group(self.net.as_ref(), &ex.servers, &request)).await;
-        if let Ok(Some(ServiceResponse::DeleteShards(Ok(())))) = answer {
-            let _ = self.service.propose(&Command::Collected { config: num, shards: ex.shards }).await;
+        async {
+            let request =
+                ServiceRequest::DeleteShards(DeleteShardsRequest { config: ex.frozen_at, shards: ex.shards.clone() });
+            let answer =
+                tokio::time::timeout(self.call_timeout, call_group(self.net.as_ref(), &ex.servers, &request)).await;
+            if let Ok(Some(ServiceResponse::DeleteShards(Ok(())))) = answer {
+                let _ = self.service.propose(&Command::Collected { config: num, shards: ex.shards }).await;
+            }
         }
+        .instrument(span)
+        .await;
     }
 }

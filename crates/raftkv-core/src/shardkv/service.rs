@@ -3,6 +3,7 @@
 //! owner's half of shard migration (hand over frozen shards, delete them).
 
 use std::time::Duration;
+use tracing::Instrument;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -103,15 +104,13 @@ impl ShardKvService {
 
     async fn pull(&self, request: PullShardsRequest) -> Result<Vec<crate::api::ShardData>, ApiError> {
         let span = tracing::info_span!("shard_pull_serve", group = %self.group, config = %request.config, shards = ?request.shards);
-        let _enter = span.enter();
-        self.raft.read_index().await.map_err(|e| self.refusal(&e))?;
+        self.raft.read_index().instrument(span).await.map_err(|e| self.refusal(&e))?;
         self.state.read().frozen(request.config, &request.shards)
     }
 
     async fn delete(&self, request: DeleteShardsRequest) -> Result<(), ApiError> {
         let span = tracing::info_span!("shard_gc_serve", group = %self.group, config = %request.config, shards = ?request.shards);
-        let _enter = span.enter();
-        self.raft.read_index().await.map_err(|e| self.refusal(&e))?;
+        self.raft.read_index().instrument(span.clone()).await.map_err(|e| self.refusal(&e))?;
         {
             let state = self.state.read();
             if state.config().num < request.config {
@@ -122,7 +121,10 @@ impl ShardKvService {
                 return Ok(());
             }
         }
-        self.propose(&Command::Delete { frozen_at: request.config, shards: request.shards }).await.map(|_| ())
+        self.propose(&Command::Delete { frozen_at: request.config, shards: request.shards })
+            .instrument(span)
+            .await
+            .map(|_| ())
     }
 }
 

@@ -12,7 +12,8 @@ use raftkv_server::backend::{Net, Storage};
 use raftkv_server::config::{Config, Role};
 use raftkv_server::dev::DevCluster;
 use raftkv_server::node::{resolve, Kind, Node, NodeProbe, NodeSpec};
-use raftkv_server::setup::{init_logging, net_config};
+use raftkv_server::setup::net_config;
+use raftkv_server::telemetry::Telemetry;
 use serde::Serialize;
 
 /// Command-line flags; each overrides the same key of the file and environment.
@@ -219,10 +220,6 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    if let Err(e) = init_logging(&config.log) {
-        eprintln!("raftkv-server: {e:#}");
-        return std::process::ExitCode::from(2);
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -230,7 +227,17 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    let telemetry =
+        match runtime.block_on(async { Telemetry::init(&config.log, &config.otlp_endpoint, &config.trace_filter) }) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("raftkv-server: {e:#}");
+                return std::process::ExitCode::from(2);
+            }
+        };
+    let outcome = runtime.block_on(run(config));
+    runtime.block_on(async { telemetry.shutdown() });
+    match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("raftkv-server: {e:#}");

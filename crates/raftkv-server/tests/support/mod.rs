@@ -9,13 +9,13 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// The transport and storage under test: `RAFTKV_TEST_TRANSPORT` /
-/// `RAFTKV_TEST_STORAGE` if set, else the first compiled in (grpc before
+/// The transport and storage under test: `TEST_RAFTKV_TRANSPORT` /
+/// `TEST_RAFTKV_STORAGE` if set, else the first compiled in (grpc before
 /// http; redb, sqlite, mem). `cargo xtask test-matrix` builds one of each.
 pub fn backend() -> (String, String) {
-    let transport = std::env::var("RAFTKV_TEST_TRANSPORT")
+    let transport = std::env::var("TEST_RAFTKV_TRANSPORT")
         .unwrap_or_else(|_| if cfg!(feature = "grpc") { "grpc" } else { "http" }.to_string());
-    let storage = std::env::var("RAFTKV_TEST_STORAGE").unwrap_or_else(|_| {
+    let storage = std::env::var("TEST_RAFTKV_STORAGE").unwrap_or_else(|_| {
         if cfg!(feature = "redb") {
             "redb"
         } else if cfg!(feature = "sqlite") {

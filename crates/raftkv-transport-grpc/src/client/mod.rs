@@ -19,6 +19,7 @@ use raftkv_core::transport::{
 };
 use raftkv_core::{GroupId, NodeId};
 use raftkv_wire::net::{jitter_seed, Dialer};
+use raftkv_wire::trace::outgoing_traceparent;
 use raftkv_wire::RaftRequestPb;
 use tokio::sync::{mpsc, oneshot};
 
@@ -100,8 +101,9 @@ impl GrpcClient {
 #[async_trait]
 impl ServiceClient for GrpcClient {
     async fn call_service(&self, addr: &str, request: ServiceRequest) -> Result<ServiceResponse, TransportError> {
+        let traceparent = outgoing_traceparent();
         let link = self.link(addr);
-        service::call(&link.conn, request).await
+        service::call(&link.conn, request, traceparent).await
     }
 }
 
@@ -141,13 +143,15 @@ impl Transport for GrpcRaftTransport {
             Err(e) => return ready(Err(e)),
         };
         let route = RaftRoute { group: self.group, from, to };
+        // The caller's span is current only now, before the future is polled.
+        let traceparent = outgoing_traceparent();
         if let RaftRequest::InstallSnapshot(chunk) = request {
             return Box::pin(async move {
-                snapshot::send_one(&link.conn, peer, route, chunk).await.map(RaftResponse::InstallSnapshot)
+                snapshot::send_one(&link.conn, peer, route, chunk, traceparent).await.map(RaftResponse::InstallSnapshot)
             });
         }
         let name = request.name();
-        let message = RaftRequestPb::from_core(route, request);
+        let message = RaftRequestPb::from_core(route, request).with_traceparent(traceparent);
         let size = message.encoded_len() + PIPELINE_OVERHEAD;
         let limit = self.cfg.max_message_bytes;
         if size > limit {
@@ -175,7 +179,8 @@ impl Transport for GrpcRaftTransport {
         to: NodeId,
         snapshot: &mut OutgoingSnapshot,
     ) -> Result<InstallSnapshotResponse, SnapshotSendError> {
+        let traceparent = outgoing_traceparent();
         let (peer, link) = self.link(to)?.clone();
-        snapshot::send(&link.conn, peer, RaftRoute { group: self.group, from, to }, snapshot).await
+        snapshot::send(&link.conn, peer, RaftRoute { group: self.group, from, to }, snapshot, traceparent).await
     }
 }

@@ -1,52 +1,70 @@
 //! Service calls (KV, controller, migration, admin) to a server address.
 
 use raftkv_core::api::{ServiceRequest, ServiceResponse};
+use raftkv_core::trace::TRACEPARENT;
 use raftkv_core::transport::{Peer, TransportError};
 use raftkv_wire::pb::{admin_client, ctrler_client, kv_client, migration_client};
 use raftkv_wire::{ServiceRequestPb, ServiceResponsePb};
+use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 use tonic::{Request, Status};
 
 use super::connection::Connection;
 use crate::status;
 
-macro_rules! call {
-    ($client:path, $method:ident, $channel:expr, $limit:expr, $message:expr, $deadline:expr, $out:ident) => {{
-        let mut client = <$client>::new($channel).max_decoding_message_size($limit).max_encoding_message_size($limit);
-        let mut request = Request::new($message);
-        request.set_timeout($deadline);
-        client.$method(request).await.map(|r| ServiceResponsePb::$out(r.into_inner()))
-    }};
-}
-
-async fn dispatch(
-    channel: Channel,
-    wire: ServiceRequestPb,
+/// How every service request goes out: its deadline and trace context.
+struct Outgoing<'a> {
     limit: usize,
     deadline: std::time::Duration,
-) -> Result<ServiceResponsePb, Status> {
-    use ServiceRequestPb as W;
-    match wire {
-        W::Get(m) => call!(kv_client::KvClient<Channel>, get, channel, limit, m, deadline, Kv),
-        W::Put(m) => call!(kv_client::KvClient<Channel>, put, channel, limit, m, deadline, Kv),
-        W::Append(m) => call!(kv_client::KvClient<Channel>, append, channel, limit, m, deadline, Kv),
-        W::Delete(m) => call!(kv_client::KvClient<Channel>, delete, channel, limit, m, deadline, Kv),
-        W::Join(m) => call!(ctrler_client::CtrlerClient<Channel>, join, channel, limit, m, deadline, Ctrl),
-        W::Leave(m) => call!(ctrler_client::CtrlerClient<Channel>, leave, channel, limit, m, deadline, Ctrl),
-        W::Move(m) => call!(ctrler_client::CtrlerClient<Channel>, r#move, channel, limit, m, deadline, Ctrl),
-        W::Query(m) => call!(ctrler_client::CtrlerClient<Channel>, query, channel, limit, m, deadline, Ctrl),
-        W::PullShards(m) => {
-            call!(migration_client::MigrationClient<Channel>, pull_shards, channel, limit, m, deadline, PullShards)
+    traceparent: Option<&'a str>,
+}
+
+impl Outgoing<'_> {
+    fn request<T>(&self, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        request.set_timeout(self.deadline);
+        // A trace context that is no valid metadata value is not sent (the call goes on without it).
+        if let Some(value) = self.traceparent.and_then(|tp| MetadataValue::try_from(tp).ok()) {
+            request.metadata_mut().insert(TRACEPARENT, value);
         }
-        W::DeleteShards(m) => {
-            call!(migration_client::MigrationClient<Channel>, delete_shards, channel, limit, m, deadline, DeleteShards)
-        }
-        W::Status(m) => call!(admin_client::AdminClient<Channel>, status, channel, limit, m, deadline, Status),
+        request
     }
 }
 
-/// Send `request` to the server behind `conn` and wait for its response.
-pub(crate) async fn call(conn: &Connection, request: ServiceRequest) -> Result<ServiceResponse, TransportError> {
+macro_rules! call {
+    ($client:path, $method:ident, $channel:expr, $outgoing:expr, $message:expr, $out:ident) => {{
+        let limit = $outgoing.limit;
+        let mut client = <$client>::new($channel).max_decoding_message_size(limit).max_encoding_message_size(limit);
+        client.$method($outgoing.request($message)).await.map(|r| ServiceResponsePb::$out(r.into_inner()))
+    }};
+}
+
+async fn dispatch(channel: Channel, wire: ServiceRequestPb, out: &Outgoing<'_>) -> Result<ServiceResponsePb, Status> {
+    use ServiceRequestPb as W;
+    match wire {
+        W::Get(m) => call!(kv_client::KvClient<Channel>, get, channel, out, m, Kv),
+        W::Put(m) => call!(kv_client::KvClient<Channel>, put, channel, out, m, Kv),
+        W::Append(m) => call!(kv_client::KvClient<Channel>, append, channel, out, m, Kv),
+        W::Delete(m) => call!(kv_client::KvClient<Channel>, delete, channel, out, m, Kv),
+        W::Join(m) => call!(ctrler_client::CtrlerClient<Channel>, join, channel, out, m, Ctrl),
+        W::Leave(m) => call!(ctrler_client::CtrlerClient<Channel>, leave, channel, out, m, Ctrl),
+        W::Move(m) => call!(ctrler_client::CtrlerClient<Channel>, r#move, channel, out, m, Ctrl),
+        W::Query(m) => call!(ctrler_client::CtrlerClient<Channel>, query, channel, out, m, Ctrl),
+        W::PullShards(m) => call!(migration_client::MigrationClient<Channel>, pull_shards, channel, out, m, PullShards),
+        W::DeleteShards(m) => {
+            call!(migration_client::MigrationClient<Channel>, delete_shards, channel, out, m, DeleteShards)
+        }
+        W::Status(m) => call!(admin_client::AdminClient<Channel>, status, channel, out, m, Status),
+    }
+}
+
+/// Send `request` with trace context `traceparent` to the server behind
+/// `conn` and wait for its response.
+pub(crate) async fn call(
+    conn: &Connection,
+    request: ServiceRequest,
+    traceparent: Option<String>,
+) -> Result<ServiceResponse, TransportError> {
     let peer = Peer::addr(conn.addr());
     let (deadline, limit) = (conn.cfg().request_timeout, conn.cfg().max_message_bytes);
     let wire = ServiceRequestPb::from_core(request.clone());
@@ -56,7 +74,8 @@ pub(crate) async fn call(conn: &Connection, request: ServiceRequest) -> Result<S
     }
     let attempt = async {
         let (channel, generation) = conn.channel(&peer).await?;
-        match dispatch(channel, wire, limit, deadline).await {
+        let out = Outgoing { limit, deadline, traceparent: traceparent.as_deref() };
+        match dispatch(channel, wire, &out).await {
             Ok(answer) => Ok(answer),
             Err(s) => {
                 if status::connection_failed(&s) {

@@ -2,6 +2,8 @@
 //! call, fed chunk by chunk from the store through a small bounded queue, so
 //! the transport never holds more than a few chunks.
 
+use std::sync::{Mutex, PoisonError};
+
 use prost::Message;
 use raftkv_core::raft::{InstallSnapshotRequest, InstallSnapshotResponse};
 use raftkv_core::transport::{OutgoingSnapshot, Peer, RaftRoute, SnapshotSendError, TransportError};
@@ -17,12 +19,14 @@ use crate::status;
 /// Chunks queued between the store and the connection.
 const QUEUED_CHUNKS: usize = 2;
 
-/// Send `snapshot` to the member `route.to` over `conn`.
+/// Send `snapshot` to the member `route.to` over `conn`, its first chunk
+/// carrying trace context `traceparent`.
 pub(crate) async fn send(
     conn: &Connection,
     peer: Peer,
     route: RaftRoute,
     snapshot: &mut OutgoingSnapshot,
+    traceparent: Option<String>,
 ) -> Result<InstallSnapshotResponse, SnapshotSendError> {
     let cfg = conn.cfg();
     let (idle, limit) = (cfg.snapshot_idle_timeout, cfg.max_message_bytes);
@@ -30,8 +34,11 @@ pub(crate) async fn send(
     let mut client = RaftClient::new(channel).max_decoding_message_size(limit).max_encoding_message_size(limit);
     let (tx, rx) = mpsc::channel::<pb::InstallSnapshotChunk>(QUEUED_CHUNKS);
     let call = client.install_snapshot(ReceiverStream::new(rx));
+    // The first chunk carries the stream's trace context.
+    let traceparent = Mutex::new(traceparent);
     let encode = |chunk| {
-        let chunk = snapshot_chunk_to_pb(Some(route_pb(route)), chunk);
+        let first = traceparent.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let chunk = snapshot_chunk_to_pb(Some(route_pb(route).with_traceparent(first)), chunk);
         let size = chunk.encoded_len();
         (chunk, size)
     };
@@ -39,16 +46,18 @@ pub(crate) async fn send(
     answered(conn, generation, peer, idle, result)
 }
 
-/// Send one chunk as a stream of one (a plain `call` of InstallSnapshot).
+/// Send one chunk as a stream of one (a plain `call` of InstallSnapshot),
+/// carrying trace context `traceparent`.
 pub(crate) async fn send_one(
     conn: &Connection,
     peer: Peer,
     route: RaftRoute,
     chunk: InstallSnapshotRequest,
+    traceparent: Option<String>,
 ) -> Result<InstallSnapshotResponse, TransportError> {
     let cfg = conn.cfg();
     let (deadline, limit) = (cfg.request_timeout, cfg.max_message_bytes);
-    let chunk = snapshot_chunk_to_pb(Some(route_pb(route)), chunk);
+    let chunk = snapshot_chunk_to_pb(Some(route_pb(route).with_traceparent(traceparent)), chunk);
     let size = chunk.encoded_len();
     if size > limit {
         return Err(TransportError::TooLarge { what: "install_snapshot chunk", size, limit });

@@ -1,15 +1,19 @@
 //! The `raftkv.v1.Raft` service: unary RPCs, the ordered pipeline and
 //! streamed snapshots, delivered to members through [`Routes`].
 
+use std::future::Future;
+
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use raftkv_core::raft::RaftResponse;
 use raftkv_core::transport::{RouteError, Routes};
 use raftkv_wire::pb::{self, pipeline_error, pipeline_reply};
-use raftkv_wire::{snapshot_chunk_from_pb, snapshot_response_to_pb, RaftRequestPb, RaftResponsePb};
+use raftkv_wire::trace::{raft_rpc_span, receive_snapshot, snapshot_chunk_from_pb_traced};
+use raftkv_wire::{snapshot_response_to_pb, DecodeError, RaftRequestPb, RaftResponsePb};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 use crate::status;
 
@@ -26,10 +30,12 @@ pub(crate) struct RaftService {
 }
 
 impl RaftService {
-    async fn unary(&self, wire: RaftRequestPb) -> Result<RaftResponsePb, Status> {
+    async fn unary(&self, mut wire: RaftRequestPb) -> Result<RaftResponsePb, Status> {
+        let traceparent = wire.take_traceparent();
         let (route, request) = wire.into_core().map_err(|e| status::malformed(&e))?;
-        let answer = self.routes.submit(route, request).map_err(|e| status::route(&e))?;
-        let response = answer.await.map_err(|e| status::route(&e))?;
+        let span = raft_rpc_span(route, &request, traceparent.as_deref());
+        let answer = span.in_scope(|| self.routes.submit(route, request)).map_err(|e| status::route(&e))?;
+        let response = answer.instrument(span).await.map_err(|e| status::route(&e))?;
         Ok(RaftResponsePb::from_core(response))
     }
 }
@@ -56,6 +62,21 @@ enum PipelineFailure {
     Route(RouteError),
 }
 
+/// Submit one pipelined message to its member inside its receiving span (at
+/// once, so messages are handled in stream order); the answer, awaited
+/// inside that span.
+fn submit_traced(
+    routes: &Routes,
+    wire: Result<RaftRequestPb, DecodeError>,
+) -> Result<impl Future<Output = Result<RaftResponse, RouteError>>, PipelineFailure> {
+    let mut wire = wire.map_err(|e| PipelineFailure::Malformed(e.to_string()))?;
+    let traceparent = wire.take_traceparent();
+    let (route, request) = wire.into_core().map_err(|e| PipelineFailure::Malformed(e.to_string()))?;
+    let span = raft_rpc_span(route, &request, traceparent.as_deref());
+    let answer = span.in_scope(|| routes.submit(route, request)).map_err(PipelineFailure::Route)?;
+    Ok(answer.instrument(span))
+}
+
 /// Serve one pipeline stream: submit each message to its member in arrival
 /// order (so each member handles them in that order), await the answers
 /// concurrently, and send each back as soon as it is ready, tagged with its
@@ -73,11 +94,7 @@ async fn serve_pipeline(
             message = inbound.message(), if reading && pending.len() < PIPELINE_WINDOW => match message {
                 Ok(Some(m)) => {
                     let (seq, wire) = RaftRequestPb::from_pipeline(m);
-                    let submitted = wire
-                        .and_then(RaftRequestPb::into_core)
-                        .map_err(|e| PipelineFailure::Malformed(e.to_string()))
-                        .and_then(|(route, request)| routes.submit(route, request).map_err(PipelineFailure::Route));
-                    match submitted {
+                    match submit_traced(&routes, wire) {
                         Ok(answer) => pending.push(answer.map(move |r| (seq, r.map_err(PipelineFailure::Route))).boxed()),
                         Err(e) => pending.push(futures::future::ready((seq, Err(e))).boxed()),
                     }
@@ -134,7 +151,7 @@ raft_impl! {
             let mut inbound = state?;
             match tokio::time::timeout(idle, inbound.message()).await {
                 Ok(Ok(Some(chunk))) => {
-                    let chunk = snapshot_chunk_from_pb(chunk).map_err(|e| e.to_string());
+                    let chunk = snapshot_chunk_from_pb_traced(chunk).map_err(|e| e.to_string());
                     let next = chunk.is_ok().then_some(inbound);
                     Some((chunk, next))
                 }
@@ -144,7 +161,7 @@ raft_impl! {
             }
         });
         let chunks = Box::pin(chunks);
-        let answer = self.routes.receive_snapshot(chunks).await.map_err(|e| status::route(&e))?;
+        let answer = receive_snapshot(&self.routes, chunks).await.map_err(|e| status::route(&e))?;
         Ok(Response::new(snapshot_response_to_pb(&answer)))
     }
 

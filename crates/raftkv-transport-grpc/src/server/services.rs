@@ -1,10 +1,14 @@
 //! The service RPCs (`raftkv.v1.Kv`, `Ctrler`, `Migration`, `Admin`),
 //! delivered to the server's service handler through [`Routes`].
 
+use raftkv_core::trace::TRACEPARENT;
 use raftkv_core::transport::Routes;
 use raftkv_wire::pb;
+use raftkv_wire::trace::{accept_traceparent, service_rpc_span};
 use raftkv_wire::{ServiceRequestPb, ServiceResponsePb};
+use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use crate::status;
 
@@ -14,15 +18,25 @@ pub(crate) struct ApiService {
 }
 
 impl ApiService {
-    async fn serve(&self, wire: ServiceRequestPb) -> Result<ServiceResponsePb, Status> {
+    /// Answer `wire`, inside its receiving span (a child of the remote span
+    /// `traceparent` names, if any).
+    async fn serve(&self, wire: ServiceRequestPb, traceparent: Option<&str>) -> Result<ServiceResponsePb, Status> {
         let rpc = wire.rpc();
         let request = wire.into_core().map_err(|e| status::malformed(&e))?;
-        let response = self.routes.serve(request.clone()).await.map_err(|e| status::route(&e))?;
+        let span = service_rpc_span(&request, traceparent);
+        let response = self.routes.serve(request.clone()).instrument(span).await.map_err(|e| status::route(&e))?;
         if !request.is_answered_by(&response) {
             return Err(status::mismatch(rpc));
         }
         Ok(ServiceResponsePb::from_core(response))
     }
+}
+
+/// The trace context a call's metadata carries, if it is text (an ASCII
+/// value) within bounds; anything else is ignored.
+fn traceparent_in(metadata: &MetadataMap) -> Option<String> {
+    let value = metadata.get(TRACEPARENT)?.to_str().ok()?;
+    accept_traceparent(value).map(str::to_owned)
 }
 
 /// `impl $trait for ApiService`, one method per (name, request, response,
@@ -33,7 +47,8 @@ macro_rules! service_impl {
         impl $trait for ApiService {
             $(
                 async fn $name(&self, request: Request<$req>) -> Result<Response<$resp>, Status> {
-                    match self.serve(ServiceRequestPb::$in(request.into_inner())).await? {
+                    let traceparent = traceparent_in(request.metadata());
+                    match self.serve(ServiceRequestPb::$in(request.into_inner()), traceparent.as_deref()).await? {
                         ServiceResponsePb::$out(m) => Ok(Response::new(m)),
                         _ => Err(status::mismatch(stringify!($name))),
                     }

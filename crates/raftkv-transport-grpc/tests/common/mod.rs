@@ -17,7 +17,9 @@ use raftkv_transport_grpc::{GrpcClient, GrpcServer};
 use raftkv_wire::net::{DialService, Dialer};
 use raftkv_wire::{RaftRequestPb, RAFT_RPCS, SERVICE_RPCS};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::metadata::MetadataMap;
 use tonic::transport::Endpoint;
+use tonic::Extensions;
 use tonic::{Code, Status};
 
 pub struct GrpcFixture;
@@ -120,42 +122,27 @@ impl TransportFixture for GrpcFixture {
     }
 
     async fn send_raw(&self, addr: SocketAddr, rpc: &str, body: Bytes) -> RawOutcome {
-        let dialer = Dialer::new(&NetConfig::default(), &[]).unwrap();
-        let channel = match Endpoint::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect_with_connector(DialService(dialer))
-            .await
-        {
-            Ok(c) => c,
-            Err(e) => return RawOutcome::Failed(e.to_string()),
+        send_raw_with(addr, rpc, body, MetadataMap::new()).await
+    }
+
+    fn encode_raft_traced(&self, route: RaftRoute, request: RaftRequest, traceparent: &str) -> (String, Bytes) {
+        let mut wire = RaftRequestPb::from_core(route, request);
+        let route = match &mut wire {
+            RaftRequestPb::AppendEntries(m) => &mut m.route,
+            RaftRequestPb::Heartbeat(m) => &mut m.route,
+            RaftRequestPb::Vote(m) => &mut m.route,
+            RaftRequestPb::InstallSnapshot(m) => &mut m.route,
+            RaftRequestPb::TimeoutNow(m) => &mut m.route,
         };
-        let mut grpc = tonic::client::Grpc::new(channel)
-            .max_decoding_message_size(usize::MAX)
-            .max_encoding_message_size(usize::MAX);
-        if let Err(e) = grpc.ready().await {
-            return RawOutcome::Failed(e.to_string());
-        }
-        let path: http::uri::PathAndQuery = grpc_path(rpc).parse().unwrap();
-        match rpc {
-            "raft/install_snapshot" => {
-                let stream = tokio_stream::once(body);
-                outcome(
-                    grpc.client_streaming(tonic::Request::new(stream), path, RawCodec).await,
-                    tonic::Response::into_inner,
-                )
-            }
-            "raft/pipeline" => {
-                let stream = tokio_stream::once(body);
-                match grpc.streaming(tonic::Request::new(stream), path, RawCodec).await {
-                    Ok(response) => {
-                        let mut replies = response.into_inner();
-                        outcome(replies.message().await, Option::unwrap_or_default)
-                    }
-                    Err(s) => outcome::<Bytes>(Err(s), |b| b),
-                }
-            }
-            _ => outcome(grpc.unary(tonic::Request::new(body), path, RawCodec).await, tonic::Response::into_inner),
-        }
+        route.as_mut().expect("a route").traceparent = traceparent.to_string();
+        (format!("raft/{}", wire.rpc()), Bytes::from(wire.encode_to_vec()))
+    }
+
+    async fn send_raw_traced(&self, addr: SocketAddr, rpc: &str, body: Bytes, traceparent: &[u8]) -> RawOutcome {
+        let mut headers = http::HeaderMap::new();
+        let value = http::HeaderValue::from_bytes(traceparent).expect("the case sends valid header bytes");
+        headers.insert(raftkv_core::trace::TRACEPARENT, value);
+        send_raw_with(addr, rpc, body, MetadataMap::from_headers(headers)).await
     }
 
     fn rpcs(&self) -> Vec<String> {
@@ -169,5 +156,49 @@ impl TransportFixture for GrpcFixture {
 
     fn ordered(&self) -> bool {
         true
+    }
+}
+
+/// `message` as a request carrying `metadata`.
+fn request<T>(metadata: &MetadataMap, message: T) -> tonic::Request<T> {
+    tonic::Request::from_parts(metadata.clone(), Extensions::default(), message)
+}
+
+/// Send `body` as the request (or the only message) of `rpc`, with `metadata`.
+async fn send_raw_with(addr: SocketAddr, rpc: &str, body: Bytes, metadata: MetadataMap) -> RawOutcome {
+    let dialer = Dialer::new(&NetConfig::default(), &[]).unwrap();
+    let channel = match Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_with_connector(DialService(dialer))
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => return RawOutcome::Failed(e.to_string()),
+    };
+    let mut grpc =
+        tonic::client::Grpc::new(channel).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX);
+    if let Err(e) = grpc.ready().await {
+        return RawOutcome::Failed(e.to_string());
+    }
+    let path: http::uri::PathAndQuery = grpc_path(rpc).parse().unwrap();
+    match rpc {
+        "raft/install_snapshot" => {
+            let stream = tokio_stream::once(body);
+            outcome(
+                grpc.client_streaming(request(&metadata, stream), path, RawCodec).await,
+                tonic::Response::into_inner,
+            )
+        }
+        "raft/pipeline" => {
+            let stream = tokio_stream::once(body);
+            match grpc.streaming(request(&metadata, stream), path, RawCodec).await {
+                Ok(response) => {
+                    let mut replies = response.into_inner();
+                    outcome(replies.message().await, Option::unwrap_or_default)
+                }
+                Err(s) => outcome::<Bytes>(Err(s), |b| b),
+            }
+        }
+        _ => outcome(grpc.unary(request(&metadata, body), path, RawCodec).await, tonic::Response::into_inner),
     }
 }

@@ -18,12 +18,14 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use raftkv_core::api::{ServiceClient, ServiceRequest, ServiceResponse};
 use raftkv_core::raft::{InstallSnapshotResponse, RaftRequest};
+use raftkv_core::trace::TRACEPARENT;
 use raftkv_core::transport::{
     CallFuture, NetConfig, OutgoingSnapshot, Peer, RaftRoute, Reconnect, SnapshotSendError, Transport, TransportError,
 };
 use raftkv_core::{GroupId, NodeId};
 use raftkv_wire::frame::encode_frame;
 use raftkv_wire::net::{error_chain, feed_snapshot, jitter_seed, DialService, Dialer};
+use raftkv_wire::trace::outgoing_traceparent;
 use raftkv_wire::{pb, route_pb, snapshot_chunk_to_pb, snapshot_response_from_pb, RaftRequestPb, RaftResponsePb};
 use raftkv_wire::{ServiceRequestPb, ServiceResponsePb};
 use tokio::sync::{mpsc, Semaphore};
@@ -123,8 +125,9 @@ impl HttpClient {
         f(state)
     }
 
-    /// POST `body` to RPC `rpc` at `addr`; the whole exchange (and reading the
-    /// reply, up to the size limit) within `deadline`, if one is given.
+    /// POST `body` to RPC `rpc` at `addr`, with trace context `traceparent`
+    /// in a header if given; the whole exchange (and reading the reply, up to
+    /// the size limit) within `deadline`, if one is given.
     async fn post(
         &self,
         peer: &Peer,
@@ -132,6 +135,7 @@ impl HttpClient {
         rpc: &str,
         body: RequestBody,
         deadline: Option<Duration>,
+        traceparent: Option<&str>,
     ) -> Result<Reply, TransportError> {
         let (ready, in_flight) = self.with_peer(addr, |p| (p.reconnect.may_try(Instant::now()), p.in_flight.clone()));
         if let Err(wait) = ready {
@@ -143,6 +147,10 @@ impl HttpClient {
                 TransportError::unreachable(peer.clone(), format!("`{addr}` is not a valid address: {e}"))
             })?;
         request.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROTOBUF));
+        // A trace context that is no valid header value is not sent (the call goes on without it).
+        if let Some(value) = traceparent.and_then(|tp| HeaderValue::from_str(tp).ok()) {
+            request.headers_mut().insert(TRACEPARENT, value);
+        }
         let limit = self.inner.cfg.max_message_bytes;
         let exchange = async {
             let _permit =
@@ -189,6 +197,7 @@ impl HttpClient {
 #[async_trait]
 impl ServiceClient for HttpClient {
     async fn call_service(&self, addr: &str, request: ServiceRequest) -> Result<ServiceResponse, TransportError> {
+        let traceparent = outgoing_traceparent();
         let peer = Peer::addr(addr);
         let wire = ServiceRequestPb::from_core(request.clone());
         let (size, limit) = (wire.encoded_len(), self.inner.cfg.max_message_bytes);
@@ -197,7 +206,8 @@ impl ServiceClient for HttpClient {
         }
         let rpc = wire.rpc();
         let body = RequestBody::Whole(Some(Bytes::from(wire.encode_to_vec())));
-        let reply = self.post(&peer, addr, rpc, body, Some(self.inner.cfg.request_timeout)).await?;
+        let deadline = Some(self.inner.cfg.request_timeout);
+        let reply = self.post(&peer, addr, rpc, body, deadline, traceparent.as_deref()).await?;
         let response = ServiceResponsePb::decode(rpc, reply.body)
             .and_then(ServiceResponsePb::into_core)
             .map_err(|e| TransportError::malformed(peer.clone(), e.to_string()))?;
@@ -243,7 +253,8 @@ impl Transport for HttpRaftTransport {
     fn call(&self, from: NodeId, to: NodeId, request: RaftRequest) -> CallFuture {
         let name = request.name();
         let route = RaftRoute { group: self.group, from, to };
-        let wire = RaftRequestPb::from_core(route, request);
+        // The caller's span is current only now, before the future is polled.
+        let wire = RaftRequestPb::from_core(route, request).with_traceparent(outgoing_traceparent());
         let client = self.client.clone();
         let peer = self.peer(to);
         Box::pin(async move {
@@ -260,7 +271,7 @@ impl Transport for HttpRaftTransport {
             }
             let deadline = client.inner.cfg.request_timeout;
             let reply = client
-                .post(&peer, &addr, &format!("raft/{rpc}"), RequestBody::Whole(Some(body)), Some(deadline))
+                .post(&peer, &addr, &format!("raft/{rpc}"), RequestBody::Whole(Some(body)), Some(deadline), None)
                 .await?;
             RaftResponsePb::decode(rpc, reply.body)
                 .and_then(RaftResponsePb::into_core)
@@ -274,6 +285,8 @@ impl Transport for HttpRaftTransport {
         to: NodeId,
         snapshot: &mut OutgoingSnapshot,
     ) -> Result<InstallSnapshotResponse, SnapshotSendError> {
+        // The first chunk carries the stream's trace context.
+        let traceparent = Mutex::new(outgoing_traceparent());
         let (peer, addr) = self.peer(to)?;
         let cfg = &self.client.inner.cfg;
         let (idle, limit) = (cfg.snapshot_idle_timeout, cfg.max_message_bytes);
@@ -281,9 +294,10 @@ impl Transport for HttpRaftTransport {
         let (tx, rx) = mpsc::channel::<Bytes>(QUEUED_FRAMES);
         // The upload as a whole has no deadline (a snapshot takes as long as it
         // takes); `feed_snapshot` catches stalls.
-        let upload = self.client.post(&peer, &addr, "raft/install_snapshot", RequestBody::Streamed(rx), None);
+        let upload = self.client.post(&peer, &addr, "raft/install_snapshot", RequestBody::Streamed(rx), None, None);
         let encode = |chunk| {
-            let frame = encode_frame(&snapshot_chunk_to_pb(Some(route), chunk));
+            let first = traceparent.lock().unwrap_or_else(PoisonError::into_inner).take();
+            let frame = encode_frame(&snapshot_chunk_to_pb(Some(route.clone().with_traceparent(first)), chunk));
             let size = frame.len();
             (frame, size)
         };

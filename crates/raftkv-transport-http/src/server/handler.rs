@@ -7,15 +7,19 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
+use raftkv_core::trace::TRACEPARENT;
 use raftkv_core::transport::{RouteError, Routes};
 use raftkv_wire::frame::FrameDecoder;
-use raftkv_wire::{
-    pb, snapshot_chunk_from_pb, snapshot_response_to_pb, DecodeError, RaftRequestPb, RaftResponsePb, ServiceRequestPb,
-    ServiceResponsePb,
+use raftkv_wire::trace::{
+    accept_traceparent, raft_rpc_span, receive_snapshot, service_rpc_span, snapshot_chunk_from_pb_traced, TracedChunk,
 };
+use raftkv_wire::{
+    pb, snapshot_response_to_pb, DecodeError, RaftRequestPb, RaftResponsePb, ServiceRequestPb, ServiceResponsePb,
+};
+use tracing::Instrument;
 
 use crate::wire::{error, ok, rpc_of, STOPPED};
 
@@ -78,16 +82,17 @@ async fn dispatch(ctx: &Context, request: Request<Incoming>) -> Result<Reply, Re
         ));
     }
     let rpc = rpc_of(request.uri().path()).map_err(|m| error(StatusCode::NOT_FOUND, "unknown_rpc", m))?;
-    let body = request.into_body();
+    let (parts, body) = request.into_parts();
     match rpc.split_once('/') {
         Some(("raft", "install_snapshot")) => snapshot(ctx, body).await,
         Some(("raft", method)) => {
             let bytes = read_body(ctx, body).await?;
-            let (route, request) = RaftRequestPb::decode(method, bytes)
-                .and_then(RaftRequestPb::into_core)
-                .map_err(|e| decode_error(&e))?;
-            let answer = ctx.routes.submit(route, request).map_err(|e| route_error(&e))?;
-            let response = answer.await.map_err(|e| route_error(&e))?;
+            let mut wire = RaftRequestPb::decode(method, bytes).map_err(|e| decode_error(&e))?;
+            let traceparent = wire.take_traceparent();
+            let (route, request) = wire.into_core().map_err(|e| decode_error(&e))?;
+            let span = raft_rpc_span(route, &request, traceparent.as_deref());
+            let answer = span.in_scope(|| ctx.routes.submit(route, request)).map_err(|e| route_error(&e))?;
+            let response = answer.instrument(span).await.map_err(|e| route_error(&e))?;
             Ok(ok(RaftResponsePb::from_core(response).encode_to_vec()))
         }
         _ => {
@@ -95,7 +100,8 @@ async fn dispatch(ctx: &Context, request: Request<Incoming>) -> Result<Reply, Re
             let request = ServiceRequestPb::decode(&rpc, bytes)
                 .and_then(ServiceRequestPb::into_core)
                 .map_err(|e| decode_error(&e))?;
-            let response = ctx.routes.serve(request.clone()).await.map_err(|e| route_error(&e))?;
+            let span = service_rpc_span(&request, traceparent_in(&parts.headers));
+            let response = ctx.routes.serve(request.clone()).instrument(span).await.map_err(|e| route_error(&e))?;
             if !request.is_answered_by(&response) {
                 return Err(error(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -108,7 +114,13 @@ async fn dispatch(ctx: &Context, request: Request<Incoming>) -> Result<Reply, Re
     }
 }
 
-type Chunk = Result<(raftkv_core::transport::RaftRoute, raftkv_core::raft::InstallSnapshotRequest), String>;
+/// The trace context a request's header carries, if it is text within
+/// bounds; anything else is ignored.
+fn traceparent_in(headers: &HeaderMap) -> Option<&str> {
+    headers.get(TRACEPARENT).and_then(|v| v.to_str().ok()).and_then(accept_traceparent)
+}
+
+type Chunk = Result<TracedChunk, String>;
 
 /// A snapshot body being read: the body and the frames buffered from it;
 /// `None` once it ended or broke.
@@ -124,7 +136,9 @@ fn chunks(state: &mut BodyState, idle: Duration) -> impl futures::Stream<Item = 
                 Ok(Some(frame)) => {
                     let chunk = prost::Message::decode(frame)
                         .map_err(|e: prost::DecodeError| format!("cannot decode InstallSnapshotChunk: {e}"))
-                        .and_then(|c: pb::InstallSnapshotChunk| snapshot_chunk_from_pb(c).map_err(|e| e.to_string()));
+                        .and_then(|c: pb::InstallSnapshotChunk| {
+                            snapshot_chunk_from_pb_traced(c).map_err(|e| e.to_string())
+                        });
                     if chunk.is_err() {
                         *state = None;
                     }
@@ -177,7 +191,7 @@ async fn drain(mut body: Incoming, idle: Duration) {
 
 async fn snapshot(ctx: &Context, body: Incoming) -> Result<Reply, Reply> {
     let mut state: BodyState = Some((body, FrameDecoder::new(ctx.limit)));
-    let answer = ctx.routes.receive_snapshot(Box::pin(chunks(&mut state, ctx.snapshot_idle))).await;
+    let answer = receive_snapshot(&ctx.routes, Box::pin(chunks(&mut state, ctx.snapshot_idle))).await;
     if let Some((rest, _)) = state.take() {
         // Answered before the last chunk: let the sender see the answer and stop.
         tokio::spawn(drain(rest, ctx.snapshot_idle));

@@ -36,19 +36,51 @@ impl RunningServer for Running {
 
 /// POST `body` to `path` on a fresh plaintext connection; the reply's status and body.
 pub async fn post_raw(addr: SocketAddr, path: &str, body: Bytes) -> Result<(http::StatusCode, Bytes), String> {
+    post_raw_with(addr, path, body, http::HeaderMap::new()).await
+}
+
+/// As [`post_raw`], with `headers` added to the request.
+pub async fn post_raw_with(
+    addr: SocketAddr,
+    path: &str,
+    body: Bytes,
+    headers: http::HeaderMap,
+) -> Result<(http::StatusCode, Bytes), String> {
     let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|e| e.to_string())?;
     tokio::spawn(conn);
-    let request = http::Request::post(path)
+    let mut request = http::Request::post(path)
         .header(http::header::HOST, addr.to_string())
         .header(http::header::CONTENT_TYPE, "application/x-protobuf")
         .body(Full::new(body))
         .map_err(|e| e.to_string())?;
+    request.headers_mut().extend(headers);
     let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
     let status = response.status();
     let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
     Ok((status, body))
+}
+
+/// `wire` as the HTTP transport posts it: the RPC and the body (a snapshot
+/// chunk as a body of one frame).
+fn encode(wire: &RaftRequestPb) -> (String, Bytes) {
+    let rpc = format!("raft/{}", wire.rpc());
+    let body = match wire {
+        RaftRequestPb::InstallSnapshot(chunk) => encode_frame(chunk),
+        other => Bytes::from(other.encode_to_vec()),
+    };
+    (rpc, body)
+}
+
+/// POST `body` as the request of `rpc`, with `headers`.
+async fn send_raw_with(addr: SocketAddr, rpc: &str, body: Bytes, headers: http::HeaderMap) -> RawOutcome {
+    let (service, method) = rpc.split_once('/').unwrap_or((rpc, ""));
+    match post_raw_with(addr, &format!("/{service}/v1/{method}"), body, headers).await {
+        Ok((status, body)) if status.is_success() => RawOutcome::Answered(body),
+        Ok((status, body)) => RawOutcome::Refused(format!("{status}: {}", String::from_utf8_lossy(&body))),
+        Err(e) => RawOutcome::Failed(e),
+    }
 }
 
 #[async_trait]
@@ -67,22 +99,31 @@ impl TransportFixture for HttpFixture {
     }
 
     fn encode_raft(&self, route: RaftRoute, request: RaftRequest) -> (String, Bytes) {
-        let wire = RaftRequestPb::from_core(route, request);
-        let rpc = format!("raft/{}", wire.rpc());
-        let body = match &wire {
-            RaftRequestPb::InstallSnapshot(chunk) => encode_frame(chunk),
-            other => Bytes::from(other.encode_to_vec()),
-        };
-        (rpc, body)
+        encode(&RaftRequestPb::from_core(route, request))
     }
 
     async fn send_raw(&self, addr: SocketAddr, rpc: &str, body: Bytes) -> RawOutcome {
-        let (service, method) = rpc.split_once('/').unwrap_or((rpc, ""));
-        match post_raw(addr, &format!("/{service}/v1/{method}"), body).await {
-            Ok((status, body)) if status.is_success() => RawOutcome::Answered(body),
-            Ok((status, body)) => RawOutcome::Refused(format!("{status}: {}", String::from_utf8_lossy(&body))),
-            Err(e) => RawOutcome::Failed(e),
-        }
+        send_raw_with(addr, rpc, body, http::HeaderMap::new()).await
+    }
+
+    fn encode_raft_traced(&self, route: RaftRoute, request: RaftRequest, traceparent: &str) -> (String, Bytes) {
+        let mut wire = RaftRequestPb::from_core(route, request);
+        let route = match &mut wire {
+            RaftRequestPb::AppendEntries(m) => &mut m.route,
+            RaftRequestPb::Heartbeat(m) => &mut m.route,
+            RaftRequestPb::Vote(m) => &mut m.route,
+            RaftRequestPb::InstallSnapshot(m) => &mut m.route,
+            RaftRequestPb::TimeoutNow(m) => &mut m.route,
+        };
+        route.as_mut().expect("a route").traceparent = traceparent.to_string();
+        encode(&wire)
+    }
+
+    async fn send_raw_traced(&self, addr: SocketAddr, rpc: &str, body: Bytes, traceparent: &[u8]) -> RawOutcome {
+        let mut headers = http::HeaderMap::new();
+        let value = http::HeaderValue::from_bytes(traceparent).expect("the case sends valid header bytes");
+        headers.insert(raftkv_core::trace::TRACEPARENT, value);
+        send_raw_with(addr, rpc, body, headers).await
     }
 
     fn rpcs(&self) -> Vec<String> {

@@ -52,7 +52,7 @@ wire_enum_codec!(RaftRequestPb { AppendEntries, Heartbeat, Vote, InstallSnapshot
 wire_enum_codec!(RaftResponsePb { AppendEntries, Heartbeat, Vote, InstallSnapshot, TimeoutNow } rpcs RAFT_RPCS);
 
 fn route_to_pb(r: RaftRoute) -> Option<pb::Route> {
-    Some(pb::Route { group: r.group.0, from: r.from.0, to: r.to.0 })
+    Some(route_pb(r))
 }
 
 fn route_from_pb(message: &'static str, r: Option<pb::Route>) -> Result<RaftRoute, DecodeError> {
@@ -263,14 +263,15 @@ impl RaftRequestPb {
     }
 
     /// As a message of the ordered pipeline numbered `seq`; a snapshot chunk
-    /// does not travel on the pipeline and is handed back.
-    pub fn into_pipeline(self, seq: u64) -> Result<pb::PipelineRequest, pb::InstallSnapshotChunk> {
+    /// does not travel on the pipeline and is handed back (boxed: it is the
+    /// rare path, and keeps the `Result` small).
+    pub fn into_pipeline(self, seq: u64) -> Result<pb::PipelineRequest, Box<pb::InstallSnapshotChunk>> {
         let body = match self {
             Self::AppendEntries(m) => pipeline_request::Body::AppendEntries(m),
             Self::Heartbeat(m) => pipeline_request::Body::Heartbeat(m),
             Self::Vote(m) => pipeline_request::Body::Vote(m),
             Self::TimeoutNow(m) => pipeline_request::Body::TimeoutNow(m),
-            Self::InstallSnapshot(m) => return Err(m),
+            Self::InstallSnapshot(m) => return Err(Box::new(m)),
         };
         Ok(pb::PipelineRequest { seq, body: Some(body) })
     }
@@ -322,10 +323,11 @@ pub fn snapshot_chunk_from_pb(r: pb::InstallSnapshotChunk) -> Result<(RaftRoute,
     Ok((route, req))
 }
 
-/// The wire route of a core route.
+/// The wire route of a core route, carrying no trace context (see
+/// [`pb::Route::with_traceparent`]).
 #[must_use]
 pub fn route_pb(route: RaftRoute) -> pb::Route {
-    pb::Route { group: route.group.0, from: route.from.0, to: route.to.0 }
+    pb::Route { group: route.group.0, from: route.from.0, to: route.to.0, traceparent: String::new() }
 }
 
 impl RaftResponsePb {

@@ -113,7 +113,7 @@ impl<SM: StateMachine> EventLoop<SM> {
             tokio::select! {
                 biased;
                 cmd = self.rx.recv() => match cmd {
-                    Some(cmd) => self.handle(cmd).await,
+                    Some(cmd) => self.handle_in_span(cmd).await,
                     None => break Ok(()),
                 },
                 _ = ticker.tick() => self.core.tick(),
@@ -121,7 +121,7 @@ impl<SM: StateMachine> EventLoop<SM> {
             let mut handled = 1;
             while handled < self.cfg.max_events_per_turn && self.stopped.is_none() {
                 let Ok(cmd) = self.rx.try_recv() else { break };
-                self.handle(cmd).await;
+                self.handle_in_span(cmd).await;
                 handled += 1;
             }
             if let Err(e) = self.turn().await {
@@ -138,6 +138,17 @@ impl<SM: StateMachine> EventLoop<SM> {
         self.tasks.shutdown().await;
         if let Some(done) = self.stopped.take() {
             let _ = done.send(());
+        }
+    }
+
+    /// Handle `cmd`; a request from a peer inside the span it arrived in.
+    async fn handle_in_span(&mut self, cmd: Command<SM::Response>) {
+        match &cmd {
+            Command::Rpc { span, .. } if !span.is_none() => {
+                let span = span.clone();
+                self.handle(cmd).instrument(span).await;
+            }
+            _ => self.handle(cmd).await,
         }
     }
 
@@ -167,7 +178,7 @@ impl<SM: StateMachine> EventLoop<SM> {
                 status.applied = self.applied;
                 let _ = reply.send(status);
             }
-            Command::Rpc { from, request, reply } => {
+            Command::Rpc { from, request, reply, .. } => {
                 let response = match request {
                     RaftRequest::InstallSnapshot(req) => match self.core.handle_snapshot_chunk(&req) {
                         ChunkVerdict::Reply(resp) => RaftResponse::InstallSnapshot(resp),
@@ -342,16 +353,41 @@ impl<SM: StateMachine> EventLoop<SM> {
     }
 
     fn spawn_rpc(&mut self, from: NodeId, to: NodeId, request: RaftRequest) {
-        // `call` fixes the order of requests to `to` now, before the task runs.
-        let response = self.transport.call(from, to, request);
+        let span = self.send_span(to, &request);
+        // `call` fixes the order of requests to `to` now, before the task
+        // runs; inside `span`, so the transport sends its trace context.
+        let response = span.in_scope(|| self.transport.call(from, to, request));
         let tx = self.tx.clone();
-        self.tasks.spawn(async move {
-            let cmd = match response.await {
-                Ok(response) => Command::Response { from: to, response },
-                Err(_) => Command::Unreachable { peer: to },
-            };
-            let _ = tx.send(cmd);
-        });
+        self.tasks.spawn(
+            async move {
+                let cmd = match response.await {
+                    Ok(response) => Command::Response { from: to, response },
+                    Err(_) => Command::Unreachable { peer: to },
+                };
+                let _ = tx.send(cmd);
+            }
+            .instrument(span),
+        );
+    }
+
+    /// The sending side's span of one Raft message (heartbeats only at trace level).
+    fn send_span(&self, to: NodeId, request: &RaftRequest) -> tracing::Span {
+        let (group, node, term) = (self.core.config().group, self.core.id(), self.core.term());
+        match request {
+            RaftRequest::AppendEntries(r) => tracing::debug_span!(
+                "send_append", group = %group, node = %node, term = %term, to = %to,
+                prev_index = %r.prev_log_index, entries = r.entries.len(), commit = %r.leader_commit
+            ),
+            RaftRequest::Vote(r) => tracing::debug_span!(
+                "send_vote", group = %group, node = %node, term = %term, to = %to, pre_vote = r.pre_vote
+            ),
+            RaftRequest::Heartbeat(_) => {
+                tracing::trace_span!("send_heartbeat", group = %group, node = %node, term = %term, to = %to)
+            }
+            RaftRequest::InstallSnapshot(_) | RaftRequest::TimeoutNow(_) => {
+                tracing::debug_span!("send_rpc", group = %group, node = %node, term = %term, to = %to)
+            }
+        }
     }
 
     fn spawn_snapshot_send(&mut self, peer: NodeId) {

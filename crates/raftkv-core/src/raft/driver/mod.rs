@@ -78,19 +78,54 @@ type Reply<T> = oneshot::Sender<Result<T, RaftError>>;
 
 /// Requests from handles (and from the member's own tasks) to the event loop.
 pub(crate) enum Command<R> {
-    Propose { command: Bytes, reply: Reply<R> },
-    Start { command: Bytes, reply: Reply<(LogIndex, Term)> },
-    Read { reply: Reply<LogIndex> },
-    Transfer { to: NodeId, reply: Reply<()> },
-    Status { reply: oneshot::Sender<Status> },
-    Rpc { from: NodeId, request: RaftRequest, reply: oneshot::Sender<RaftResponse> },
-    Response { from: NodeId, response: RaftResponse },
-    Unreachable { peer: NodeId },
-    SnapshotSent { peer: NodeId, outcome: super::core::SnapshotSendOutcome },
-    Compacted { meta: super::SnapshotMeta },
-    Applied { index: LogIndex },
-    Failed { error: RaftError },
-    Shutdown { reply: oneshot::Sender<()> },
+    Propose {
+        command: Bytes,
+        reply: Reply<R>,
+    },
+    Start {
+        command: Bytes,
+        reply: Reply<(LogIndex, Term)>,
+    },
+    Read {
+        reply: Reply<LogIndex>,
+    },
+    Transfer {
+        to: NodeId,
+        reply: Reply<()>,
+    },
+    Status {
+        reply: oneshot::Sender<Status>,
+    },
+    /// `span`: the caller's (the transport's receiving span), so the handling is its child.
+    Rpc {
+        from: NodeId,
+        request: RaftRequest,
+        reply: oneshot::Sender<RaftResponse>,
+        span: tracing::Span,
+    },
+    Response {
+        from: NodeId,
+        response: RaftResponse,
+    },
+    Unreachable {
+        peer: NodeId,
+    },
+    SnapshotSent {
+        peer: NodeId,
+        outcome: super::core::SnapshotSendOutcome,
+    },
+    Compacted {
+        meta: super::SnapshotMeta,
+    },
+    Applied {
+        index: LogIndex,
+    },
+    Failed {
+        error: RaftError,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// The answer to a request queued with [`RaftRpcHandler::submit`].
@@ -113,7 +148,7 @@ pub trait RaftRpcHandler: Send + Sync + 'static {
 impl<R: Send + 'static> RaftRpcHandler for RaftHandle<R> {
     fn submit(&self, from: NodeId, request: RaftRequest) -> RpcFuture {
         let (reply, rx) = oneshot::channel();
-        let sent = self.tx.send(Command::Rpc { from, request, reply });
+        let sent = self.tx.send(Command::Rpc { from, request, reply, span: tracing::Span::current() });
         Box::pin(async move {
             sent.map_err(|_| RaftError::Stopped)?;
             rx.await.map_err(|_| RaftError::Stopped)

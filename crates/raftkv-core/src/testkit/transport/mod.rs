@@ -5,7 +5,9 @@
 //! A transport crate runs the whole suite with
 //! [`transport_conformance_tests!`](crate::transport_conformance_tests),
 //! the TLS cases with
-//! [`tls_conformance_tests!`](crate::tls_conformance_tests), and a real
+//! [`tls_conformance_tests!`](crate::tls_conformance_tests), the
+//! trace-context cases with
+//! [`trace_conformance_tests!`](crate::trace_conformance_tests), and a real
 //! 3-member Raft group over its sockets with
 //! [`transport_cluster_tests!`](crate::transport_cluster_tests). Each case is
 //! bounded in real time and panics with a description on failure.
@@ -15,6 +17,7 @@ pub mod cluster;
 pub mod fuzz;
 mod handlers;
 pub mod tls;
+pub mod trace;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -68,6 +71,13 @@ pub trait TransportFixture: Send + Sync + 'static {
     /// Send `body` as the request of `rpc` to the plaintext server at `addr`,
     /// bypassing every client-side check.
     async fn send_raw(&self, addr: SocketAddr, rpc: &str, body: Bytes) -> RawOutcome;
+    /// As [`TransportFixture::encode_raft`], with `traceparent` as the
+    /// request's trace context, exactly as given (no client-side check).
+    fn encode_raft_traced(&self, route: RaftRoute, request: RaftRequest, traceparent: &str) -> (String, Bytes);
+    /// As [`TransportFixture::send_raw`], with the bytes `traceparent`,
+    /// exactly as given, as the trace context the transport carries beside
+    /// the body (a service call's `traceparent` gRPC metadata or HTTP header).
+    async fn send_raw_traced(&self, addr: SocketAddr, rpc: &str, body: Bytes, traceparent: &[u8]) -> RawOutcome;
     /// Every RPC the server routes, as `service/method` (`raft/append_entries`, `kv/get`, …).
     fn rpcs(&self) -> Vec<String>;
     /// Whether requests to one peer arrive in the order `call` was invoked.
@@ -173,6 +183,31 @@ macro_rules! transport_cluster_tests {
     };
 }
 
+/// Run the trace-context cases against `$fixture`, with `$subscriber` (a
+/// `tracing::Subscriber` that gives spans ids and tracks the current span,
+/// such as `tracing_subscriber::registry()`) as the global default.
+#[macro_export]
+macro_rules! trace_conformance_tests {
+    ($fixture:expr, $subscriber:expr) => {
+        $crate::trace_conformance_tests!(
+            @cases $fixture, $subscriber;
+            trace_context_reaches_the_span_every_rpc_is_handled_in,
+            calls_outside_any_span_carry_no_trace_context,
+            malformed_trace_context_is_ignored_and_the_call_answered,
+        );
+    };
+    (@cases $fixture:expr, $subscriber:expr; $($case:ident),+ $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                $crate::testkit::transport::trace::install_subscriber($subscriber);
+                let fixture = $fixture;
+                $crate::testkit::transport::run_case(stringify!($case), $crate::testkit::transport::cases_for::$case(&fixture)).await;
+            }
+        )+
+    };
+}
+
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __transport_cases {
@@ -204,6 +239,7 @@ pub mod cases_for {
     pub use super::cluster::*;
     pub use super::fuzz::*;
     pub use super::tls::*;
+    pub use super::trace::*;
 }
 
 /// Longest any one case may take in real time.
