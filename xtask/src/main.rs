@@ -4,8 +4,12 @@ mod args;
 mod bench;
 mod bench_storage;
 mod bench_transport;
+mod docker_build;
+mod docker_test;
 mod hist;
+mod process;
 mod stress;
+mod test_matrix;
 
 use anyhow::{bail, Result};
 
@@ -50,6 +54,30 @@ Commands:
         and the MB/s of streaming an M MiB snapshot (default 256) with the
         peak bytes buffered between store and receiver; plaintext and mTLS.
 
+  docker-build [--image TAG]
+        Build statically linked `raftkv-server` and `raftkv` (release, target
+        dir $RAFTKV_STATIC_TARGET_DIR, default ~/.cache/raftkv-target-static)
+        and stage them into deploy/bin/, the build context of deploy/Dockerfile;
+        with --image, also build the image. Then:
+        `docker-compose -f deploy/docker-compose.yml up --build`.
+
+  docker-test
+        The seed's Docker flow end to end: docker-build, the image, the compose
+        project under its own name; the seed's controller session through the
+        client container (Join 1, Query, Join 2, Query: shards split 5/5) and
+        on a terminal (`docker exec -it` under `script`), puts, appends and gets
+        on both groups, `docker kill` of the controller's and each group's
+        leader, then every value intact and writes still served.
+        Always `down -v` at the end; container logs on failure.
+
+  test-matrix [--only grpc×redb,mem,...]
+        The end-to-end suite of raftkv-server (dev clusters as real processes,
+        the CLI against them, config errors, SIGTERM and restart, /metrics and
+        /health, the trace test) once per transport × storage combination,
+        each built with only its features: grpc×redb, grpc×sqlite, http×redb,
+        http×sqlite, mem (grpc). Prints a pass/fail table with times; exits
+        non-zero if any combination fails.
+
   help
         This text.
 ";
@@ -67,6 +95,9 @@ fn main() -> Result<()> {
         ["bench", "core", rest @ ..] => bench::run(&bench::BenchArgs::parse(rest)?),
         ["bench", "storage", rest @ ..] => bench_storage::run(&bench_storage::StorageBenchArgs::parse(rest)?),
         ["bench", "transport", rest @ ..] => bench_transport::run(&bench_transport::TransportBenchArgs::parse(rest)?),
+        ["docker-build", rest @ ..] => docker_build::run(&docker_build::DockerBuildArgs::parse(rest)?),
+        ["test-matrix", rest @ ..] => test_matrix::run(&test_matrix::TestMatrixArgs::parse(rest)?),
+        ["docker-test", rest @ ..] => docker_test::run(&docker_test::DockerTestArgs::parse(rest)?),
         ["stress", ..] => {
             bail!("unknown stress target; try `cargo xtask stress raft --seeds N` or `stress shardkv --seeds N`")
         }

@@ -31,6 +31,18 @@ pub enum TransportKind {
     Http,
 }
 
+impl TransportKind {
+    /// The default: the first compiled in (`grpc`, else `http`).
+    #[must_use]
+    pub fn compiled_default() -> Self {
+        if cfg!(feature = "grpc") || !cfg!(feature = "http") {
+            Self::Grpc
+        } else {
+            Self::Http
+        }
+    }
+}
+
 /// Where Raft logs and snapshots live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -41,6 +53,22 @@ pub enum StorageKind {
     Sqlite,
     /// Memory only (feature `mem`): nothing survives a restart.
     Mem,
+}
+
+impl StorageKind {
+    /// The default: the first compiled in (`redb`, `sqlite`, else `mem`).
+    #[must_use]
+    pub fn compiled_default() -> Self {
+        if cfg!(feature = "redb") {
+            Self::Redb
+        } else if cfg!(feature = "sqlite") {
+            Self::Sqlite
+        } else if cfg!(feature = "mem") {
+            Self::Mem
+        } else {
+            Self::Redb
+        }
+    }
 }
 
 /// Raft timing and snapshots.
@@ -172,8 +200,8 @@ impl Default for Config {
             role: Role::Dev,
             listen: "0.0.0.0:8000".into(),
             data_dir: PathBuf::from("raftkv-data"),
-            transport: TransportKind::Grpc,
-            storage: StorageKind::Redb,
+            transport: TransportKind::compiled_default(),
+            storage: StorageKind::compiled_default(),
             shards: 10,
             ctrl_peers: Vec::new(),
             group: 0,
@@ -236,7 +264,11 @@ impl Config {
             None => figment = figment.merge(Toml::file("raftkv.toml")),
         }
         figment = figment.merge(Env::prefixed("RAFTKV_").split("__")).merge(Serialized::defaults(flags));
-        let config: Config = figment.extract().map_err(|e| ConfigError::Parse(describe(&e)))?;
+        let mut config: Config = figment.extract().map_err(|e| ConfigError::Parse(describe(&e)))?;
+        // A controller's group is the controller: `--ctrl-peers` names it too (as in the seed).
+        if config.role == Role::Ctrler && config.peers.is_empty() {
+            config.peers = config.ctrl_peers.clone();
+        }
         config.validate()?;
         Ok(config)
     }

@@ -133,3 +133,67 @@ fn dev_joins_both_groups_and_one_shot_commands_formats_and_status_work() {
     let out = cli_named(&kv_client, &[&peers], "Get k\n");
     assert!(stdout(&out).ends_with("> Value: v1v2\n> "), "{out:?}");
 }
+
+/// The REPL on a real terminal (`script` lends it a pty), as `docker exec
+/// -it … shardctrler-client` runs it: line editing on, answers, history kept.
+#[test]
+fn the_repl_works_on_a_terminal_and_keeps_its_history() {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::start(dir.path(), &["--no-join"]);
+    let (transport, _) = support::backend();
+    let repl = format!("{} ctrl --ctrl-peers={} --transport {transport}", env!("CARGO_BIN_EXE_raftkv"), dev.ctrl_peers);
+    let home = tempfile::tempdir().unwrap();
+    let mut child = Command::new("script")
+        .args(["--quiet", "--return", "--command", &repl, "/dev/null"])
+        .env("HOME", home.path())
+        .env("TERM", "xterm")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script (util-linux) runs");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+    let mut wait_for = |needle: &str, seen: &mut String| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !seen.contains(needle) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(bytes) => seen.push_str(&String::from_utf8_lossy(&bytes)),
+                Err(_) => panic!("no {needle:?} on the terminal; it showed: {seen:?}"),
+            }
+        }
+    };
+    wait_for("> ", &mut seen);
+    stdin.write_all(b"Query\r").unwrap();
+    wait_for("Config #0: {Num:0 Shards:[0 0 0 0 0 0 0 0 0 0] Groups:map[]}", &mut seen);
+    stdin.write_all(b"Qurey\r").unwrap();
+    wait_for("Unknown command; supported: Join, Leave, Move, Query", &mut seen);
+    stdin.write_all(b"\x04").unwrap(); // Ctrl-D ends the REPL
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the REPL did not end on Ctrl-D: {seen:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!seen.contains("panicked"), "{seen}");
+    assert!(status.success(), "{status:?}: {seen}");
+    let history = std::fs::read_to_string(home.path().join(".raftkv_history")).unwrap_or_default();
+    assert!(history.contains("Query") && history.contains("Qurey"), "history kept: {history:?}");
+}

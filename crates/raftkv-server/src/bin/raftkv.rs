@@ -22,9 +22,9 @@ struct Args {
     /// Output format.
     #[arg(short = 'w', long = "write-out", value_enum, default_value = "simple", global = true)]
     format: Format,
-    /// Transport the cluster speaks.
-    #[arg(long, value_enum, default_value = "grpc", global = true)]
-    transport: TransportArg,
+    /// Transport the cluster speaks (default: grpc if compiled in, else http).
+    #[arg(long, value_enum, global = true)]
+    transport: Option<TransportArg>,
     /// Give up on a command after this many seconds.
     #[arg(long, default_value_t = 10, global = true)]
     timeout_secs: u64,
@@ -113,8 +113,9 @@ fn real_main() -> Result<u8> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
     let _guard = rt.enter();
     let kind = match args.transport {
-        TransportArg::Grpc => TransportKind::Grpc,
-        TransportArg::Http => TransportKind::Http,
+        Some(TransportArg::Grpc) => TransportKind::Grpc,
+        Some(TransportArg::Http) => TransportKind::Http,
+        None => TransportKind::compiled_default(),
     };
     let net = Net::new(kind, NetConfig::default())?;
     let clerk_cfg =
