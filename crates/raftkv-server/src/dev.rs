@@ -46,7 +46,7 @@ impl DevCluster {
             let servers = (0..d.replicas).map(|i| addr(d.ctrlers + g * d.replicas + i)).collect::<Result<Vec<_>>>()?;
             groups.insert(GroupId(g as u64 + 1), servers);
         }
-        let mut nodes = Vec::new();
+        let mut specs = Vec::new();
         for (i, a) in ctrl_peers.iter().enumerate() {
             let spec = NodeSpec {
                 kind: Kind::Ctrler,
@@ -56,7 +56,7 @@ impl DevCluster {
                 shards: cfg.shards,
                 raft: cfg.raft.clone(),
             };
-            nodes.push(Node::start(spec, &storage, &net).await.with_context(|| format!("starting controller {a}"))?);
+            specs.push((spec, format!("controller {a}")));
         }
         for (&group, servers) in &groups {
             for (i, a) in servers.iter().enumerate() {
@@ -68,16 +68,28 @@ impl DevCluster {
                     shards: cfg.shards,
                     raft: cfg.raft.clone(),
                 };
-                nodes.push(
-                    Node::start(spec, &storage, &net)
-                        .await
-                        .with_context(|| format!("starting server {a} of group {group}"))?,
-                );
+                specs.push((spec, format!("server {a} of group {group}")));
+            }
+        }
+        let mut nodes = Vec::with_capacity(specs.len());
+        for (spec, what) in specs {
+            match Node::start(spec, &storage, &net).await {
+                Ok(node) => nodes.push(node),
+                Err(e) => {
+                    // Stop what already runs: its ports and database are free again.
+                    for n in nodes {
+                        n.shutdown().await;
+                    }
+                    return Err(e.context(format!("starting {what}")));
+                }
             }
         }
         let cluster = Self { nodes, ctrl_peers, groups };
         if d.join {
-            cluster.join_groups(&net).await?;
+            if let Err(e) = cluster.join_groups(&net).await {
+                cluster.shutdown(Duration::ZERO).await;
+                return Err(e);
+            }
         }
         Ok(cluster)
     }

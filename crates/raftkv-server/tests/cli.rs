@@ -168,7 +168,7 @@ fn the_repl_works_on_a_terminal_and_keeps_its_history() {
         }
     });
     let mut seen = String::new();
-    let mut wait_for = |needle: &str, seen: &mut String| {
+    let wait_for = |needle: &str, seen: &mut String| {
         let deadline = Instant::now() + Duration::from_secs(20);
         while !seen.contains(needle) {
             let left = deadline.saturating_duration_since(Instant::now());

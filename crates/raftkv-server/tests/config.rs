@@ -111,23 +111,11 @@ fn an_address_that_does_not_resolve_is_a_clear_error() {
     let out = Command::new(env!("CARGO_BIN_EXE_raftkv-server"))
         .args(["ctrler", "--listen", "no-such-host.invalid:7000", "--peers", "no-such-host.invalid:7000", "--me", "1"])
         .args(["--data-dir", &dir.path().display().to_string()])
-        .args(["--storage", &backend_storage()])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot resolve no-such-host.invalid:7000"), "{err}");
-}
-
-fn backend_storage() -> String {
-    if cfg!(feature = "redb") {
-        "redb"
-    } else if cfg!(feature = "sqlite") {
-        "sqlite"
-    } else {
-        "mem"
-    }
-    .into()
 }
 
 #[cfg(not(all(feature = "grpc", feature = "http", feature = "redb", feature = "sqlite", feature = "mem")))]

@@ -113,7 +113,8 @@ impl pb::Route {
 }
 
 impl RaftRequestPb {
-    fn route_mut(&mut self) -> Option<&mut pb::Route> {
+    /// The request's route (absent only in a malformed message).
+    pub fn route_mut(&mut self) -> Option<&mut pb::Route> {
         match self {
             Self::AppendEntries(m) => m.route.as_mut(),
             Self::Heartbeat(m) => m.route.as_mut(),

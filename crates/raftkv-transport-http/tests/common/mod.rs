@@ -108,14 +108,8 @@ impl TransportFixture for HttpFixture {
 
     fn encode_raft_traced(&self, route: RaftRoute, request: RaftRequest, traceparent: &str) -> (String, Bytes) {
         let mut wire = RaftRequestPb::from_core(route, request);
-        let route = match &mut wire {
-            RaftRequestPb::AppendEntries(m) => &mut m.route,
-            RaftRequestPb::Heartbeat(m) => &mut m.route,
-            RaftRequestPb::Vote(m) => &mut m.route,
-            RaftRequestPb::InstallSnapshot(m) => &mut m.route,
-            RaftRequestPb::TimeoutNow(m) => &mut m.route,
-        };
-        route.as_mut().expect("a route").traceparent = traceparent.to_string();
+        // Raw, not through `with_traceparent`: hostile values are the point.
+        wire.route_mut().expect("a route").traceparent = traceparent.to_string();
         encode(&wire)
     }
 
