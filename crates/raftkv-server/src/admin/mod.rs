@@ -14,13 +14,16 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::cli::format::node_json;
 use crate::node::NodeProbe;
+
+/// A client that has not sent its request head by then is dropped.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A running admin endpoint.
 #[derive(Debug)]
@@ -59,7 +62,11 @@ async fn accept(listener: TcpListener, nodes: Arc<Vec<NodeProbe>>, mut stopped: 
         tokio::select! {
             _ = stopped.changed() => break,
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+                let Ok((stream, _)) = accepted else {
+                    // Out of file descriptors, say: let connections close before trying again.
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                };
                 let nodes = nodes.clone();
                 connections.spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
@@ -67,6 +74,8 @@ async fn accept(listener: TcpListener, nodes: Arc<Vec<NodeProbe>>, mut stopped: 
                         async move { Ok::<_, Infallible>(answer(&req, &nodes).await) }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(HEADER_READ_TIMEOUT)
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
                 });
