@@ -158,11 +158,13 @@ pub fn snapshot_chunk_from_pb_traced(mut chunk: pb::InstallSnapshotChunk) -> Res
 /// that of its first chunk's route and trace context ([`raft_rpc_span`]),
 /// so the member's handling of every chunk becomes its child. The trace
 /// context of later chunks is ignored.
-pub async fn receive_snapshot<S, E>(routes: &Routes, mut chunks: S) -> Result<InstallSnapshotResponse, RouteError>
+pub async fn receive_snapshot<S, E>(routes: &Routes, chunks: S) -> Result<InstallSnapshotResponse, RouteError>
 where
     S: Stream<Item = Result<TracedChunk, E>> + Unpin + Send,
     E: std::fmt::Display + Send,
 {
+    // Fused: an empty stream is polled again below, which not every stream allows.
+    let mut chunks = chunks.fuse();
     let first = chunks.next().await;
     let span = match &first {
         Some(Ok((route, _, traceparent))) => span_of("install_snapshot", *route, traceparent.as_deref()),
@@ -234,5 +236,16 @@ mod tests {
         let (got_route, got_chunk, tp) =
             snapshot_chunk_from_pb_traced(snapshot_chunk_to_pb(Some(route), chunk())).unwrap();
         assert_eq!((got_route, got_chunk, tp), (ROUTE, chunk(), None));
+    }
+
+    /// An empty snapshot stream that may not be polled after its end (as
+    /// `futures::stream::unfold`) is refused, not a panic.
+    #[cfg(feature = "net")]
+    #[tokio::test]
+    async fn an_empty_snapshot_stream_is_refused_without_polling_it_twice() {
+        let routes = raftkv_core::transport::Routes::new();
+        let empty =
+            Box::pin(futures::stream::unfold((), |()| async { None::<(Result<super::TracedChunk, String>, ())> }));
+        assert!(super::receive_snapshot(&routes, empty).await.is_err());
     }
 }

@@ -80,6 +80,23 @@ fn exit_code(text: &str) -> u8 {
     }
 }
 
+/// The REPL when no command words were given, else the one command they
+/// form; the process's exit code.
+fn session(
+    banner: &str,
+    words: &[String],
+    out: &mut std::io::Stdout,
+    mut answer: impl FnMut(&str) -> Option<String>,
+) -> u8 {
+    if words.is_empty() {
+        repl::run(banner, repl::Lines::stdin(), out, answer);
+        return 0;
+    }
+    let text = answer(&words.join(" ")).unwrap_or_default();
+    let _ = writeln!(out, "{text}");
+    exit_code(&text)
+}
+
 fn main() -> std::process::ExitCode {
     match real_main() {
         Ok(code) => std::process::ExitCode::from(code),
@@ -125,34 +142,22 @@ fn real_main() -> Result<u8> {
     match args.command {
         Command::Ctrl { ctrl_peers, words } => {
             let mut clerk = CtrlClerk::new(ctrl_peers, net.services(), client_id(), clerk_cfg);
-            let mut answer = |line: &str| match commands::parse_ctrl(line) {
+            let answer = |line: &str| match commands::parse_ctrl(line) {
                 Ok(Some(c)) => Some(rt.block_on(commands::run_ctrl(&mut clerk, c, fmt))),
                 Ok(None) => None,
                 Err(usage) => Some(format::error(&usage, fmt)),
             };
-            if words.is_empty() {
-                repl::run(CTRL_BANNER, repl::Lines::stdin(), out, answer);
-                return Ok(0);
-            }
-            let text = answer(&words.join(" ")).unwrap_or_default();
-            let _ = writeln!(out, "{text}");
-            Ok(exit_code(&text))
+            Ok(session(CTRL_BANNER, &words, out, answer))
         }
         Command::Kv { ctrl_peers, words } => {
             let ctrl = CtrlClerk::new(ctrl_peers, net.services(), client_id(), clerk_cfg.clone());
             let mut clerk = KvClerk::new(ctrl, net.services(), client_id(), clerk_cfg);
-            let mut answer = |line: &str| match commands::parse_kv(line) {
+            let answer = |line: &str| match commands::parse_kv(line) {
                 Ok(Some(c)) => Some(rt.block_on(commands::run_kv(&mut clerk, c, fmt))),
                 Ok(None) => None,
                 Err(usage) => Some(format::error(&usage, fmt)),
             };
-            if words.is_empty() {
-                repl::run(KV_BANNER, repl::Lines::stdin(), out, answer);
-                return Ok(0);
-            }
-            let text = answer(&words.join(" ")).unwrap_or_default();
-            let _ = writeln!(out, "{text}");
-            Ok(exit_code(&text))
+            Ok(session(KV_BANNER, &words, out, answer))
         }
         Command::Status { ctrl_peers } => {
             let mut ctrl = CtrlClerk::new(ctrl_peers.clone(), net.services(), client_id(), clerk_cfg);

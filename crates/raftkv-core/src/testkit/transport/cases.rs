@@ -63,6 +63,19 @@ pub fn heartbeat(read_seq: u64) -> RaftRequest {
     RaftRequest::Heartbeat(HeartbeatRequest { term: Term(3), leader: FROM, commit: LogIndex(7), read_seq })
 }
 
+/// A pre-vote request of candidate 3 at term 4.
+#[must_use]
+pub fn pre_vote() -> RaftRequest {
+    RaftRequest::Vote(VoteRequest {
+        term: Term(4),
+        candidate: NodeId(3),
+        last_log_index: LogIndex(12),
+        last_log_term: Term(3),
+        pre_vote: true,
+        transfer: false,
+    })
+}
+
 /// An append of `commands` (each as a command entry) after `prev`.
 #[must_use]
 pub fn append(prev: u64, commands: Vec<Bytes>) -> RaftRequest {
@@ -125,14 +138,7 @@ pub async fn every_raft_rpc_round_trips<F: TransportFixture>(f: &F) {
         append(10, vec![Bytes::from_static(b"x"), Bytes::from(vec![7u8; 1024])]),
         append(7, vec![]),
         heartbeat(99),
-        RaftRequest::Vote(VoteRequest {
-            term: Term(4),
-            candidate: NodeId(3),
-            last_log_index: LogIndex(12),
-            last_log_term: Term(3),
-            pre_vote: true,
-            transfer: false,
-        }),
+        pre_vote(),
         RaftRequest::Vote(VoteRequest {
             term: Term(5),
             candidate: NodeId(4),

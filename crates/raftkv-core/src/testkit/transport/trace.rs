@@ -20,12 +20,12 @@ use bytes::Bytes;
 use futures::future::join_all;
 use tracing::{Instrument, Span};
 
-use super::cases::{append, client_to, every_service_request, heartbeat, start, FROM, GROUP, TO};
+use super::cases::{append, client_to, every_service_request, heartbeat, pre_vote, start, FROM, GROUP, TO};
 use super::TransportFixture;
 use super::{any_port, test_config, EchoMember, EchoService, RawOutcome, SnapshotMeter, SyntheticSnapshot};
 use crate::api::{ServiceHandler, ServiceRequest, ServiceResponse};
 use crate::raft::driver::{RaftRpcHandler, RpcFuture};
-use crate::raft::{InstallSnapshotRequest, RaftRequest, SnapshotMeta, TimeoutNowRequest, VoteRequest};
+use crate::raft::{InstallSnapshotRequest, RaftRequest, SnapshotMeta, TimeoutNowRequest};
 use crate::trace::Propagator;
 use crate::transport::{OutgoingSnapshot, RaftRoute, Routes};
 use crate::types::{LogIndex, NodeId, Term};
@@ -166,14 +166,7 @@ pub fn one_of_each_raft_request() -> Vec<RaftRequest> {
     vec![
         heartbeat(9),
         append(4, vec![Bytes::from_static(b"entry")]),
-        RaftRequest::Vote(VoteRequest {
-            term: Term(4),
-            candidate: NodeId(3),
-            last_log_index: LogIndex(12),
-            last_log_term: Term(3),
-            pre_vote: true,
-            transfer: false,
-        }),
+        pre_vote(),
         RaftRequest::TimeoutNow(TimeoutNowRequest { term: Term(6), leader: FROM }),
         RaftRequest::InstallSnapshot(InstallSnapshotRequest {
             term: Term(3),
