@@ -2,6 +2,8 @@
 
 mod args;
 mod bench;
+mod bench_cluster;
+mod bench_memory;
 mod bench_storage;
 mod bench_transport;
 mod docker_build;
@@ -12,6 +14,11 @@ mod stress;
 mod test_matrix;
 
 use anyhow::{bail, Result};
+
+/// The load generators allocate from many threads; glibc's allocator would
+/// make the client side of a benchmark slower than it needs to be.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const HELP: &str = "\
 cargo xtask <command>
@@ -54,6 +61,31 @@ Commands:
         and the MB/s of streaming an M MiB snapshot (default 256) with the
         peak bytes buffered between store and receiver; plaintext and mTLS.
 
+  bench cluster [--clients 1,16,64,256] [--workloads put,get,mixed] [--duration-secs D] [--warmup-secs W]
+                [--transport grpc|http] [--storage redb|sqlite|mem] [--keys K] [--value-bytes V]
+                [--against etcd] [--etcd-endpoints leader|all] [--server-binary PATH]
+        RaftKV as real processes on loopback: `raftkv-server` built in release
+        with exactly the chosen backends (default grpc + redb, fsync on), a
+        3-member controller group and one 3-replica ShardKV group serving all
+        shards. A closed-loop load from this process (2 tokio workers): for
+        every workload and client count, each client a clerk with its own id,
+        K keys of 8 bytes (default 10,000, preloaded), V-byte values (default
+        256); put, linearizable get, mixed (90 % get); warm-up W s (default 2),
+        then D s (default 10); ops/s and p50/p90/p99/p99.9 latency.
+        --against etcd: installs Debian's etcd-server and protobuf-compiler if
+        missing, rebuilds xtask with its `etcd` feature (the etcd-client crate),
+        starts 3 etcd members on loopback, runs the identical load through
+        etcd-client (to the leader only, or to all members), and prints both
+        side by side with the ratios and the targets. --server-binary: run
+        this raftkv-server instead of building one (a profiling build, say).
+
+  bench memory [--keys K] [--value-bytes V] [--writers N] [--settle-secs S]
+               [--transport grpc|http] [--storage redb|sqlite|mem]
+        The cluster of `bench cluster`; N writers (default 256) load K keys
+        (default 1,000,000) of V bytes (default 256); prints each replica's
+        RSS idle, right after the load and S s later (default 10), against
+        the raw data (K × (8 + V) bytes) and the ≤ 2× target.
+
   docker-build [--image TAG]
         Build statically linked `raftkv-server` and `raftkv` (release, target
         dir $RAFTKV_STATIC_TARGET_DIR, default ~/.cache/raftkv-target-static)
@@ -93,6 +125,8 @@ fn main() -> Result<()> {
         ["stress", "raft", rest @ ..] => stress::run(&stress::StressArgs::parse(stress::Target::Raft, rest)?),
         ["stress", "shardkv", rest @ ..] => stress::run(&stress::StressArgs::parse(stress::Target::ShardKv, rest)?),
         ["bench", "core", rest @ ..] => bench::run(&bench::BenchArgs::parse(rest)?),
+        ["bench", "cluster", rest @ ..] => bench_cluster::run(&bench_cluster::ClusterBenchArgs::parse(rest)?),
+        ["bench", "memory", rest @ ..] => bench_memory::run(&bench_memory::MemoryBenchArgs::parse(rest)?),
         ["bench", "storage", rest @ ..] => bench_storage::run(&bench_storage::StorageBenchArgs::parse(rest)?),
         ["bench", "transport", rest @ ..] => bench_transport::run(&bench_transport::TransportBenchArgs::parse(rest)?),
         ["docker-build", rest @ ..] => docker_build::run(&docker_build::DockerBuildArgs::parse(rest)?),
@@ -102,7 +136,7 @@ fn main() -> Result<()> {
             bail!("unknown stress target; try `cargo xtask stress raft --seeds N` or `stress shardkv --seeds N`")
         }
         ["bench", ..] => {
-            bail!("unknown bench target; try `cargo xtask bench core`, `bench storage` or `bench transport`")
+            bail!("unknown bench target; try `cargo xtask bench core`, `bench storage`, `bench transport`, `bench cluster` or `bench memory`")
         }
         [other, ..] => bail!("unknown command `{other}`; try `cargo xtask help`"),
     }

@@ -43,6 +43,12 @@ impl Encoder {
         Self::default()
     }
 
+    /// An empty encoder with room for `bytes` before it grows.
+    #[must_use]
+    pub fn with_capacity(bytes: usize) -> Self {
+        Self { buf: BytesMut::with_capacity(bytes) }
+    }
+
     /// Append a varint.
     pub fn u64(&mut self, mut v: u64) -> &mut Self {
         while v >= 0x80 {

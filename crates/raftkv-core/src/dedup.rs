@@ -46,7 +46,7 @@ impl<R: Clone> DedupTable<R> {
     }
 
     /// Every client's last request, in client order.
-    pub fn entries(&self) -> impl Iterator<Item = (ClientId, u64, &R)> {
+    pub fn entries(&self) -> impl ExactSizeIterator<Item = (ClientId, u64, &R)> {
         self.last.iter().map(|(&c, (s, r))| (c, *s, r))
     }
 

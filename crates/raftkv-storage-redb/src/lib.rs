@@ -32,8 +32,12 @@
 //! All writes ([`LogStore::write`](raftkv_core::storage::LogStore::write) and
 //! [`purge_through`](raftkv_core::storage::LogStore::purge_through)) of all
 //! members go through one writer task. It takes every request queued at the
-//! moment, applies them in one write transaction on tokio's blocking pool and
-//! commits once — one fsync for the whole batch — before answering each.
+//! moment, applies them in one write transaction on tokio's blocking pool,
+//! appends them as one record to the write-ahead log (`raftkv.wal`) and syncs
+//! it — one fsync for the whole batch — before answering each. The redb
+//! transaction itself commits without a sync; a durable redb commit every
+//! 16 MiB of log (a checkpoint) lets the log start over, and opening replays
+//! what came after the last one.
 //! A request that breaks the log contract (say, a non-contiguous append)
 //! gets its error and changes nothing, without failing the rest of the batch.
 //! Reads use their own read transactions, also on the blocking pool.
@@ -61,8 +65,10 @@ mod log_store;
 mod options;
 mod storage;
 mod tables;
+mod wal;
 mod writer;
 
 pub use log_store::RedbLogStore;
 pub use options::{RedbOptions, SyncMode};
 pub use storage::{RedbStorage, DB_FILE_NAME, SNAPSHOTS_DIR_NAME};
+pub use wal::WAL_FILE_NAME;

@@ -3,14 +3,14 @@
 /// Whether a commit waits for the disk.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SyncMode {
-    /// Every commit is fsynced before any call in it returns (redb
-    /// `Durability::Immediate`). This is what the [`LogStore`] contract needs.
+    /// Every batch is fsynced (in the write-ahead log) before any call in it
+    /// returns. This is what the [`LogStore`] contract needs.
     ///
     /// [`LogStore`]: raftkv_core::storage::LogStore
     #[default]
     Always,
-    /// **No durability.** Commits are only in memory (redb `Durability::None`)
-    /// until the database is closed cleanly: a crash or power loss loses any
+    /// **No durability.** Nothing is fsynced until a checkpoint or until the
+    /// database is closed cleanly: a crash or power loss loses any
     /// number of acknowledged writes, so a Raft member may forget votes and
     /// entries it promised to keep and break safety. Only for benchmarks and
     /// tests.
@@ -26,10 +26,15 @@ pub struct RedbOptions {
     /// `true`). This reads the whole file once, and turns a file damaged
     /// outside redb into an error instead of a possible panic later.
     pub check_integrity_on_open: bool,
+    /// Memory redb may use to cache pages of the file (default 64 MiB; redb's
+    /// own default is 1 GiB). The Raft core keeps the entries after its last
+    /// snapshot in memory, so the log is read back only to catch up a
+    /// lagging follower or on restart.
+    pub cache_bytes: usize,
 }
 
 impl Default for RedbOptions {
     fn default() -> Self {
-        Self { sync: SyncMode::Always, check_integrity_on_open: true }
+        Self { sync: SyncMode::Always, check_integrity_on_open: true, cache_bytes: 64 << 20 }
     }
 }

@@ -18,7 +18,8 @@ use crate::journal::{self, JOURNAL};
 use crate::log_store::RedbLogStore;
 use crate::options::{RedbOptions, SyncMode};
 use crate::tables::{load_bounds, read_meta, LogId, LOG, META};
-use crate::writer::{BoundsMap, WriteRequest, Writer};
+use crate::wal::{self, Wal, WAL_FILE_NAME, WAL_STATE};
+use crate::writer::{apply_ops, BoundsMap, Tables, WriteRequest, Writer};
 
 /// Name of the database file inside the storage directory.
 pub const DB_FILE_NAME: &str = "raftkv.redb";
@@ -70,18 +71,19 @@ impl RedbStorage {
             let (dir, file) = (dir.clone(), file.clone());
             move || open_database(&dir, &file, options)
         };
-        let db = blocking(&file, "open database", db).await?;
+        let (db, wal) = blocking(&file, "open database", db).await?;
         tracing::debug!(file = %file.display(), ?options, "opened redb storage");
-        Ok(Self::start(dir, file, db, options.sync))
+        Ok(Self::start(dir, file, db, options.sync, wal))
     }
 
     /// Wraps an open database whose tables exist and starts its writer task.
-    fn start(dir: PathBuf, file: Arc<PathBuf>, db: Database, sync: SyncMode) -> Self {
+    fn start(dir: PathBuf, file: Arc<PathBuf>, db: Database, sync: SyncMode, wal: Wal) -> Self {
         let db = Arc::new(db);
         let (writes, requests) = mpsc::unbounded_channel();
         let bounds: BoundsMap = Arc::new(Mutex::new(HashMap::new()));
         let commits = Arc::new(AtomicU64::new(0));
-        let writer = Writer::new(requests, Arc::downgrade(&db), file.clone(), sync, bounds.clone(), commits.clone());
+        let writer =
+            Writer::new(requests, Arc::downgrade(&db), file.clone(), sync, bounds.clone(), commits.clone(), wal);
         tokio::spawn(writer.run());
         Self { shared: Arc::new(Shared { db, file, dir, writes, bounds, commits }) }
     }
@@ -133,18 +135,67 @@ impl RedbStorage {
     }
 }
 
-/// Creates the directories, opens the file and creates the tables.
-fn open_database(dir: &Path, file: &Path, options: RedbOptions) -> Result<Database, StorageError> {
+/// Creates the directories, opens the file, creates the tables and replays
+/// the write-ahead log.
+fn open_database(dir: &Path, file: &Path, options: RedbOptions) -> Result<(Database, Wal), StorageError> {
     let snapshots = dir.join(SNAPSHOTS_DIR_NAME);
     std::fs::create_dir_all(&snapshots)
         .map_err(|source| StorageError::Io { location: snapshots.display().to_string(), source })?;
     refuse_emptied_file(file, &snapshots)?;
     let db = Database::builder()
         .set_check_integrity_on_open(options.check_integrity_on_open)
+        .set_cache_size(options.cache_bytes)
         .create(file)
         .at(file, "open database")?;
     create_tables(&db, file)?;
-    Ok(db)
+    let wal = replay_wal(&db, file, &dir.join(WAL_FILE_NAME))?;
+    Ok((db, wal))
+}
+
+/// Applies the write-ahead log's batches that came after the database's
+/// last durable commit, in order and through the writer's validation,
+/// commits them durably and empties the log.
+fn replay_wal(db: &Database, file: &Path, path: &Path) -> Result<Wal, StorageError> {
+    let (mut wal, records) = Wal::open(path)?;
+    let txn = db.begin_write().at(file, "begin write transaction")?;
+    let applied = wal::applied_seq(&txn, file)?;
+    let pending: Vec<_> = records.into_iter().filter(|(seq, _)| *seq > applied).collect();
+    let Some(last) = pending.last().map(|(seq, _)| *seq) else {
+        txn.abort().at(file, "abort write transaction")?;
+        wal.next_seq = wal.next_seq.max(applied + 1);
+        wal.reset()?;
+        return Ok(wal);
+    };
+    let batches = pending.len();
+    {
+        let mut log_table = txn.open_table(LOG).at(file, "open log table")?;
+        let mut meta_table = txn.open_table(META).at(file, "open meta table")?;
+        let mut journal_table = txn.open_table(JOURNAL).at(file, "open journal table")?;
+        let mut bounds = HashMap::new();
+        for (log, _) in pending.iter().flat_map(|(_, ops)| ops) {
+            if !bounds.contains_key(log) {
+                let meta = read_meta(&meta_table, file, *log)?;
+                bounds.insert(*log, load_bounds(&log_table, &journal_table, &meta, file, *log)?);
+            }
+        }
+        let mut seq = journal::next_seq(&journal_table, file)?;
+        let mut tables = Tables { log: &mut log_table, meta: &mut meta_table, journal: &mut journal_table };
+        for (batch, ops) in pending {
+            let (results, _) = apply_ops(&mut tables, file, &mut bounds, ops, &mut seq, None)?;
+            if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
+                return Err(StorageError::Corrupt {
+                    location: format!("{} (batch {batch})", path.display()),
+                    reason: format!("a logged write does not apply to the database: {e}"),
+                });
+            }
+        }
+    }
+    wal::set_applied_seq(&txn, file, last)?;
+    txn.commit().at(file, "commit replayed writes")?;
+    tracing::info!(file = %path.display(), batches, "replayed the write-ahead log");
+    wal.next_seq = wal.next_seq.max(last + 1);
+    wal.reset()?;
+    Ok(wal)
 }
 
 /// redb initializes an empty file as a new database. That is right for a
@@ -175,6 +226,7 @@ fn create_tables(db: &Database, file: &Path) -> Result<(), StorageError> {
     txn.open_table(LOG).at(file, "create log table")?;
     txn.open_table(META).at(file, "create meta table")?;
     txn.open_table(JOURNAL).at(file, "create journal table")?;
+    txn.open_table(WAL_STATE).at(file, "create wal state table")?;
     journal::checkpoint(&txn, file, 0)?;
     txn.commit().at(file, "create tables")
 }
@@ -264,7 +316,8 @@ mod tests {
     /// Opens `dir` without the checkpoint `open` runs, so the journal stays as it is.
     fn open_without_checkpoint(dir: &Path, file: &Path) -> RedbStorage {
         let db = Database::create(file).unwrap();
-        RedbStorage::start(dir.to_path_buf(), Arc::new(file.to_path_buf()), db, SyncMode::Always)
+        let wal = replay_wal(&db, file, &dir.join(WAL_FILE_NAME)).unwrap();
+        RedbStorage::start(dir.to_path_buf(), Arc::new(file.to_path_buf()), db, SyncMode::Always, wal)
     }
 
     #[tokio::test]
@@ -554,7 +607,10 @@ mod tests {
         let file = Arc::new(dir.path().join("in-memory.redb"));
         let db = Database::builder().create_with_backend(backend).unwrap();
         create_tables(&db, &file).unwrap();
-        let storage = RedbStorage::start(dir.path().to_path_buf(), file.clone(), db, SyncMode::Always);
+        // Every batch checkpoints: a durable commit, whose sync the backend fails on demand.
+        let mut wal = replay_wal(&db, &file, &dir.path().join(WAL_FILE_NAME)).unwrap();
+        wal.checkpoint_bytes = 0;
+        let storage = RedbStorage::start(dir.path().to_path_buf(), file.clone(), db, SyncMode::Always, wal);
         let (a, _) = storage.member(GroupId(1), NodeId(1)).await.unwrap();
         let (b, _) = storage.member(GroupId(1), NodeId(2)).await.unwrap();
         a.append(ents(1..=2)).await.unwrap();
@@ -585,5 +641,35 @@ mod tests {
         log.truncate_after(LogIndex(9)).await.unwrap();
         log.purge_through(LogIndex(0)).await.unwrap();
         assert_eq!(storage.commits(), 1);
+    }
+
+    #[tokio::test]
+    async fn reopening_replays_the_write_ahead_log_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal_path = dir.path().join(WAL_FILE_NAME);
+        {
+            let storage = RedbStorage::open(dir.path(), RedbOptions::default()).await.unwrap();
+            let (log, _) = storage.member(GroupId(1), NodeId(1)).await.unwrap();
+            log.append(ents(1..=3)).await.unwrap();
+            log.append(ents(4..=5)).await.unwrap();
+        }
+        let logged = std::fs::read(&wal_path).unwrap();
+        assert!(!logged.is_empty(), "the batches are in the write-ahead log");
+        {
+            let storage = RedbStorage::open(dir.path(), RedbOptions::default()).await.unwrap();
+            let (log, _) = storage.member(GroupId(1), NodeId(1)).await.unwrap();
+            assert_eq!(log.entries(LogIndex(1), LogIndex(6)).await.unwrap(), ents(1..=5));
+        }
+        // A crash after a checkpoint's durable commit but before the log was
+        // emptied leaves batches the database already holds: they are skipped.
+        std::fs::write(&wal_path, &logged).unwrap();
+        let storage = RedbStorage::open(dir.path(), RedbOptions::default()).await.unwrap();
+        let (log, _) = storage.member(GroupId(1), NodeId(1)).await.unwrap();
+        assert_eq!(log.entries(LogIndex(1), LogIndex(6)).await.unwrap(), ents(1..=5));
+        log.append(ents(6..=6)).await.unwrap();
+        drop((log, storage));
+        let storage = RedbStorage::open(dir.path(), RedbOptions::default()).await.unwrap();
+        let (log, _) = storage.member(GroupId(1), NodeId(1)).await.unwrap();
+        assert_eq!(log.entries(LogIndex(1), LogIndex(7)).await.unwrap(), ents(1..=6));
     }
 }

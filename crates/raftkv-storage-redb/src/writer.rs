@@ -8,6 +8,11 @@
 //! without failing the others. A failed commit fails the whole batch and
 //! poisons the writer: every later write fails until the database is reopened.
 //!
+//! Durability comes from the write-ahead log ([`crate::wal`]): the batch's
+//! mutations are appended there as one record and synced, and the redb
+//! transaction is committed without a sync; every
+//! [`WAL_CHECKPOINT_BYTES`](crate::wal::WAL_CHECKPOINT_BYTES) of log, a durable redb commit persists it all and the log starts over.
+//!
 //! Appended entries go only to the shared journal (`raft_journal`, see
 //! [`crate::journal`]) under a sequence number the writer owns, so that one
 //! commit of appends to many logs dirties a few pages. Once the journal holds
@@ -31,6 +36,7 @@ use crate::error::{blocking, duplicate, ResultExt};
 use crate::journal::{self, JournalTable, JOURNAL, JOURNAL_CHECKPOINT};
 use crate::options::SyncMode;
 use crate::tables::{read_meta, write_meta, LogId, LogTable, MetaTable, ENTRY_KEY_BYTES, LOG, META};
+use crate::wal::{self, Wal};
 
 /// Most requests applied in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -71,6 +77,8 @@ pub(crate) struct Writer {
     /// Sequence number of the next journal row; read from the journal's last
     /// key by the first batch.
     next_seq: Option<u64>,
+    /// The write-ahead log (used by one batch at a time, on the blocking pool).
+    wal: Arc<Mutex<Wal>>,
 }
 
 /// What a successful batch did.
@@ -103,8 +111,10 @@ impl Writer {
         sync: SyncMode,
         bounds: BoundsMap,
         commits: Arc<AtomicU64>,
+        wal: Wal,
     ) -> Self {
-        Self { requests, db, file, sync, bounds, commits, poisoned: None, next_seq: None }
+        let wal = Arc::new(Mutex::new(wal));
+        Self { requests, db, file, sync, bounds, commits, poisoned: None, next_seq: None, wal }
     }
 
     /// Serves requests until every sender is gone.
@@ -161,9 +171,11 @@ impl Writer {
             ops.iter().filter_map(|(log, _)| all.get(log).map(|b| (*log, *b))).collect()
         };
         let (file, sync, count, next_seq) = (self.file.clone(), self.sync, ops.len(), self.next_seq);
+        let wal = self.wal.clone();
         let outcome = blocking(&self.file, "group commit", move || {
             // `db` is dropped when this returns, before any caller is answered.
-            Ok(apply_batch(&db, &file, sync, ops, bounds, next_seq))
+            let mut wal = wal.lock().unwrap_or_else(PoisonError::into_inner);
+            Ok(apply_batch(&db, &file, sync, ops, bounds, next_seq, &mut wal))
         })
         .await
         .unwrap_or_else(|error| Err(BatchFailure { error, poison: true }));
@@ -194,8 +206,10 @@ impl Writer {
     }
 }
 
-/// Applies `ops` in one write transaction and commits it (unless no request
-/// changed anything).
+/// Applies `ops` in one write transaction, logs them in `wal` (synced
+/// unless `sync` is [`SyncMode::Never`]) and commits the transaction without
+/// a sync — unless no request changed anything. Checkpoints once the log is
+/// large enough.
 fn apply_batch(
     db: &Database,
     file: &Path,
@@ -203,67 +217,101 @@ fn apply_batch(
     ops: Vec<(LogId, WriteOp)>,
     mut bounds: HashMap<LogId, LogBounds>,
     next_seq: Option<u64>,
+    wal: &mut Wal,
 ) -> Result<Applied, BatchFailure> {
     let mut txn = db.begin_write().at(file, "begin write transaction")?;
-    if sync == SyncMode::Never {
-        txn.set_durability(Durability::None).at(file, "set durability")?;
-    }
+    // The write-ahead log makes the batch durable.
+    txn.set_durability(Durability::None).at(file, "set durability")?;
     // Discarded with the transaction if the batch turns out to change nothing.
     journal::checkpoint(&txn, file, JOURNAL_CHECKPOINT)?;
-    let mut results = Vec::with_capacity(ops.len());
-    let mut dirty = false;
-    let mut seq;
-    {
+    let mut body = Vec::new();
+    let (results, dirty, seq) = {
         let mut log_table = txn.open_table(LOG).at(file, "open log table")?;
         let mut meta_table = txn.open_table(META).at(file, "open meta table")?;
         let mut journal_table = txn.open_table(JOURNAL).at(file, "open journal table")?;
-        seq = match next_seq {
+        let mut seq = match next_seq {
             Some(seq) => seq,
             None => journal::next_seq(&journal_table, file)?,
         };
         let mut tables = Tables { log: &mut log_table, meta: &mut meta_table, journal: &mut journal_table };
-        for (log, op) in ops {
-            let Some(current) = bounds.get_mut(&log) else {
-                results.push(Err(StorageError::Backend(format!(
-                    "{}: log of group {} node {} was not opened with RedbStorage::member",
-                    file.display(),
-                    log.group,
-                    log.node
-                ))));
-                continue;
-            };
-            let planned = match &op {
-                // A write that changes nothing (say, a truncation past the end) needs no commit.
-                WriteOp::Write(write) => current.plan_write(write).map(|plan| {
-                    (plan.remove.is_some() || !write.entries.is_empty() || write.hard_state.is_some()).then_some(plan)
-                }),
-                WriteOp::Purge(index) => Ok(current.plan_purge(*index)),
-            };
-            match planned {
-                Err(invalid) => results.push(Err(invalid)),
-                Ok(None) => results.push(Ok(())),
-                Ok(Some(plan)) => {
-                    apply(&mut tables, file, log, plan, op, &mut seq)?;
-                    *current = plan.bounds;
-                    dirty = true;
-                    results.push(Ok(()));
-                }
-            }
-        }
-    }
+        let (results, dirty) = apply_ops(&mut tables, file, &mut bounds, ops, &mut seq, Some(&mut body))?;
+        (results, dirty, seq)
+    };
     if !dirty {
         txn.abort().at(file, "abort write transaction")?;
         return Ok(Applied { results, bounds, committed: false, next_seq: seq });
     }
-    txn.commit().at(file, "commit").map_err(|error| BatchFailure { error, poison: true })?;
+    let poison = |error| BatchFailure { error, poison: true };
+    let wal_seq = wal.next_seq;
+    wal::set_applied_seq(&txn, file, wal_seq)?;
+    wal.append(wal_seq, &body, sync == SyncMode::Always).map_err(poison)?;
+    wal.next_seq += 1;
+    txn.commit().at(file, "commit").map_err(poison)?;
+    if wal.wants_checkpoint() {
+        checkpoint(db, file, wal).map_err(poison)?;
+    }
     Ok(Applied { results, bounds, committed: true, next_seq: seq })
 }
 
+/// Persist everything committed so far (a durable redb commit), then empty the log.
+pub(crate) fn checkpoint(db: &Database, file: &Path, wal: &mut Wal) -> Result<(), StorageError> {
+    let txn = db.begin_write().at(file, "begin checkpoint")?;
+    txn.commit().at(file, "checkpoint commit")?;
+    wal.reset()
+}
+
+/// Validates and applies each of `ops` in turn against `bounds` (updated as
+/// they apply), appending each one that changes something to `body` if
+/// given. Returns each op's outcome and whether any changed something.
+pub(crate) fn apply_ops(
+    tables: &mut Tables<'_, '_>,
+    file: &Path,
+    bounds: &mut HashMap<LogId, LogBounds>,
+    ops: Vec<(LogId, WriteOp)>,
+    seq: &mut u64,
+    mut body: Option<&mut Vec<u8>>,
+) -> Result<(Vec<Result<(), StorageError>>, bool), StorageError> {
+    let mut results = Vec::with_capacity(ops.len());
+    let mut dirty = false;
+    for (log, op) in ops {
+        let Some(current) = bounds.get_mut(&log) else {
+            results.push(Err(StorageError::Backend(format!(
+                "{}: log of group {} node {} was not opened with RedbStorage::member",
+                file.display(),
+                log.group,
+                log.node
+            ))));
+            continue;
+        };
+        let planned = match &op {
+            // A write that changes nothing (say, a truncation past the end) needs no commit.
+            WriteOp::Write(write) => current.plan_write(write).map(|plan| {
+                (plan.remove.is_some() || !write.entries.is_empty() || write.hard_state.is_some()).then_some(plan)
+            }),
+            WriteOp::Purge(index) => Ok(current.plan_purge(*index)),
+        };
+        match planned {
+            Err(invalid) => results.push(Err(invalid)),
+            Ok(None) => results.push(Ok(())),
+            Ok(Some(plan)) => {
+                if let Some(body) = body.as_deref_mut() {
+                    wal::encode_op(body, log, &op);
+                }
+                apply(tables, file, log, plan, op, seq)?;
+                *current = plan.bounds;
+                dirty = true;
+                results.push(Ok(()));
+            }
+        }
+    }
+    Ok((results, dirty))
+}
+
 /// The tables a batch writes, open in its transaction.
-struct Tables<'a, 'txn> {
-    log: &'a mut LogTable<'txn>,
-    meta: &'a mut MetaTable<'txn>,
-    journal: &'a mut JournalTable<'txn>,
+pub(crate) struct Tables<'a, 'txn> {
+    pub(crate) log: &'a mut LogTable<'txn>,
+    pub(crate) meta: &'a mut MetaTable<'txn>,
+    pub(crate) journal: &'a mut JournalTable<'txn>,
 }
 
 /// Applies one validated request to the open tables; appended entries take

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use bytes::{Bytes, BytesMut};
 
-use super::command::{get_shard_data, put_shard_data, Command, ShardSource};
+use super::command::{get_shard_data, put_shard_parts, Command, ShardSource};
 use crate::api::{shard_of, ApiError, KvOp, RequestId, ShardConfig, ShardData, ShardState, ShardStatus};
 use crate::binary::{BinaryError, Decoder, Encoder};
 use crate::ctrler::{get_config, put_config};
@@ -166,13 +166,27 @@ impl ShardKvState {
             return Applied::Ok;
         }
         match op {
+            // Stored keys and values are copies of their own, sized to fit: the
+            // command's bytes are a slice of a whole network or log buffer, which
+            // a stored slice would keep alive.
             KvOp::Put { key, value } => {
-                shard.data.insert(key.clone(), value.clone());
+                let value = Bytes::copy_from_slice(value);
+                match shard.data.get_mut(key.as_ref()) {
+                    Some(stored) => *stored = value,
+                    None => {
+                        shard.data.insert(Bytes::copy_from_slice(key), value);
+                    }
+                }
             }
             KvOp::Append { key, value } => {
                 let mut v = BytesMut::from(shard.data.get(key).map(Bytes::as_ref).unwrap_or_default());
                 v.extend_from_slice(value);
-                shard.data.insert(key.clone(), v.freeze());
+                match shard.data.get_mut(key.as_ref()) {
+                    Some(stored) => *stored = v.freeze(),
+                    None => {
+                        shard.data.insert(Bytes::copy_from_slice(key), v.freeze());
+                    }
+                }
             }
             KvOp::Delete { key } => {
                 shard.data.remove(key);
@@ -398,20 +412,41 @@ impl ShardKvState {
     /// The state's snapshot encoding.
     #[must_use]
     pub fn encode(&self) -> Bytes {
+        let mut all = BytesMut::from(self.encode_header().as_ref());
+        for id in self.shard_ids() {
+            all.extend_from_slice(&self.encode_shard(id).unwrap_or_default());
+        }
+        all.freeze()
+    }
+
+    /// The first piece of [`ShardKvState::encode`]: group, configuration and
+    /// shard count. The shards' pieces ([`ShardKvState::encode_shard`], in
+    /// [`ShardKvState::shard_ids`] order) follow, so a snapshot can be
+    /// written one shard at a time.
+    #[must_use]
+    pub fn encode_header(&self) -> Bytes {
         let mut e = Encoder::new();
         e.u64(self.group.0);
         put_config(&mut e, &self.config);
         e.u64(self.shards.len() as u64);
-        for (&id, s) in &self.shards {
-            put_phase(&mut e, &s.phase);
-            let data = ShardData {
-                shard: id,
-                entries: s.data.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-                dedup: s.dedup.entries().map(|(c, seq, ())| (c, seq)).collect(),
-            };
-            put_shard_data(&mut e, &data);
-        }
         e.finish()
+    }
+
+    /// The shards held, in encoding order.
+    #[must_use]
+    pub fn shard_ids(&self) -> Vec<ShardId> {
+        self.shards.keys().copied().collect()
+    }
+
+    /// Shard `id`'s piece of [`ShardKvState::encode`]; `None` if not held.
+    #[must_use]
+    pub fn encode_shard(&self, id: ShardId) -> Option<Bytes> {
+        let s = self.shards.get(&id)?;
+        // Keys and values, plus a few bytes of lengths each.
+        let mut e = Encoder::with_capacity(s.bytes() + 8 * s.data.len() + 64);
+        put_phase(&mut e, &s.phase);
+        put_shard_parts(&mut e, id, s.data.iter(), s.dedup.entries().map(|(c, seq, ())| (c, seq)));
+        Some(e.finish())
     }
 
     /// A state encoded by [`ShardKvState::encode`].

@@ -53,8 +53,20 @@ impl StateMachine for ShardKvStateMachine {
     }
 
     async fn snapshot(&mut self, out: &mut dyn SnapshotWriter) -> Result<(), StateMachineError> {
-        let encoded = self.state.read().encode();
-        out.write(encoded).await?;
+        // One shard at a time, so that at most one shard's encoding is held
+        // beside the state. Only this loop changes the state, and it is here:
+        // the pieces form one consistent snapshot.
+        let (header, ids) = {
+            let state = self.state.read();
+            (state.encode_header(), state.shard_ids())
+        };
+        out.write(header).await?;
+        for id in ids {
+            let piece = self.state.read().encode_shard(id);
+            if let Some(piece) = piece {
+                out.write(piece).await?;
+            }
+        }
         Ok(())
     }
 

@@ -39,38 +39,24 @@ pub enum CodecError {
     UnknownKind(u8),
 }
 
-const CRC_TABLE: [u32; 256] = {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut crc = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
-            k += 1;
-        }
-        table[i] = crc;
-        i += 1;
-    }
-    table
-};
-
-/// CRC-32C (Castagnoli) of `data`.
+/// CRC-32C (Castagnoli) of `data` (hardware-accelerated where the CPU has it).
 #[must_use]
 pub fn crc32c(data: &[u8]) -> u32 {
-    !data.iter().fold(!0u32, |crc, &b| crc32c_step(crc, b))
+    crc32c::crc32c(data)
 }
 
-/// One byte of a running CRC-32C (state starts at `!0`, finish with `!state`).
-#[must_use]
-pub fn crc32c_step(crc: u32, byte: u8) -> u32 {
-    CRC_TABLE[((crc ^ u32::from(byte)) & 0xff) as usize] ^ (crc >> 8)
+/// A record buffer with room for its checksum in front: write the body
+/// after the first 4 bytes, then [`seal`] it (no copy of the body).
+fn record(body_len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + body_len);
+    out.extend_from_slice(&[0; 4]);
+    out
 }
 
-fn seal(body: Vec<u8>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len() + 4);
-    out.extend_from_slice(&crc32c(&body).to_le_bytes());
-    out.extend_from_slice(&body);
+/// Fill in the checksum of the body after the first 4 bytes.
+fn seal(mut out: Vec<u8>) -> Vec<u8> {
+    let crc = crc32c(&out[4..]);
+    out[..4].copy_from_slice(&crc.to_le_bytes());
     out
 }
 
@@ -100,7 +86,7 @@ pub fn encode_entry(entry: &Entry) -> Vec<u8> {
         EntryPayload::Blank => (KIND_BLANK, &[]),
         EntryPayload::Command(b) => (KIND_COMMAND, b.as_ref()),
     };
-    let mut body = Vec::with_capacity(9 + payload.len());
+    let mut body = record(9 + payload.len());
     body.push(kind);
     body.extend_from_slice(&entry.term.0.to_le_bytes());
     body.extend_from_slice(payload);
@@ -122,7 +108,7 @@ pub fn decode_entry(index: LogIndex, record: &[u8]) -> Result<Entry, CodecError>
 /// Encode a hard state.
 #[must_use]
 pub fn encode_hard_state(hs: &HardState) -> Vec<u8> {
-    let mut body = Vec::with_capacity(24);
+    let mut body = record(24);
     body.extend_from_slice(&hs.term.0.to_le_bytes());
     body.extend_from_slice(&hs.vote.map_or(0, |v| v.0).to_le_bytes());
     body.extend_from_slice(&hs.commit.0.to_le_bytes());

@@ -16,6 +16,11 @@ use raftkv_server::setup::net_config;
 use raftkv_server::telemetry::Telemetry;
 use serde::Serialize;
 
+/// mimalloc: the request path allocates small buffers from many threads,
+/// where glibc's allocator cost about a tenth of the server's CPU.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Command-line flags; each overrides the same key of the file and environment.
 #[derive(Debug, Parser, Serialize)]
 #[command(

@@ -24,25 +24,34 @@ use raftkv_wire::RaftRequestPb;
 use tokio::sync::{mpsc, oneshot};
 
 use self::connection::Connection;
-use self::pipeline::Outgoing;
+use self::pipeline::{CallLane, Lane, Outgoing, RaftLane};
 use crate::error::GrpcError;
 
 /// Bytes a pipelined message adds to its request (sequence number, framing).
 const PIPELINE_OVERHEAD: usize = 16;
 
-/// One peer address: its connection and its pipeline.
+/// A lane's pipeline task to one peer, started on first use.
+type Slot<L> = Mutex<Option<mpsc::UnboundedSender<Outgoing<L>>>>;
+
+/// One peer address: its connection and its two pipelines.
 struct PeerLink {
     conn: Arc<Connection>,
-    pipeline: Mutex<Option<mpsc::UnboundedSender<Outgoing>>>,
+    raft: Slot<RaftLane>,
+    calls: Slot<CallLane>,
 }
 
 impl PeerLink {
-    /// Queue `outgoing` on the pipeline (starting it, or restarting it if its task ended).
-    fn enqueue(&self, outgoing: Outgoing) {
-        let mut slot = self.pipeline.lock().unwrap_or_else(PoisonError::into_inner);
-        let tx = slot.get_or_insert_with(|| pipeline::spawn(self.conn.clone()));
+    fn new(conn: Connection) -> Self {
+        Self { conn: Arc::new(conn), raft: Mutex::new(None), calls: Mutex::new(None) }
+    }
+
+    /// Queue `outgoing` on the pipeline in `slot` (starting it, or restarting
+    /// it if its task ended).
+    fn enqueue<L: Lane>(&self, slot: &Slot<L>, outgoing: Outgoing<L>) {
+        let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
+        let tx = slot.get_or_insert_with(|| pipeline::spawn::<L>(self.conn.clone()));
         if let Err(mpsc::error::SendError(outgoing)) = tx.send(outgoing) {
-            let tx = slot.insert(pipeline::spawn(self.conn.clone()));
+            let tx = slot.insert(pipeline::spawn::<L>(self.conn.clone()));
             let _ = tx.send(outgoing);
         }
     }
@@ -79,14 +88,12 @@ impl GrpcClient {
 
     fn link(&self, addr: &str) -> Arc<PeerLink> {
         let mut links = self.inner.links.lock().unwrap_or_else(PoisonError::into_inner);
-        links
-            .entry(addr.to_string())
-            .or_insert_with(|| {
-                let seed = self.inner.seeds.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
-                let conn = Connection::new(addr, self.inner.dialer.clone(), self.inner.cfg.clone(), seed);
-                Arc::new(PeerLink { conn: Arc::new(conn), pipeline: Mutex::new(None) })
-            })
-            .clone()
+        if let Some(link) = links.get(addr) {
+            return link.clone();
+        }
+        let seed = self.inner.seeds.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+        let conn = Connection::new(addr, self.inner.dialer.clone(), self.inner.cfg.clone(), seed);
+        links.entry(addr.to_string()).or_insert_with(|| Arc::new(PeerLink::new(conn))).clone()
     }
 
     /// The Raft transport of `group`, reaching member `n` at `peers[n]` (`host:port`).
@@ -103,7 +110,11 @@ impl ServiceClient for GrpcClient {
     async fn call_service(&self, addr: &str, request: ServiceRequest) -> Result<ServiceResponse, TransportError> {
         let traceparent = outgoing_traceparent();
         let link = self.link(addr);
-        service::call(&link.conn, request, traceparent).await
+        if service::streamed(&request) {
+            service::call_streamed(&link, request, traceparent).await
+        } else {
+            service::call(&link.conn, request, traceparent).await
+        }
     }
 }
 
@@ -159,7 +170,7 @@ impl Transport for GrpcRaftTransport {
         }
         let rpc = message.rpc();
         let (reply, answer) = oneshot::channel();
-        link.enqueue(Outgoing { peer: peer.clone(), rpc, message, size, reply });
+        link.enqueue(&link.raft, Outgoing::<RaftLane> { peer: peer.clone(), rpc, message, size, reply });
         let deadline = self.cfg.request_timeout;
         Box::pin(async move {
             match tokio::time::timeout(deadline, answer).await {

@@ -1,25 +1,29 @@
-//! Service calls (KV, controller, migration, admin) to a server address.
+//! Service calls (KV, controller, migration, admin) to a server address:
+//! the small ones multiplexed on the call stream, migration as unary calls.
 
 use raftkv_core::api::{ServiceRequest, ServiceResponse};
 use raftkv_core::trace::TRACEPARENT;
 use raftkv_core::transport::{Peer, TransportError};
 use raftkv_wire::pb::{admin_client, ctrler_client, kv_client, migration_client};
 use raftkv_wire::{ServiceRequestPb, ServiceResponsePb};
+use tokio::sync::oneshot;
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 use tonic::{Request, Status};
 
 use super::connection::Connection;
+use super::pipeline::{CallLane, Outgoing};
+use super::PeerLink;
 use crate::status;
 
-/// How every service request goes out: its deadline and trace context.
-struct Outgoing<'a> {
+/// How every unary service request goes out: its deadline and trace context.
+struct Unary<'a> {
     limit: usize,
     deadline: std::time::Duration,
     traceparent: Option<&'a str>,
 }
 
-impl Outgoing<'_> {
+impl Unary<'_> {
     fn request<T>(&self, message: T) -> Request<T> {
         let mut request = Request::new(message);
         request.set_timeout(self.deadline);
@@ -39,7 +43,7 @@ macro_rules! call {
     }};
 }
 
-async fn dispatch(channel: Channel, wire: ServiceRequestPb, out: &Outgoing<'_>) -> Result<ServiceResponsePb, Status> {
+async fn dispatch(channel: Channel, wire: ServiceRequestPb, out: &Unary<'_>) -> Result<ServiceResponsePb, Status> {
     use ServiceRequestPb as W;
     match wire {
         W::Get(m) => call!(kv_client::KvClient<Channel>, get, channel, out, m, Kv),
@@ -58,8 +62,61 @@ async fn dispatch(channel: Channel, wire: ServiceRequestPb, out: &Outgoing<'_>) 
     }
 }
 
+/// Whether `request` goes on the call stream (the small, frequent calls);
+/// migration's bulk transfers go as unary calls of their own.
+pub(crate) fn streamed(request: &ServiceRequest) -> bool {
+    !matches!(request, ServiceRequest::PullShards(_) | ServiceRequest::DeleteShards(_))
+}
+
+/// `request`'s wire form, if within the message limit.
+fn outgoing(request: &ServiceRequest, limit: usize) -> Result<ServiceRequestPb, TransportError> {
+    let wire = ServiceRequestPb::from_core(request.clone());
+    let size = wire.encoded_len();
+    if size > limit {
+        return Err(TransportError::TooLarge { what: request.name(), size, limit });
+    }
+    Ok(wire)
+}
+
+/// The checked answer to `request` from `peer`.
+fn checked(request: &ServiceRequest, peer: Peer, answer: ServiceResponsePb) -> Result<ServiceResponse, TransportError> {
+    let response = answer.into_core().map_err(|e| TransportError::malformed(peer.clone(), e.to_string()))?;
+    if !request.is_answered_by(&response) {
+        return Err(TransportError::malformed(
+            peer,
+            format!("{} answered with another kind of response", request.name()),
+        ));
+    }
+    Ok(response)
+}
+
+/// Send `request` with trace context `traceparent` on the call stream to
+/// `link`'s server (shared with every other caller) and wait for its answer.
+pub(crate) async fn call_streamed(
+    link: &PeerLink,
+    request: ServiceRequest,
+    traceparent: Option<String>,
+) -> Result<ServiceResponse, TransportError> {
+    let peer = Peer::addr(link.conn.addr());
+    let (deadline, limit) = (link.conn.cfg().request_timeout, link.conn.cfg().max_message_bytes);
+    let wire = outgoing(&request, limit)?;
+    let (reply, answer) = oneshot::channel();
+    let size = wire.encoded_len();
+    let rpc = wire.rpc();
+    link.enqueue(
+        &link.calls,
+        Outgoing::<CallLane> { peer: peer.clone(), rpc, message: (wire, traceparent), size, reply },
+    );
+    let answer = match tokio::time::timeout(deadline, answer).await {
+        Ok(Ok(answer)) => answer?,
+        Ok(Err(_)) => return Err(TransportError::unreachable(peer, "the connection task ended")),
+        Err(_) => return Err(TransportError::Timeout { peer, after: deadline }),
+    };
+    checked(&request, peer, answer)
+}
+
 /// Send `request` with trace context `traceparent` to the server behind
-/// `conn` and wait for its response.
+/// `conn` as a unary call and wait for its response.
 pub(crate) async fn call(
     conn: &Connection,
     request: ServiceRequest,
@@ -67,14 +124,10 @@ pub(crate) async fn call(
 ) -> Result<ServiceResponse, TransportError> {
     let peer = Peer::addr(conn.addr());
     let (deadline, limit) = (conn.cfg().request_timeout, conn.cfg().max_message_bytes);
-    let wire = ServiceRequestPb::from_core(request.clone());
-    let size = wire.encoded_len();
-    if size > limit {
-        return Err(TransportError::TooLarge { what: request.name(), size, limit });
-    }
+    let wire = outgoing(&request, limit)?;
     let attempt = async {
         let (channel, generation) = conn.channel(&peer).await?;
-        let out = Outgoing { limit, deadline, traceparent: traceparent.as_deref() };
+        let out = Unary { limit, deadline, traceparent: traceparent.as_deref() };
         match dispatch(channel, wire, &out).await {
             Ok(answer) => Ok(answer),
             Err(s) => {
@@ -88,13 +141,7 @@ pub(crate) async fn call(
     let answer = tokio::time::timeout(deadline, attempt)
         .await
         .unwrap_or_else(|_| Err(TransportError::Timeout { peer: peer.clone(), after: deadline }))?;
-    let response = answer.into_core().map_err(|e| TransportError::malformed(peer.clone(), e.to_string()))?;
-    if !request.is_answered_by(&response) {
-        return Err(TransportError::malformed(
-            peer,
-            format!("{} answered with another kind of response", request.name()),
-        ));
-    }
+    let response = checked(&request, peer, answer)?;
     conn.succeeded();
     Ok(response)
 }

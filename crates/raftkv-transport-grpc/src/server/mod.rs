@@ -4,13 +4,14 @@
 mod raft;
 mod router;
 mod services;
+mod stream;
 
 use std::net::SocketAddr;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use raftkv_core::transport::{NetConfig, Routes};
 use raftkv_wire::net::{self, ListenOptions, ServerHandle};
-use raftkv_wire::pb::{admin_server, ctrler_server, kv_server, migration_server, raft_server};
+use raftkv_wire::pb::{admin_server, calls_server, ctrler_server, kv_server, migration_server, raft_server};
 
 use crate::error::GrpcError;
 use crate::{CONNECTION_WINDOW, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, STREAM_WINDOW};
@@ -45,7 +46,8 @@ impl GrpcServer {
             kv: limited!(kv_server::KvServer::new(api.clone()), limit),
             ctrler: limited!(ctrler_server::CtrlerServer::new(api.clone()), limit),
             migration: limited!(migration_server::MigrationServer::new(api.clone()), limit),
-            admin: limited!(admin_server::AdminServer::new(api), limit),
+            admin: limited!(admin_server::AdminServer::new(api.clone()), limit),
+            calls: limited!(calls_server::CallsServer::new(api), limit),
         };
         let handle = net::listen(addr, options, move |stream, peer| {
             let router = router.clone();

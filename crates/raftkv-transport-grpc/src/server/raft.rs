@@ -3,25 +3,17 @@
 
 use std::future::Future;
 
-use futures::stream::FuturesUnordered;
-use futures::{FutureExt, StreamExt};
+use futures::FutureExt;
 use raftkv_core::raft::RaftResponse;
 use raftkv_core::transport::{RouteError, Routes};
 use raftkv_wire::pb::{self, pipeline_error, pipeline_reply};
 use raftkv_wire::trace::{raft_rpc_span, receive_snapshot, snapshot_chunk_from_pb_traced};
 use raftkv_wire::{snapshot_response_to_pb, DecodeError, RaftRequestPb, RaftResponsePb};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
+use super::stream::{serve_stream, Replies};
 use crate::status;
-
-/// Most pipelined requests of one stream awaiting their answers; past it the
-/// server stops reading the stream until answers go out.
-const PIPELINE_WINDOW: usize = 4096;
-/// Answers buffered for a pipeline stream's sender.
-const PIPELINE_REPLIES: usize = 1024;
 
 pub(crate) struct RaftService {
     pub(crate) routes: Routes,
@@ -77,44 +69,6 @@ fn submit_traced(
     Ok(answer.instrument(span))
 }
 
-/// Serve one pipeline stream: submit each message to its member in arrival
-/// order (so each member handles them in that order), await the answers
-/// concurrently, and send each back as soon as it is ready, tagged with its
-/// sequence number — a slow member does not hold up the answers of the
-/// other groups sharing the connection.
-async fn serve_pipeline(
-    routes: Routes,
-    mut inbound: Streaming<pb::PipelineRequest>,
-    out: mpsc::Sender<Result<pb::PipelineReply, Status>>,
-) {
-    let mut pending = FuturesUnordered::new();
-    let mut reading = true;
-    loop {
-        tokio::select! {
-            message = inbound.message(), if reading && pending.len() < PIPELINE_WINDOW => match message {
-                Ok(Some(m)) => {
-                    let (seq, wire) = RaftRequestPb::from_pipeline(m);
-                    match submit_traced(&routes, wire) {
-                        Ok(answer) => pending.push(answer.map(move |r| (seq, r.map_err(PipelineFailure::Route))).boxed()),
-                        Err(e) => pending.push(futures::future::ready((seq, Err(e))).boxed()),
-                    }
-                }
-                Ok(None) => reading = false,
-                Err(s) => {
-                    let _ = out.send(Err(s)).await;
-                    return;
-                }
-            },
-            Some((seq, answer)) = pending.next(), if !pending.is_empty() => {
-                if out.send(Ok(pipeline_reply(seq, answer))).await.is_err() {
-                    return;
-                }
-            }
-            else => return,
-        }
-    }
-}
-
 /// `impl Raft for RaftService`: one unary method per (name, request,
 /// response, variant) — decode, deliver, answer with the same variant —
 /// plus the streaming methods written out in `$rest`.
@@ -165,14 +119,22 @@ raft_impl! {
         Ok(Response::new(snapshot_response_to_pb(&answer)))
     }
 
-    type PipelineStream = ReceiverStream<Result<pb::PipelineReply, Status>>;
+    type PipelineStream = Replies<pb::PipelineReply>;
 
     async fn pipeline(
         &self,
         request: Request<Streaming<pb::PipelineRequest>>,
     ) -> Result<Response<Self::PipelineStream>, Status> {
-        let (out, replies) = mpsc::channel(PIPELINE_REPLIES);
-        tokio::spawn(serve_pipeline(self.routes.clone(), request.into_inner(), out));
-        Ok(Response::new(ReceiverStream::new(replies)))
+        let routes = self.routes.clone();
+        // Each message is submitted as it is read (so each member handles them in
+        // stream order); the answers are awaited concurrently.
+        let submit = move |m: pb::PipelineRequest| {
+            let (seq, wire) = RaftRequestPb::from_pipeline(m);
+            match submit_traced(&routes, wire) {
+                Ok(answer) => answer.map(move |r| pipeline_reply(seq, r.map_err(PipelineFailure::Route))).boxed(),
+                Err(e) => futures::future::ready(pipeline_reply(seq, Err(e))).boxed(),
+            }
+        };
+        Ok(Response::new(serve_stream(request.into_inner(), submit)))
     }
 }

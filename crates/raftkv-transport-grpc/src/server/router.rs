@@ -7,7 +7,7 @@ use std::pin::Pin;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use raftkv_wire::pb::{admin_server, ctrler_server, kv_server, migration_server, raft_server};
+use raftkv_wire::pb::{admin_server, calls_server, ctrler_server, kv_server, migration_server, raft_server};
 use tonic::body::Body;
 use tonic::codegen::Service;
 
@@ -21,6 +21,7 @@ pub(crate) struct Router {
     pub(crate) ctrler: ctrler_server::CtrlerServer<ApiService>,
     pub(crate) migration: migration_server::MigrationServer<ApiService>,
     pub(crate) admin: admin_server::AdminServer<ApiService>,
+    pub(crate) calls: calls_server::CallsServer<ApiService>,
 }
 
 type Answer = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
@@ -50,6 +51,7 @@ impl hyper::service::Service<Request<Incoming>> for Router {
             ctrler_server::SERVICE_NAME => call(self.ctrler.clone(), request),
             migration_server::SERVICE_NAME => call(self.migration.clone(), request),
             admin_server::SERVICE_NAME => call(self.admin.clone(), request),
+            calls_server::SERVICE_NAME => call(self.calls.clone(), request),
             _ => {
                 let status = tonic::Status::unimplemented(format!("no service at {path}"));
                 Box::pin(std::future::ready(Ok(status.into_http())))

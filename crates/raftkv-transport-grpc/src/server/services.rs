@@ -1,15 +1,18 @@
-//! The service RPCs (`raftkv.v1.Kv`, `Ctrler`, `Migration`, `Admin`),
-//! delivered to the server's service handler through [`Routes`].
+//! The service RPCs (`raftkv.v1.Kv`, `Ctrler`, `Migration`, `Admin`, and
+//! `Calls`: the same small requests multiplexed on one stream), delivered to
+//! the server's service handler through [`Routes`].
 
+use futures::FutureExt;
 use raftkv_core::trace::TRACEPARENT;
 use raftkv_core::transport::Routes;
-use raftkv_wire::pb;
+use raftkv_wire::pb::{self, pipeline_error};
 use raftkv_wire::trace::{accept_traceparent, service_rpc_span};
 use raftkv_wire::{ServiceRequestPb, ServiceResponsePb};
 use tonic::metadata::MetadataMap;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
+use super::stream::{serve_stream, Replies};
 use crate::status;
 
 #[derive(Clone)]
@@ -80,3 +83,50 @@ service_impl!(pb::migration_server::Migration {
 service_impl!(pb::admin_server::Admin {
     (status, pb::StatusRequest, pb::StatusResponse, Status, Status),
 });
+
+/// The reply frame to call `seq` for the outcome of serving it.
+fn call_reply(seq: u64, served: Result<ServiceResponsePb, Status>) -> pb::CallReply {
+    let refused = |code: pipeline_error::Code, message: String| pb::CallReply {
+        seq,
+        body: Some(pb::call_reply::Body::Error(pb::PipelineError { code: code as i32, message })),
+    };
+    match served {
+        Ok(response) => response.into_call(seq).unwrap_or_else(|| {
+            refused(pipeline_error::Code::Malformed, "a migration answer on the call stream".into())
+        }),
+        Err(s) => {
+            let code = match s.code() {
+                tonic::Code::Unavailable => pipeline_error::Code::Stopped,
+                tonic::Code::NotFound => pipeline_error::Code::UnknownMember,
+                _ => pipeline_error::Code::Malformed,
+            };
+            refused(code, s.message().to_string())
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::calls_server::Calls for ApiService {
+    type StreamStream = Replies<pb::CallReply>;
+
+    async fn stream(
+        &self,
+        request: Request<Streaming<pb::CallRequest>>,
+    ) -> Result<Response<Self::StreamStream>, Status> {
+        let api = self.clone();
+        let submit = move |m: pb::CallRequest| {
+            let (seq, traceparent, wire) = ServiceRequestPb::from_call(m);
+            let api = api.clone();
+            async move {
+                let traceparent = traceparent.as_deref().and_then(accept_traceparent);
+                let served = match wire {
+                    Ok(wire) => api.serve(wire, traceparent).await,
+                    Err(e) => Err(status::malformed(&e)),
+                };
+                call_reply(seq, served)
+            }
+            .boxed()
+        };
+        Ok(Response::new(serve_stream(request.into_inner(), submit)))
+    }
+}

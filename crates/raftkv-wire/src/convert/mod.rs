@@ -46,6 +46,7 @@ macro_rules! wire_enum_codec {
 }
 
 mod api;
+mod calls;
 mod raft;
 
 pub use api::{ServiceRequestPb, ServiceResponsePb, SERVICE_RPCS};
