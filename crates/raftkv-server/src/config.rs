@@ -87,7 +87,7 @@ pub struct RaftSettings {
 
 impl Default for RaftSettings {
     fn default() -> Self {
-        Self { tick_ms: 10, heartbeat_ticks: 10, election_ticks: 50, snapshot_log_bytes: 64 << 20 }
+        Self { tick_ms: 10, heartbeat_ticks: 10, election_ticks: 50, snapshot_log_bytes: 32 << 20 }
     }
 }
 

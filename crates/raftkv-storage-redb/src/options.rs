@@ -26,7 +26,7 @@ pub struct RedbOptions {
     /// `true`). This reads the whole file once, and turns a file damaged
     /// outside redb into an error instead of a possible panic later.
     pub check_integrity_on_open: bool,
-    /// Memory redb may use to cache pages of the file (default 64 MiB; redb's
+    /// Memory redb may use to cache pages of the file (default 32 MiB; redb's
     /// own default is 1 GiB). The Raft core keeps the entries after its last
     /// snapshot in memory, so the log is read back only to catch up a
     /// lagging follower or on restart.
@@ -35,6 +35,6 @@ pub struct RedbOptions {
 
 impl Default for RedbOptions {
     fn default() -> Self {
-        Self { sync: SyncMode::Always, check_integrity_on_open: true, cache_bytes: 64 << 20 }
+        Self { sync: SyncMode::Always, check_integrity_on_open: true, cache_bytes: 32 << 20 }
     }
 }

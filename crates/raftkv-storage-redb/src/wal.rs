@@ -8,14 +8,18 @@
 //! later). Once the log holds [`WAL_CHECKPOINT_BYTES`], a durable redb commit
 //! persists everything applied so far and the log starts over.
 //!
-//! Record: `body length u32 LE | crc32c(seq ‖ body) u32 LE | seq u64 LE | body`.
+//! Record: `body length u32 LE | crc32c(epoch ‖ seq ‖ body) u32 LE | seq u64 LE | body`.
 //! Every batch records its `seq` in the database too (table `raft_wal`), so
 //! reopening replays exactly the records after the last durable commit, in
-//! order, through the same validation as the writer. Reading stops at the
-//! first record that is torn (a crash during an append: never acknowledged)
-//! or whose number does not follow on (an older record: after a checkpoint
-//! the file is overwritten from its start, so that syncs of allocated blocks
-//! need no metadata update).
+//! order, through the same validation as the writer. The `epoch` is a random
+//! number chosen at every checkpoint and stored, durably, in the same commit:
+//! after a checkpoint the file is overwritten from its start (so that syncs of
+//! allocated blocks need no metadata update), and a record left from an
+//! earlier generation — or a frame planted inside an entry's payload, or a log
+//! beside another database — fails its checksum. Reading stops at the first
+//! record that is torn (a crash during an append: never acknowledged), fails
+//! its checksum, or whose number does not follow on from the last durable
+//! batch.
 //!
 //! Body: one mutation after another — `group u64 | node u64 | tag u8`, then
 //! for a write (tag 1): `flags u8` (1: truncation, 2: hard state),
@@ -46,6 +50,7 @@ pub(crate) const WAL_CHECKPOINT_BYTES: u64 = 16 << 20;
 /// The sequence number of the last batch applied to the database.
 pub(crate) const WAL_STATE: TableDefinition<&str, u64> = TableDefinition::new("raft_wal");
 const APPLIED_KEY: &str = "applied";
+const EPOCH_KEY: &str = "epoch";
 
 const HEADER: usize = 16;
 const TAG_WRITE: u8 = 1;
@@ -60,6 +65,8 @@ pub(crate) struct Wal {
     len: u64,
     /// Sequence number of the next record.
     pub(crate) next_seq: u64,
+    /// This generation's epoch (mixed into every checksum).
+    epoch: u64,
     /// Size past which the writer checkpoints.
     pub(crate) checkpoint_bytes: u64,
 }
@@ -77,9 +84,11 @@ fn corrupt(path: &Path, offset: u64, reason: impl Into<String>) -> StorageError 
 }
 
 impl Wal {
-    /// Open (creating it) the log at `path` and read back every complete
-    /// record; a torn tail is cut off.
-    pub(crate) fn open(path: &Path) -> Result<(Self, Vec<Recorded>), StorageError> {
+    /// Open (creating it) the log at `path` and read back the records of
+    /// generation `epoch` that follow batch `applied`, the last one the
+    /// database holds durably.
+    pub(crate) fn open(path: &Path, epoch: u64, applied: u64) -> Result<(Self, Vec<Recorded>), StorageError> {
+        let existed = path.exists();
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -87,14 +96,16 @@ impl Wal {
             .truncate(false)
             .open(path)
             .map_err(io(path, "open"))?;
+        if !existed {
+            sync_parent(path)?;
+        }
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io(path, "read"))?;
         let mut records: Vec<Recorded> = Vec::new();
         let mut at = 0usize;
-        while let Some((seq, body, next)) = frame_at(&bytes, at) {
-            // Past the end of the current records lie older ones (the file is
-            // reused after a checkpoint): their numbers do not follow on.
-            if records.last().is_some_and(|(last, _)| seq != last + 1) {
+        while let Some((seq, body, next)) = frame_at(&bytes, at, epoch) {
+            let expected = records.last().map_or(applied + 1, |(last, _)| last + 1);
+            if seq != expected {
                 break;
             }
             let ops = decode_body(body).map_err(|why| corrupt(path, at as u64, why))?;
@@ -102,9 +113,9 @@ impl Wal {
             at = next;
         }
         file.seek(SeekFrom::Start(at as u64)).map_err(io(path, "seek"))?;
-        let next_seq = records.last().map_or(1, |(seq, _)| seq + 1);
+        let next_seq = records.last().map_or(applied + 1, |(seq, _)| seq + 1);
         let checkpoint_bytes = WAL_CHECKPOINT_BYTES;
-        Ok((Self { file, path: path.to_path_buf(), len: at as u64, next_seq, checkpoint_bytes }, records))
+        Ok((Self { file, path: path.to_path_buf(), len: at as u64, next_seq, epoch, checkpoint_bytes }, records))
     }
 
     /// Append batch `seq` (its [`encode_op`]s in `body`); durable on return if `sync`.
@@ -113,7 +124,7 @@ impl Wal {
             .map_err(|_| StorageError::Backend(format!("a batch of {} bytes is too large to log", body.len())))?;
         let mut record = Vec::with_capacity(HEADER + body.len());
         record.extend_from_slice(&len.to_le_bytes());
-        record.extend_from_slice(&checksum(seq, body).to_le_bytes());
+        record.extend_from_slice(&checksum(self.epoch, seq, body).to_le_bytes());
         record.extend_from_slice(&seq.to_le_bytes());
         record.extend_from_slice(body);
         self.file.write_all(&record).map_err(io(&self.path, "append"))?;
@@ -135,19 +146,37 @@ impl Wal {
         self.len
     }
 
-    /// Start over at the beginning of the file (once the database holds
-    /// everything durably). The file keeps its size: overwriting allocated
-    /// blocks needs no metadata update in the next syncs, and the records
-    /// left behind are told apart by their numbers.
-    pub(crate) fn reset(&mut self) -> Result<(), StorageError> {
+    /// Start generation `epoch` at the beginning of the file, once the
+    /// database holds everything durably and `epoch` with it. The file keeps
+    /// its size: overwriting allocated blocks needs no metadata update in the
+    /// next syncs, and the records left behind fail their checksums.
+    pub(crate) fn reset(&mut self, epoch: u64) -> Result<(), StorageError> {
         self.file.seek(SeekFrom::Start(0)).map_err(io(&self.path, "seek"))?;
         self.len = 0;
+        self.epoch = epoch;
         Ok(())
     }
 }
 
-fn checksum(seq: u64, body: &[u8]) -> u32 {
-    crc32c::crc32c_append(crc32c::crc32c(&seq.to_le_bytes()), body)
+fn checksum(epoch: u64, seq: u64, body: &[u8]) -> u32 {
+    let mut head = [0u8; 16];
+    head[..8].copy_from_slice(&epoch.to_le_bytes());
+    head[8..].copy_from_slice(&seq.to_le_bytes());
+    crc32c::crc32c_append(crc32c::crc32c(&head), body)
+}
+
+/// Make a new file's directory entry durable.
+fn sync_parent(path: &Path) -> Result<(), StorageError> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir, "sync directory"))
+}
+
+/// A fresh epoch: random per process (std's hasher seeds) and time.
+pub(crate) fn new_epoch() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.finish()
 }
 
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
@@ -159,12 +188,12 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
 }
 
 /// The complete, intact record at `at`: (seq, body, offset after it).
-fn frame_at(bytes: &[u8], at: usize) -> Option<(u64, &[u8], usize)> {
+fn frame_at(bytes: &[u8], at: usize, epoch: u64) -> Option<(u64, &[u8], usize)> {
     let len = u32_at(bytes, at)? as usize;
     let crc = u32_at(bytes, at + 4)?;
     let seq = u64_at(bytes, at + 8)?;
     let body = bytes.get(at + HEADER..at + HEADER + len)?;
-    (checksum(seq, body) == crc).then_some((seq, body, at + HEADER + len))
+    (checksum(epoch, seq, body) == crc).then_some((seq, body, at + HEADER + len))
 }
 
 /// Append `op` on `log` to a batch body.
@@ -263,11 +292,20 @@ fn decode_body(bytes: &[u8]) -> Result<Vec<(LogId, WriteOp)>, String> {
     Ok(ops)
 }
 
-/// The sequence number of the last batch the database holds.
-pub(crate) fn applied_seq(txn: &WriteTransaction, file: &Path) -> Result<u64, StorageError> {
+/// The sequence number of the last batch the database holds, and the
+/// epoch of the log's current generation.
+pub(crate) fn wal_state(txn: &WriteTransaction, file: &Path) -> Result<(u64, u64), StorageError> {
     let table = txn.open_table(WAL_STATE).at(file, "open wal state table")?;
     let applied = table.get(APPLIED_KEY).at(file, "read wal state")?.map_or(0, |v| v.value());
-    Ok(applied)
+    let epoch = table.get(EPOCH_KEY).at(file, "read wal state")?.map_or(0, |v| v.value());
+    Ok((applied, epoch))
+}
+
+/// Record, in `txn`, the epoch of the log's next generation.
+pub(crate) fn set_epoch(txn: &WriteTransaction, file: &Path, epoch: u64) -> Result<(), StorageError> {
+    let mut table = txn.open_table(WAL_STATE).at(file, "open wal state table")?;
+    table.insert(EPOCH_KEY, epoch).at(file, "write wal state")?;
+    Ok(())
 }
 
 /// Record, in `txn`, that it holds batch `seq`.
@@ -317,12 +355,12 @@ mod tests {
     fn records_read_back_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(WAL_FILE_NAME);
-        let (mut wal, none) = Wal::open(&path).unwrap();
+        let (mut wal, none) = Wal::open(&path, 7, 0).unwrap();
         assert!(none.is_empty());
         wal.append(1, &body(), true).unwrap();
         wal.append(2, &body(), true).unwrap();
         drop(wal);
-        let (wal, records) = Wal::open(&path).unwrap();
+        let (wal, records) = Wal::open(&path, 7, 0).unwrap();
         assert_eq!(records.iter().map(|r| r.0).collect::<Vec<_>>(), vec![1, 2]);
         assert!(same(&records[1].1, &ops()));
         assert_eq!(wal.next_seq, 3);
@@ -332,7 +370,7 @@ mod tests {
     fn a_torn_tail_is_ignored_and_appends_go_on() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(WAL_FILE_NAME);
-        let (mut wal, _) = Wal::open(&path).unwrap();
+        let (mut wal, _) = Wal::open(&path, 7, 0).unwrap();
         wal.append(1, &body(), true).unwrap();
         let whole = wal.len();
         wal.append(2, &body(), true).unwrap();
@@ -341,12 +379,12 @@ mod tests {
         let file = OpenOptions::new().write(true).open(&path).unwrap();
         file.set_len(whole + 20).unwrap();
         drop(file);
-        let (mut wal, records) = Wal::open(&path).unwrap();
+        let (mut wal, records) = Wal::open(&path, 7, 0).unwrap();
         assert_eq!(records.len(), 1);
         assert_eq!(wal.len(), whole);
         wal.append(2, &body(), true).unwrap();
         drop(wal);
-        let (_, records) = Wal::open(&path).unwrap();
+        let (_, records) = Wal::open(&path, 7, 0).unwrap();
         assert_eq!(records.iter().map(|r| r.0).collect::<Vec<_>>(), vec![1, 2]);
     }
 
@@ -354,31 +392,38 @@ mod tests {
     fn after_a_reset_older_records_are_not_read_back() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(WAL_FILE_NAME);
-        let (mut wal, _) = Wal::open(&path).unwrap();
+        let (mut wal, _) = Wal::open(&path, 7, 0).unwrap();
         for seq in 1..=3 {
             wal.append(seq, &body(), true).unwrap();
         }
-        wal.reset().unwrap();
+        wal.reset(9).unwrap();
         wal.append(4, &body(), true).unwrap();
         drop(wal);
-        let (wal, records) = Wal::open(&path).unwrap();
+        let (wal, records) = Wal::open(&path, 9, 3).unwrap();
         // Record 4 overwrote record 1; records 2 and 3 follow it in the file.
         assert_eq!(records.iter().map(|r| r.0).collect::<Vec<_>>(), vec![4]);
         assert_eq!(wal.next_seq, 5);
+        // Under another epoch (another generation, another database) nothing is current.
+        let (wal, records) = Wal::open(&path, 7, 0).unwrap();
+        assert!(records.is_empty());
+        assert_eq!(wal.next_seq, 1);
+        // Nor are records that do not follow the last durable batch.
+        let (_, records) = Wal::open(&path, 9, 1).unwrap();
+        assert!(records.is_empty());
     }
 
     #[test]
     fn a_damaged_record_ends_the_log_and_a_bad_body_is_corrupt() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(WAL_FILE_NAME);
-        let (mut wal, _) = Wal::open(&path).unwrap();
+        let (mut wal, _) = Wal::open(&path, 7, 0).unwrap();
         wal.append(1, &body(), true).unwrap();
         drop(wal);
         let mut bytes = std::fs::read(&path).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         std::fs::write(&path, &bytes).unwrap();
-        let (_, records) = Wal::open(&path).unwrap();
+        let (_, records) = Wal::open(&path, 7, 0).unwrap();
         assert!(records.is_empty(), "a record whose checksum fails is not replayed");
 
         assert!(decode_body(&[1, 2, 3]).unwrap_err().contains("group id"));

@@ -88,6 +88,8 @@ struct Applied {
     committed: bool,
     /// The next journal sequence number once this batch is committed.
     next_seq: u64,
+    /// The checkpoint after the batch failed: later writes are refused.
+    failed_checkpoint: Option<StorageError>,
 }
 
 /// Why a whole batch failed.
@@ -182,6 +184,10 @@ impl Writer {
 
         match outcome {
             Ok(applied) => {
+                if let Some(error) = &applied.failed_checkpoint {
+                    tracing::error!(error = %error, "redb checkpoint failed; later writes are refused");
+                    self.poisoned = Some(error.to_string());
+                }
                 if applied.committed {
                     self.next_seq = Some(applied.next_seq);
                     self.commits.fetch_add(1, Ordering::Relaxed);
@@ -239,7 +245,7 @@ fn apply_batch(
     };
     if !dirty {
         txn.abort().at(file, "abort write transaction")?;
-        return Ok(Applied { results, bounds, committed: false, next_seq: seq });
+        return Ok(Applied { results, bounds, committed: false, next_seq: seq, failed_checkpoint: None });
     }
     let poison = |error| BatchFailure { error, poison: true };
     let wal_seq = wal.next_seq;
@@ -247,17 +253,20 @@ fn apply_batch(
     wal.append(wal_seq, &body, sync == SyncMode::Always).map_err(poison)?;
     wal.next_seq += 1;
     txn.commit().at(file, "commit").map_err(poison)?;
-    if wal.wants_checkpoint() {
-        checkpoint(db, file, wal).map_err(poison)?;
-    }
-    Ok(Applied { results, bounds, committed: true, next_seq: seq })
+    // The batch is durable in the log whatever happens now: a failed
+    // checkpoint refuses the writes after it, not this batch.
+    let failed_checkpoint = if wal.wants_checkpoint() { checkpoint(db, file, wal).err() } else { None };
+    Ok(Applied { results, bounds, committed: true, next_seq: seq, failed_checkpoint })
 }
 
-/// Persist everything committed so far (a durable redb commit), then empty the log.
+/// Persist everything committed so far (a durable redb commit, which also
+/// stores the next generation's epoch), then start the log over.
 pub(crate) fn checkpoint(db: &Database, file: &Path, wal: &mut Wal) -> Result<(), StorageError> {
     let txn = db.begin_write().at(file, "begin checkpoint")?;
+    let epoch = wal::new_epoch();
+    wal::set_epoch(&txn, file, epoch)?;
     txn.commit().at(file, "checkpoint commit")?;
-    wal.reset()
+    wal.reset(epoch)
 }
 
 /// Validates and applies each of `ops` in turn against `bounds` (updated as

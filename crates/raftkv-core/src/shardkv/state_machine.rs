@@ -62,10 +62,10 @@ impl StateMachine for ShardKvStateMachine {
         };
         out.write(header).await?;
         for id in ids {
-            let piece = self.state.read().encode_shard(id);
-            if let Some(piece) = piece {
-                out.write(piece).await?;
-            }
+            let piece = self.state.read().encode_shard(id).ok_or_else(|| {
+                StateMachineError::Failed(format!("shard {id} went away while the snapshot was being written"))
+            })?;
+            out.write(piece).await?;
         }
         Ok(())
     }

@@ -62,6 +62,9 @@ async fn dispatch(channel: Channel, wire: ServiceRequestPb, out: &Unary<'_>) -> 
     }
 }
 
+/// Bytes a call stream frame adds to its message (number, framing, field tags).
+const CALL_FRAME_OVERHEAD: usize = 24;
+
 /// Whether `request` goes on the call stream (the small, frequent calls);
 /// migration's bulk transfers go as unary calls of their own.
 pub(crate) fn streamed(request: &ServiceRequest) -> bool {
@@ -100,8 +103,12 @@ pub(crate) async fn call_streamed(
     let peer = Peer::addr(link.conn.addr());
     let (deadline, limit) = (link.conn.cfg().request_timeout, link.conn.cfg().max_message_bytes);
     let wire = outgoing(&request, limit)?;
+    // The frame adds its number, framing and the trace context.
+    let size = wire.encoded_len() + CALL_FRAME_OVERHEAD + traceparent.as_ref().map_or(0, String::len);
+    if size > limit {
+        return Err(TransportError::TooLarge { what: request.name(), size, limit });
+    }
     let (reply, answer) = oneshot::channel();
-    let size = wire.encoded_len();
     let rpc = wire.rpc();
     link.enqueue(
         &link.calls,

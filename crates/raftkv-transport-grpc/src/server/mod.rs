@@ -37,7 +37,7 @@ impl GrpcServer {
     pub async fn start(addr: SocketAddr, routes: Routes, cfg: &NetConfig) -> Result<Self, GrpcError> {
         let options = ListenOptions::new(cfg, &[b"h2"])?;
         let limit = cfg.max_message_bytes;
-        let api = services::ApiService { routes: routes.clone() };
+        let api = services::ApiService { routes: routes.clone(), limit };
         let router = router::Router {
             raft: limited!(
                 raft_server::RaftServer::new(raft::RaftService { routes, snapshot_idle: cfg.snapshot_idle_timeout }),

@@ -18,6 +18,8 @@ use crate::status;
 #[derive(Clone)]
 pub(crate) struct ApiService {
     pub(crate) routes: Routes,
+    /// Largest message sent (a call stream's answer past it is refused alone).
+    pub(crate) limit: usize,
 }
 
 impl ApiService {
@@ -84,16 +86,29 @@ service_impl!(pb::admin_server::Admin {
     (status, pb::StatusRequest, pb::StatusResponse, Status, Status),
 });
 
-/// The reply frame to call `seq` for the outcome of serving it.
-fn call_reply(seq: u64, served: Result<ServiceResponsePb, Status>) -> pb::CallReply {
+/// Bytes a call stream frame adds to its message (number, framing).
+const CALL_FRAME_OVERHEAD: usize = 16;
+
+/// The reply frame to call `seq` for the outcome of serving it; an answer
+/// too large to send is refused on its own (it would end the stream, and
+/// with it every other call on the connection).
+fn call_reply(seq: u64, served: Result<ServiceResponsePb, Status>, limit: usize) -> pb::CallReply {
     let refused = |code: pipeline_error::Code, message: String| pb::CallReply {
         seq,
         body: Some(pb::call_reply::Body::Error(pb::PipelineError { code: code as i32, message })),
     };
     match served {
-        Ok(response) => response.into_call(seq).unwrap_or_else(|| {
-            refused(pipeline_error::Code::Malformed, "a migration answer on the call stream".into())
-        }),
+        Ok(response) => match response.into_call(seq) {
+            Some(reply) if prost::Message::encoded_len(&reply) + CALL_FRAME_OVERHEAD > limit => refused(
+                pipeline_error::Code::Malformed,
+                format!(
+                    "the answer of {} bytes exceeds the message limit of {limit} bytes",
+                    prost::Message::encoded_len(&reply)
+                ),
+            ),
+            Some(reply) => reply,
+            None => refused(pipeline_error::Code::Malformed, "a migration answer on the call stream".into()),
+        },
         Err(s) => {
             let code = match s.code() {
                 tonic::Code::Unavailable => pipeline_error::Code::Stopped,
@@ -123,7 +138,7 @@ impl pb::calls_server::Calls for ApiService {
                     Ok(wire) => api.serve(wire, traceparent).await,
                     Err(e) => Err(status::malformed(&e)),
                 };
-                call_reply(seq, served)
+                call_reply(seq, served, api.limit)
             }
             .boxed()
         };
