@@ -36,7 +36,7 @@
 //! appends them as one record to the write-ahead log (`raftkv.wal`) and syncs
 //! it — one fsync for the whole batch — before answering each. The redb
 //! transaction itself commits without a sync; a durable redb commit every
-//! 16 MiB of log (a checkpoint) lets the log start over, and opening replays
+//! 4 MiB of log (a checkpoint) lets the log start over, and opening replays
 //! what came after the last one.
 //! A request that breaks the log contract (say, a non-contiguous append)
 //! gets its error and changes nothing, without failing the rest of the batch.

@@ -44,8 +44,10 @@ use crate::writer::WriteOp;
 pub const WAL_FILE_NAME: &str = "raftkv.wal";
 
 /// Log size past which the next batch checkpoints (a durable redb commit,
-/// then an empty log).
-pub(crate) const WAL_CHECKPOINT_BYTES: u64 = 16 << 20;
+/// then an empty log). A checkpoint stalls the writer while redb writes and
+/// syncs what the batches since the last one changed: small ones keep those
+/// stalls short (the tail latency of writes), at the price of more of them.
+pub(crate) const WAL_CHECKPOINT_BYTES: u64 = 4 << 20;
 
 /// The sequence number of the last batch applied to the database.
 pub(crate) const WAL_STATE: TableDefinition<&str, u64> = TableDefinition::new("raft_wal");

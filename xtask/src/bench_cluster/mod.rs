@@ -26,6 +26,7 @@ pub struct ClusterBenchArgs {
     duration: Duration,
     backends: Backends,
     against_etcd: bool,
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
     etcd_all_endpoints: bool,
     shape: Shape,
     server_binary: Option<std::path::PathBuf>,
@@ -157,8 +158,16 @@ pub fn run(args: &ClusterBenchArgs) -> Result<()> {
             // The etcd client needs protoc to build; only this run pays for it.
             println!("rebuilding xtask with its `etcd` feature (the etcd-client crate) …");
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            // A target dir of its own: the etcd client's dependencies change
+            // the features of shared ones, which would rebuild them every time.
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map_or_else(|| std::path::PathBuf::from("target"), std::path::PathBuf::from)
+                .join("bench-etcd");
             let status = Command::new(cargo)
-                .args(["run", "--release", "-p", "xtask", "--features", "etcd", "--", "bench", "cluster"])
+                .args(["run", "--quiet", "--release", "-p", "xtask", "--features", "etcd"])
+                .arg("--target-dir")
+                .arg(&target)
+                .args(["--", "bench", "cluster"])
                 .args(&args.raw)
                 .status()?;
             if !status.success() {
