@@ -16,7 +16,7 @@ use raftkv_core::transport::LocalTransport;
 use raftkv_core::{GroupId, NodeId};
 
 use crate::args::Flags;
-use crate::hist::Histogram;
+use crate::hist::{Histogram, Tally};
 
 const MEMBERS: u64 = 3;
 const WORKER_THREADS: usize = 2;
@@ -147,8 +147,7 @@ struct Row {
 }
 
 async fn proposer(leader: RaftHandle<u64>, command: Bytes, phase: Arc<AtomicU8>) -> (Histogram, u64) {
-    let mut hist = Histogram::default();
-    let mut errors = 0;
+    let mut tally = Tally::default();
     loop {
         let p = phase.load(Ordering::Relaxed);
         if p == STOP {
@@ -156,19 +155,12 @@ async fn proposer(leader: RaftHandle<u64>, command: Bytes, phase: Arc<AtomicU8>)
         }
         let t0 = Instant::now();
         let ok = leader.propose(command.clone()).await.is_ok();
-        let nanos = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        if p == MEASURE && phase.load(Ordering::Relaxed) == MEASURE {
-            if ok {
-                hist.record(nanos);
-            } else {
-                errors += 1;
-            }
-        }
+        tally.count(p == MEASURE && phase.load(Ordering::Relaxed) == MEASURE, ok, t0);
         if !ok {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
-    (hist, errors)
+    (tally.hist, tally.errors)
 }
 
 async fn bench_row(size: usize, proposers: usize, warmup: Duration, duration: Duration) -> Result<Row> {
@@ -208,16 +200,9 @@ async fn bench_row(size: usize, proposers: usize, warmup: Duration, duration: Du
     Ok(Row { size, proposers, ops_per_sec, cpu_us_per_op, hist, errors, leader_changes })
 }
 
-/// User + system CPU time of this process so far (Linux `/proc/self/stat`,
-/// assuming the usual 100 Hz clock tick); `None` elsewhere.
+/// User + system CPU time of this process so far; `None` off Linux.
 fn process_cpu_time() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(Duration::from_millis((utime + stime) * 10))
+    crate::bench_cluster::procs::cpu_of(std::process::id())
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {

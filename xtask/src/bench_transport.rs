@@ -20,7 +20,7 @@ use raftkv_transport_grpc::{GrpcClient, GrpcServer};
 use raftkv_transport_http::{HttpClient, HttpServer};
 
 use crate::args::Flags;
-use crate::hist::Histogram;
+use crate::hist::{Histogram, Tally};
 
 const WORKER_THREADS: usize = 2;
 const GROUP: GroupId = GroupId(1);
@@ -125,8 +125,7 @@ async fn caller(
     addr: String,
     phase: Arc<AtomicU8>,
 ) -> (Histogram, u64) {
-    let mut hist = Histogram::default();
-    let mut errors = 0;
+    let mut tally = Tally::default();
     let mut seq = 0u64;
     loop {
         let p = phase.load(Ordering::Relaxed);
@@ -157,16 +156,9 @@ async fn caller(
                 service.call_service(&addr, request).await.is_ok()
             }
         };
-        let nanos = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        if p == MEASURE && phase.load(Ordering::Relaxed) == MEASURE {
-            if ok {
-                hist.record(nanos);
-            } else {
-                errors += 1;
-            }
-        }
+        tally.count(p == MEASURE && phase.load(Ordering::Relaxed) == MEASURE, ok, t0);
     }
-    (hist, errors)
+    (tally.hist, tally.errors)
 }
 
 async fn round_trips(

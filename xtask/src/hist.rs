@@ -8,6 +8,28 @@ const SUB: u64 = 64;
 /// Enough buckets for every `u64`.
 const BUCKETS: usize = (LINEAR + (64 - 7) * SUB) as usize;
 
+/// What one closed-loop caller measured: the latencies of its successful
+/// calls and the number of failed ones, counted only while measuring.
+#[derive(Default)]
+pub struct Tally {
+    pub hist: Histogram,
+    pub errors: u64,
+}
+
+impl Tally {
+    /// Count a call that started at `started` and succeeded if `ok` — if `measuring`.
+    pub fn count(&mut self, measuring: bool, ok: bool, started: std::time::Instant) {
+        if !measuring {
+            return;
+        }
+        if ok {
+            self.hist.record(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        } else {
+            self.errors += 1;
+        }
+    }
+}
+
 /// Counts of values (nanoseconds here) in log-linear buckets.
 #[derive(Clone)]
 pub struct Histogram {

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::hist::Histogram;
+use crate::hist::{Histogram, Tally};
 
 /// One client's connection state (its client id, sequence numbers, channel).
 #[async_trait]
@@ -138,8 +138,7 @@ async fn session_loop(
 ) -> (Histogram, u64) {
     let mut rng = Rng(seed | 1);
     let value = shape.value(seed);
-    let mut hist = Histogram::default();
-    let mut errors = 0;
+    let mut tally = Tally::default();
     loop {
         let p = phase.load(Ordering::Relaxed);
         if p == STOP {
@@ -154,19 +153,12 @@ async fn session_loop(
         };
         let t0 = Instant::now();
         let ok = if put { session.put(key, value.clone()).await.is_ok() } else { session.get(key).await.is_ok() };
-        let nanos = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        if p == MEASURE && phase.load(Ordering::Relaxed) == MEASURE {
-            if ok {
-                hist.record(nanos);
-            } else {
-                errors += 1;
-            }
-        }
+        tally.count(p == MEASURE && phase.load(Ordering::Relaxed) == MEASURE, ok, t0);
         if !ok {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-    (hist, errors)
+    (tally.hist, tally.errors)
 }
 
 /// Run `clients` sessions of `workload` against `system`: warm up, then measure.
