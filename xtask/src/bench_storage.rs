@@ -4,7 +4,7 @@
 
 use std::fs::OpenOptions;
 use std::io::{Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -116,14 +116,6 @@ fn fresh_dir(base: &Path) -> Result<tempfile::TempDir> {
         .prefix("raftkv-bench-storage-")
         .tempdir_in(base)
         .with_context(|| format!("create a temp dir in {}", base.display()))
-}
-
-/// Where temp dirs go: `$CARGO_TARGET_DIR` if set (and creatable), else the system temp dir.
-fn base_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
-        Some(dir) if std::fs::create_dir_all(&dir).is_ok() => dir,
-        _ => std::env::temp_dir(),
-    }
 }
 
 /// Entries `first..first + n`, term 1, each a 256-byte command sharing one buffer.
@@ -307,7 +299,7 @@ fn print_row(backend: Backend, row: &Row) {
 }
 
 pub fn run(args: &StorageBenchArgs) -> Result<()> {
-    let base = base_dir();
+    let base = crate::bench_cluster::procs::scratch_base();
     let secs = args.duration.as_secs_f64();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(WORKER_THREADS).enable_all().build()?;
     println!(

@@ -160,8 +160,9 @@ pub fn run(args: &ClusterBenchArgs) -> Result<()> {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             // A target dir of its own: the etcd client's dependencies change
             // the features of shared ones, which would rebuild them every time.
+            let root = crate::docker_build::workspace_root()?;
             let target = std::env::var_os("CARGO_TARGET_DIR")
-                .map_or_else(|| std::path::PathBuf::from("target"), std::path::PathBuf::from)
+                .map_or_else(|| root.join("target"), std::path::PathBuf::from)
                 .join("bench-etcd");
             let status = Command::new(cargo)
                 .args(["run", "--quiet", "--release", "-p", "xtask", "--features", "etcd"])

@@ -91,11 +91,19 @@ pub fn free_addrs(n: usize) -> Result<Vec<String>> {
     listeners.iter().map(|l| Ok(l.local_addr().context("a bound port")?.to_string())).collect()
 }
 
-/// A fresh directory for the servers' data, under `$CARGO_TARGET_DIR` (a real
-/// disk, where `/tmp` may be a tmpfs) or the system's temp dir.
+/// Where benchmarks put their data: `$CARGO_TARGET_DIR` if set (and
+/// creatable: a real disk, where `/tmp` may be a tmpfs), else the system
+/// temp dir.
+pub fn scratch_base() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
+        Some(dir) if std::fs::create_dir_all(&dir).is_ok() => dir,
+        _ => std::env::temp_dir(),
+    }
+}
+
+/// A fresh directory for the servers' data under [`scratch_base`], removed when dropped.
 pub fn data_root(what: &str) -> Result<tempfile::TempDir> {
-    let base = std::env::var_os("CARGO_TARGET_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
-    std::fs::create_dir_all(&base).with_context(|| format!("creating {}", base.display()))?;
+    let base = scratch_base();
     tempfile::Builder::new().prefix(what).tempdir_in(&base).with_context(|| format!("a temp dir in {}", base.display()))
 }
 

@@ -44,24 +44,22 @@ impl Backends {
     }
 }
 
-fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from("."), PathBuf::from)
-}
-
 /// Build `raftkv-server` (release) with exactly the chosen backends; its path.
 pub fn build_server(b: &Backends) -> Result<PathBuf> {
     let features = format!("{},{}", b.transport, b.storage);
     println!("building raftkv-server (release, features {features}) …");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(workspace_root())
-        .args(["build", "--release", "-p", "raftkv-server", "--bin", "raftkv-server"])
-        .args(["--no-default-features", "--features", &features]);
+    let root = crate::docker_build::workspace_root()?;
+    cmd.current_dir(&root).args(["build", "--release", "-p", "raftkv-server", "--bin", "raftkv-server"]).args([
+        "--no-default-features",
+        "--features",
+        &features,
+    ]);
     // A target dir of its own: xtask's dependencies are built with other
     // features, and sharing one dir would rebuild both every time.
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
-        .join("bench-server");
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from).join("bench-server");
     cmd.arg("--target-dir").arg(&target);
     let out = process::capture(&mut cmd, None, Duration::from_secs(60 * 60))?;
     if !out.success() {
