@@ -54,7 +54,7 @@ pub fn run(args: &MemoryBenchArgs) -> Result<()> {
     let binary = build_server(&args.backends)?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async {
-        let mut cluster = RaftKvCluster::start(&binary, &args.backends, &[]).await?;
+        let mut cluster = RaftKvCluster::start(&binary, &args.backends, 1, &[]).await?;
         let raw = args.shape.keys * (8 + args.shape.value_bytes as u64);
         println!(
             "bench memory: {} (3 controllers + one 3-replica group), {} keys of 8 bytes with {}-byte values = {:.1} MiB of raw data, {} writers",

@@ -4,6 +4,7 @@ mod args;
 mod bench;
 mod bench_cluster;
 mod bench_memory;
+mod bench_migration;
 mod bench_storage;
 mod bench_transport;
 mod docker_build;
@@ -86,6 +87,18 @@ Commands:
         RSS idle, right after the load and S s later (default 10), against
         the raw data (K × (8 + V) bytes) and the ≤ 2× target.
 
+  bench migration [--keys K] [--value-bytes V] [--clients N] [--workload put|get|mixed] [--writers W]
+                  [--warmup-secs S] [--baseline-secs B] [--transport grpc|http] [--storage redb|sqlite|mem]
+        3 controllers and 2 groups × 3 replicas as in `bench cluster`; one
+        shard of group 1 loaded with K keys (default 400,000) of V bytes
+        (default 256) by W writers (default 128); N clients (default 16) run
+        the workload (default mixed) on the other shards: S s of warm-up
+        (default 2), B s measured without migration (default 5), then the
+        shard is moved to group 2 and measured until it is settled. Prints
+        the time until group 2 serves the shard and until group 1's copy is
+        deleted, and the other shards' latency without and during the move,
+        against the targets (≤ 3 s; p99 ≤ 2× without migration).
+
   docker-build [--image TAG]
         Build statically linked `raftkv-server` and `raftkv` (release, target
         dir $RAFTKV_STATIC_TARGET_DIR, default ~/.cache/raftkv-target-static)
@@ -127,6 +140,7 @@ fn main() -> Result<()> {
         ["bench", "core", rest @ ..] => bench::run(&bench::BenchArgs::parse(rest)?),
         ["bench", "cluster", rest @ ..] => bench_cluster::run(&bench_cluster::ClusterBenchArgs::parse(rest)?),
         ["bench", "memory", rest @ ..] => bench_memory::run(&bench_memory::MemoryBenchArgs::parse(rest)?),
+        ["bench", "migration", rest @ ..] => bench_migration::run(&bench_migration::MigrationBenchArgs::parse(rest)?),
         ["bench", "storage", rest @ ..] => bench_storage::run(&bench_storage::StorageBenchArgs::parse(rest)?),
         ["bench", "transport", rest @ ..] => bench_transport::run(&bench_transport::TransportBenchArgs::parse(rest)?),
         ["docker-build", rest @ ..] => docker_build::run(&docker_build::DockerBuildArgs::parse(rest)?),
@@ -136,7 +150,7 @@ fn main() -> Result<()> {
             bail!("unknown stress target; try `cargo xtask stress raft --seeds N` or `stress shardkv --seeds N`")
         }
         ["bench", ..] => {
-            bail!("unknown bench target; try `cargo xtask bench core`, `bench storage`, `bench transport`, `bench cluster` or `bench memory`")
+            bail!("unknown bench target; try `cargo xtask bench core`, `bench storage`, `bench transport`, `bench cluster`, `bench memory` or `bench migration`")
         }
         [other, ..] => bail!("unknown command `{other}`; try `cargo xtask help`"),
     }

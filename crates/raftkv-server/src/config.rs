@@ -186,6 +186,9 @@ pub struct Config {
     pub log: String,
     /// On SIGTERM/SIGINT, how long requests in flight may take to finish.
     pub shutdown_grace_ms: u64,
+    /// Bytes of keys and values per run when pulling a shard from another
+    /// group (role `shardkv`); each run is one log entry.
+    pub pull_chunk_bytes: usize,
     /// Raft settings.
     pub raft: RaftSettings,
     /// Network settings.
@@ -212,6 +215,7 @@ impl Default for Config {
             trace_filter: "info".into(),
             log: "info".into(),
             shutdown_grace_ms: 5000,
+            pull_chunk_bytes: 1 << 20,
             raft: RaftSettings::default(),
             net: NetSettings::default(),
             dev: DevSettings::default(),
@@ -320,6 +324,14 @@ impl Config {
         }
         if self.net.max_message_bytes < 64 << 10 {
             return invalid("net.max_message_bytes", self.net.max_message_bytes.to_string(), "at least 65536 bytes");
+        }
+        // A run, with the framing of its entries, must fit in one message.
+        if self.pull_chunk_bytes == 0 || self.pull_chunk_bytes > self.net.max_message_bytes / 2 {
+            return invalid(
+                "pull_chunk_bytes",
+                self.pull_chunk_bytes.to_string(),
+                &format!("from 1 to half of net.max_message_bytes ({})", self.net.max_message_bytes / 2),
+            );
         }
         let address = |key: &'static str, a: &str| -> Result<(), ConfigError> {
             if raftkv_wire::net::host_of(a).is_none() {

@@ -61,7 +61,11 @@ impl DevCluster {
         for (&group, servers) in &groups {
             for (i, a) in servers.iter().enumerate() {
                 let spec = NodeSpec {
-                    kind: Kind::Shardkv { group, ctrl_peers: ctrl_peers.clone() },
+                    kind: Kind::Shardkv {
+                        group,
+                        ctrl_peers: ctrl_peers.clone(),
+                        pull_chunk_bytes: cfg.pull_chunk_bytes,
+                    },
                     peers: servers.clone(),
                     me: i + 1,
                     listen: resolve(a).await?,

@@ -33,6 +33,8 @@ pub enum Kind {
         group: GroupId,
         /// The controller's addresses.
         ctrl_peers: Vec<String>,
+        /// Bytes per run when pulling a shard (one log entry each).
+        pull_chunk_bytes: usize,
     },
 }
 
@@ -215,7 +217,7 @@ impl Node {
                 routes.set_service(service.clone());
                 (Member::Ctrler(raft.clone()), MemberRaft::Ctrler(raft), service)
             }
-            Kind::Shardkv { ctrl_peers, .. } => {
+            Kind::Shardkv { ctrl_peers, pull_chunk_bytes, .. } => {
                 let opts = ShardKvOptions {
                     raft: rcfg,
                     driver,
@@ -226,6 +228,7 @@ impl Node {
                     commit_timeout: Duration::from_secs(2),
                     call_timeout: Duration::from_secs(2),
                     limits: KvLimits::default(),
+                    pull_chunk_bytes,
                 };
                 let server = ShardKvServer::start(opts, log, snapshots, transport, net.services())
                     .await

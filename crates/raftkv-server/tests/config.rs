@@ -52,6 +52,11 @@ fn bad_values_name_the_key_the_value_and_the_expectation() {
     assert_eq!(m, "configuration key `shards` = 0: expected a number of shards from 1 to 65536");
     let m = message(load_toml("[raft]\nelection_ticks = 5\n"));
     assert_eq!(m, "configuration key `raft.election_ticks` = 5: expected more than raft.heartbeat_ticks (10)");
+    let m = message(load_toml("pull_chunk_bytes = 0\n"));
+    assert_eq!(
+        m,
+        "configuration key `pull_chunk_bytes` = 0: expected from 1 to half of net.max_message_bytes (33554432)"
+    );
     let m = message(load_toml("transport = \"quic\"\n"));
     assert!(m.contains("transport") && m.contains("quic") && m.contains("grpc"), "{m}");
     let m = message(load_toml(

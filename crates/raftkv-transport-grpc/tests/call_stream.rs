@@ -91,7 +91,12 @@ async fn the_client_sends_small_calls_on_the_stream_and_migration_as_unary_calls
         let expected: Vec<u8> = format!("key-{seq}").bytes().rev().collect();
         assert_eq!(answer.unwrap(), ServiceResponse::Kv(Ok(Some(Bytes::from(expected)))), "call {seq}");
     }
-    let pull = ServiceRequest::PullShards(PullShardsRequest { config: ConfigNum(1), shards: vec![ShardId(0)] });
+    let pull = ServiceRequest::PullShards(PullShardsRequest {
+        config: ConfigNum(1),
+        shards: vec![ShardId(0)],
+        after: None,
+        max_bytes: 0,
+    });
     let answer = client.call_service(&addr, pull).await.unwrap();
     assert!(matches!(answer, ServiceResponse::PullShards(_)), "{answer:?}");
     assert_eq!(service.calls(), 65);

@@ -100,9 +100,14 @@ fn service_request() -> impl Strategy<Value = ServiceRequest> {
             .prop_map(|(id, groups)| ServiceRequest::Ctrl(CtrlRequest { id, op: CtrlOp::Join { groups } })),
         (id.clone(), prop::option::of(any::<u64>()))
             .prop_map(|(id, n)| ServiceRequest::Ctrl(CtrlRequest { id, op: CtrlOp::Query { num: n.map(ConfigNum) } })),
-        (any::<u64>(), prop::collection::vec(any::<u64>(), 0..10)).prop_map(|(c, s)| ServiceRequest::PullShards(
-            PullShardsRequest { config: ConfigNum(c), shards: s.into_iter().map(ShardId).collect() }
-        )),
+        (any::<u64>(), prop::collection::vec(any::<u64>(), 0..10), prop::option::of(bytes()), any::<u64>()).prop_map(
+            |(c, s, after, max_bytes)| ServiceRequest::PullShards(PullShardsRequest {
+                config: ConfigNum(c),
+                shards: s.into_iter().map(ShardId).collect(),
+                after,
+                max_bytes
+            })
+        ),
         Just(ServiceRequest::Status),
     ]
 }
@@ -129,7 +134,12 @@ fn service_response() -> impl Strategy<Value = (&'static str, ServiceResponse)> 
                 "migration/pull_shards",
                 ServiceResponse::PullShards(Ok(shards
                     .into_iter()
-                    .map(|(s, entries)| ShardData { shard: ShardId(s), entries, dedup: vec![(ClientId(s), s / 2)] })
+                    .map(|(s, entries)| ShardData {
+                        shard: ShardId(s),
+                        entries,
+                        dedup: vec![(ClientId(s), s / 2)],
+                        more: s % 2 == 1
+                    })
                     .collect()))
             )
         ),

@@ -62,6 +62,15 @@ impl Workload {
         }
     }
 
+    /// Whether the operation drawn as `r` is a put.
+    pub fn is_put(self, r: u64) -> bool {
+        match self {
+            Self::Put => true,
+            Self::Get => false,
+            Self::Mixed => (r >> 40).is_multiple_of(10),
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Self::Put => "put",
@@ -118,10 +127,10 @@ const MEASURE: u8 = 1;
 const STOP: u8 = 2;
 
 /// A small xorshift generator: each session draws its own keys.
-struct Rng(u64);
+pub struct Rng(pub u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -146,11 +155,7 @@ async fn session_loop(
         }
         let r = rng.next();
         let key = Shape::key(r % shape.keys);
-        let put = match workload {
-            Workload::Put => true,
-            Workload::Get => false,
-            Workload::Mixed => (r >> 40).is_multiple_of(10),
-        };
+        let put = workload.is_put(r);
         let t0 = Instant::now();
         let ok = if put { session.put(key, value.clone()).await.is_ok() } else { session.get(key).await.is_ok() };
         tally.count(p == MEASURE && phase.load(Ordering::Relaxed) == MEASURE, ok, t0);

@@ -184,7 +184,7 @@ pub fn run(args: &ClusterBenchArgs) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     report::header(args);
     let ours = rt.block_on(async {
-        let mut cluster = RaftKvCluster::start(&binary, &args.backends, &[]).await?;
+        let mut cluster = RaftKvCluster::start(&binary, &args.backends, 1, &[]).await?;
         let results = measure(&cluster, args).await?;
         cluster.check_alive()?;
         anyhow::Ok(results)

@@ -1,8 +1,7 @@
-//! RaftKV under test: a 3-member controller group and one 3-replica ShardKV
-//! group as real `raftkv-server` processes on loopback; sessions are
+//! RaftKV under test: a 3-member controller group and 3-replica ShardKV
+//! groups as real `raftkv-server` processes on loopback; sessions are
 //! [`KvClerk`]s sharing one network client (one connection per server).
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -74,8 +73,10 @@ pub struct RaftKvCluster {
     ctrl_peers: Vec<String>,
     net: Arc<dyn ServiceClient>,
     next_client: AtomicU64,
-    /// The ShardKV replicas, then the controllers.
+    /// The ShardKV replicas (group by group), then the controllers.
     pub procs: Vec<Proc>,
+    /// Each group's replicas' addresses, from group 1.
+    pub groups: Vec<Vec<String>>,
     _dir: tempfile::TempDir,
 }
 
@@ -92,13 +93,13 @@ fn clerk_config() -> ClerkConfig {
 }
 
 impl RaftKvCluster {
-    /// Start the controllers and group 1's replicas with `binary`, join the
-    /// group, and wait until it serves a write.
-    pub async fn start(binary: &std::path::Path, b: &Backends, extra: &[String]) -> Result<Self> {
+    /// Start the controllers and `groups` groups' replicas with `binary`,
+    /// join the groups, and wait until the cluster serves a write.
+    pub async fn start(binary: &std::path::Path, b: &Backends, groups: usize, extra: &[String]) -> Result<Self> {
         let dir = data_root("bench-raftkv-")?;
-        let addrs = free_addrs(9)?;
+        let addrs = free_addrs(3 + 6 * groups)?;
         let (ctrl, rest) = addrs.split_at(3);
-        let (kv, admin) = rest.split_at(3);
+        let (kv_all, admin_all) = rest.split_at(3 * groups);
         let common = |role: &str, me: usize, listen: &str, peers: &[String], data: &str| {
             let mut cmd = Command::new(binary);
             cmd.args([role, "--listen", listen, "--peers", &peers.join(","), "--me", &me.to_string()])
@@ -107,11 +108,16 @@ impl RaftKvCluster {
             cmd
         };
         let mut procs = Vec::new();
-        for (i, a) in kv.iter().enumerate() {
-            let data = dir.path().join(format!("g1-{}", i + 1));
-            let mut cmd = common("shardkv", i + 1, a, kv, &data.display().to_string());
-            cmd.args(["--group", "1", "--ctrl-peers", &ctrl.join(","), "--admin-listen", &admin[i]]);
-            procs.push(Proc::spawn(&format!("g1-{}", i + 1), a, cmd, dir.path())?);
+        let kv_groups: Vec<Vec<String>> = kv_all.chunks(3).map(<[String]>::to_vec).collect();
+        for (g, (kv, admin)) in kv_groups.iter().zip(admin_all.chunks(3)).enumerate() {
+            let gid = (g + 1).to_string();
+            for (i, a) in kv.iter().enumerate() {
+                let name = format!("g{gid}-{}", i + 1);
+                let data = dir.path().join(&name);
+                let mut cmd = common("shardkv", i + 1, a, kv, &data.display().to_string());
+                cmd.args(["--group", &gid, "--ctrl-peers", &ctrl.join(","), "--admin-listen", &admin[i]]);
+                procs.push(Proc::spawn(&name, a, cmd, dir.path())?);
+            }
         }
         for (i, a) in ctrl.iter().enumerate() {
             let data = dir.path().join(format!("ctrler-{}", i + 1));
@@ -121,7 +127,7 @@ impl RaftKvCluster {
         for p in &mut procs {
             p.wait_listening(Duration::from_secs(30))?;
         }
-        println!("replicas' admin endpoints (/metrics, /status): {}", admin.join(", "));
+        println!("replicas' admin endpoints (/metrics, /status): {}", admin_all.join(", "));
         let net = net_client(&b.transport)?;
         let cluster = Self {
             label: b.label(),
@@ -129,10 +135,12 @@ impl RaftKvCluster {
             net,
             next_client: AtomicU64::new(u64::from(std::process::id()) << 32),
             procs,
+            groups: kv_groups,
             _dir: dir,
         };
         let mut ctrl_clerk = cluster.ctrl_clerk();
-        ctrl_clerk.join(BTreeMap::from([(GroupId(1), kv.to_vec())])).await.context("joining group 1")?;
+        let joins = cluster.groups.iter().enumerate().map(|(g, kv)| (GroupId(g as u64 + 1), kv.clone())).collect();
+        ctrl_clerk.join(joins).await.context("joining the groups")?;
         let mut probe = cluster.clerk();
         probe.put(Bytes::from_static(b"bench-probe"), Bytes::from_static(b"1")).await.context("first write")?;
         Ok(cluster)
@@ -144,6 +152,11 @@ impl RaftKvCluster {
 
     pub fn ctrl_clerk(&self) -> CtrlClerk {
         CtrlClerk::new(self.ctrl_peers.clone(), self.net.clone(), self.client_id(), clerk_config())
+    }
+
+    /// The network client the sessions share.
+    pub fn net(&self) -> Arc<dyn ServiceClient> {
+        self.net.clone()
     }
 
     pub fn clerk(&self) -> KvClerk {

@@ -41,11 +41,16 @@ pub enum Command {
         /// Holders of shards gained from no group.
         sources: BTreeMap<ShardId, ShardSource>,
     },
-    /// Shards pulled from their previous holder, for configuration `config`.
+    /// Runs of shards pulled from their previous holder, for configuration
+    /// `config`: the first shard's run starts after key `after` (from its
+    /// start when `None`), the others' at their start. A run applies only
+    /// where the shard's installed data ends, so runs land in order, once.
     Install {
         /// The configuration the shards were gained in.
         config: ConfigNum,
-        /// Their data.
+        /// Where the first shard's run starts (exclusive).
+        after: Option<Bytes>,
+        /// The runs.
         shards: Vec<ShardData>,
     },
     /// The new holder has the shards frozen here at `frozen_at`: delete them.
@@ -70,6 +75,9 @@ const CONFIG: u8 = 2;
 const INSTALL: u8 = 3;
 const DELETE: u8 = 4;
 const COLLECTED: u8 = 5;
+/// Runs of shards (with a start key and a `more` flag each); tag `INSTALL`
+/// is the older form holding whole shards, still read from existing logs.
+const INSTALL_RUNS: u8 = 6;
 
 const PUT: u8 = 1;
 const APPEND: u8 = 2;
@@ -110,7 +118,7 @@ pub fn put_shard_parts<'a>(
     }
 }
 
-/// Read one shard's data written by [`put_shard_data`].
+/// Read one shard's data written by [`put_shard_data`] (a whole shard: `more` is false).
 pub fn get_shard_data(d: &mut Decoder) -> Result<ShardData, BinaryError> {
     let shard = ShardId(d.u64("shard")?);
     let n = d.count("entries")?;
@@ -123,7 +131,7 @@ pub fn get_shard_data(d: &mut Decoder) -> Result<ShardData, BinaryError> {
     for _ in 0..m {
         dedup.push((ClientId(d.u64("client")?), d.u64("seq")?));
     }
-    Ok(ShardData { shard, entries, dedup })
+    Ok(ShardData { shard, entries, dedup, more: false })
 }
 
 impl Command {
@@ -153,10 +161,16 @@ impl Command {
                     }
                 }
             }
-            Self::Install { config, shards } => {
-                e.u8(INSTALL).u64(config.0).u64(shards.len() as u64);
+            Self::Install { config, after, shards } => {
+                e.u8(INSTALL_RUNS).u64(config.0);
+                match after {
+                    Some(key) => e.u8(1).bytes(key),
+                    None => e.u8(0),
+                };
+                e.u64(shards.len() as u64);
                 for s in shards {
                     put_shard_data(&mut e, s);
+                    e.u8(u8::from(s.more));
                 }
             }
             Self::Delete { frozen_at, shards } => {
@@ -205,7 +219,31 @@ impl Command {
                 let config = ConfigNum(d.u64("config")?);
                 let n = d.count("shards")?;
                 let shards = (0..n).map(|_| get_shard_data(&mut d)).collect::<Result<_, _>>()?;
-                Self::Install { config, shards }
+                Self::Install { config, after: None, shards }
+            }
+            INSTALL_RUNS => {
+                let config = ConfigNum(d.u64("config")?);
+                let after = match d.u8("run start")? {
+                    0 => None,
+                    1 => Some(d.bytes("run start key")?),
+                    other => {
+                        return Err(BinaryError::Invalid { what: "run start", reason: format!("unknown tag {other}") })
+                    }
+                };
+                let n = d.count("shards")?;
+                let mut shards = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let mut run = get_shard_data(&mut d)?;
+                    run.more = match d.u8("more")? {
+                        0 => false,
+                        1 => true,
+                        other => {
+                            return Err(BinaryError::Invalid { what: "more", reason: format!("unknown flag {other}") })
+                        }
+                    };
+                    shards.push(run);
+                }
+                Self::Install { config, after, shards }
             }
             DELETE => Self::Delete { frozen_at: ConfigNum(d.u64("config")?), shards: get_shards(&mut d)? },
             COLLECTED => Self::Collected { config: ConfigNum(d.u64("config")?), shards: get_shards(&mut d)? },
@@ -233,7 +271,9 @@ mod tests {
             shard: ShardId(1),
             entries: vec![(Bytes::from_static(b"k"), Bytes::from_static(b"v"))],
             dedup: vec![(ClientId(3), 9)],
+            more: false,
         };
+        let run = ShardData { more: true, dedup: vec![], ..data.clone() };
         let commands = [
             Command::Client { id, op: KvOp::Put { key: Bytes::from_static(b"k"), value: Bytes::from_static(b"v") } },
             Command::Client { id, op: KvOp::Append { key: Bytes::from_static(b"k"), value: Bytes::from_static(b"w") } },
@@ -245,10 +285,23 @@ mod tests {
                     ShardSource { group: GroupId(7), servers: vec!["x:1".into()], frozen_at: ConfigNum(2) },
                 )]),
             },
-            Command::Install { config: ConfigNum(4), shards: vec![data] },
+            Command::Install { config: ConfigNum(4), after: None, shards: vec![data.clone()] },
+            Command::Install {
+                config: ConfigNum(4),
+                after: Some(Bytes::from_static(b"a")),
+                shards: vec![run, data.clone()],
+            },
             Command::Delete { frozen_at: ConfigNum(4), shards: vec![ShardId(0), ShardId(1)] },
             Command::Collected { config: ConfigNum(4), shards: vec![ShardId(1)] },
         ];
+        // The older whole-shard form, as earlier versions logged it.
+        let mut old = Encoder::new();
+        old.u8(INSTALL).u64(4).u64(1);
+        put_shard_data(&mut old, &data);
+        assert_eq!(
+            Command::decode(old.finish()).unwrap(),
+            Command::Install { config: ConfigNum(4), after: None, shards: vec![data] }
+        );
         for c in commands {
             let b = c.encode();
             assert_eq!(Command::decode(b.clone()).unwrap(), c);

@@ -7,13 +7,16 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+use bytes::Bytes;
 use tracing::Instrument;
 
 use super::command::{Command, ShardSource};
 use super::service::ShardKvService;
-use super::state::Exchange;
+use super::state::{Applied, Exchange};
 use crate::api::{
     ApiError, DeleteShardsRequest, PullShardsRequest, ServiceClient, ServiceRequest, ServiceResponse, ShardConfig,
+    ShardData,
 };
 use crate::client::CtrlClerk;
 use crate::raft::core::Role;
@@ -36,6 +39,38 @@ pub(crate) struct Migrator {
     pub(crate) net: Arc<dyn ServiceClient>,
     pub(crate) interval: Duration,
     pub(crate) call_timeout: Duration,
+    pub(crate) chunk_bytes: usize,
+}
+
+/// Where a pull stands: the shards still to fetch, in order, and the key
+/// after which the first one resumes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct PullCursor {
+    pub(crate) shards: Vec<ShardId>,
+    pub(crate) after: Option<Bytes>,
+}
+
+impl PullCursor {
+    /// Where the pull stands once `runs`, fetched from this cursor, are
+    /// installed; `None` when that completes it, or when the runs are not
+    /// the shards asked for in order.
+    fn after_runs(&self, runs: &[ShardData]) -> Option<Self> {
+        if runs.is_empty() || runs.len() > self.shards.len() {
+            return None;
+        }
+        if runs.iter().zip(&self.shards).any(|(run, &shard)| run.shard != shard) {
+            return None;
+        }
+        let last_index = runs.len() - 1;
+        let last = &runs[last_index];
+        if last.more {
+            let start = if last_index == 0 { self.after.clone() } else { None };
+            let after = last.entries.last().map(|(k, _)| k.clone()).or(start);
+            return Some(Self { shards: self.shards[last_index..].to_vec(), after });
+        }
+        let rest = self.shards[runs.len()..].to_vec();
+        (!rest.is_empty()).then_some(Self { shards: rest, after: None })
+    }
 }
 
 /// Send `request` to the servers of a group until one (its leader) answers
@@ -142,17 +177,45 @@ impl Migrator {
         Some(sources)
     }
 
+    /// Pull the shards of `ex` in runs of about `chunk_bytes`, each
+    /// installed through the log by a command of its own, resuming where the
+    /// installed data ends. The next run is fetched while the last one
+    /// commits; a run that does not land where the data ends changes nothing.
     async fn pull(&self, group: GroupId, num: ConfigNum, ex: Exchange) {
         let span =
             tracing::info_span!("shard_pull", group = %group, from = %ex.group, config = %num, shards = ?ex.shards);
-        let request = ServiceRequest::PullShards(PullShardsRequest { config: ex.frozen_at, shards: ex.shards.clone() });
-        let answer = tokio::time::timeout(self.call_timeout, call_group(self.net.as_ref(), &ex.servers, &request))
-            .instrument(span.clone())
-            .await;
-        if let Ok(Some(ServiceResponse::PullShards(Ok(shards)))) = answer {
-            let install =
-                tracing::info_span!(parent: &span, "shard_install", group = %group, config = %num, shards = ?ex.shards);
-            let _ = self.service.propose(&Command::Install { config: num, shards }).instrument(install).await;
+        let Some(mut cursor) = self.service.state.read().pull_cursor(&ex.shards) else { return };
+        let Some(mut runs) = self.fetch(&ex, &cursor).instrument(span.clone()).await else { return };
+        loop {
+            let next = cursor.after_runs(&runs);
+            let install = tracing::info_span!(parent: &span, "shard_install", group = %group, config = %num,
+                shards = ?cursor.shards, entries = runs.iter().map(|r| r.entries.len()).sum::<usize>());
+            let command = Command::Install { config: num, after: cursor.after.clone(), shards: runs };
+            let install = self.service.propose(&command).instrument(install);
+            let Some(next) = next else {
+                let _ = install.await;
+                return;
+            };
+            let (installed, fetched) =
+                futures::future::join(install, self.fetch(&ex, &next).instrument(span.clone())).await;
+            match (installed, fetched) {
+                (Ok(Applied::Ok), Some(more)) => (cursor, runs) = (next, more),
+                _ => return,
+            }
+        }
+    }
+
+    /// One run of the pull at `cursor` from the holder of `ex`.
+    async fn fetch(&self, ex: &Exchange, cursor: &PullCursor) -> Option<Vec<ShardData>> {
+        let request = ServiceRequest::PullShards(PullShardsRequest {
+            config: ex.frozen_at,
+            shards: cursor.shards.clone(),
+            after: cursor.after.clone(),
+            max_bytes: self.chunk_bytes.max(1) as u64,
+        });
+        match tokio::time::timeout(self.call_timeout, call_group(self.net.as_ref(), &ex.servers, &request)).await {
+            Ok(Some(ServiceResponse::PullShards(Ok(runs)))) => Some(runs),
+            _ => None,
         }
     }
 

@@ -38,6 +38,9 @@ pub struct ShardKvOptions {
     pub call_timeout: Duration,
     /// Largest keys and values accepted.
     pub limits: KvLimits,
+    /// Bytes of keys and values fetched per run when pulling a shard; each
+    /// run is one log entry.
+    pub pull_chunk_bytes: usize,
 }
 
 /// A running ShardKV member.
@@ -93,6 +96,7 @@ impl ShardKvServer {
             net,
             interval: opts.poll_interval,
             call_timeout: opts.call_timeout,
+            chunk_bytes: opts.pull_chunk_bytes,
         };
         let migration = tokio::spawn(migrator.run());
         Ok(Self { raft, service: Arc::new(service), state, migration })

@@ -18,6 +18,10 @@ use crate::api::{
 use crate::raft::driver::{RaftError, RaftHandle};
 use crate::types::{GroupId, NodeId};
 
+/// Most bytes of keys and values sent in one answer to a pull that asked
+/// for a size.
+const MAX_PULL_BYTES: usize = 16 << 20;
+
 /// Largest sizes a client may write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KvLimits {
@@ -105,7 +109,13 @@ impl ShardKvService {
     async fn pull(&self, request: PullShardsRequest) -> Result<Vec<crate::api::ShardData>, ApiError> {
         let span = tracing::info_span!("shard_pull_serve", group = %self.group, config = %request.config, shards = ?request.shards);
         self.raft.read_index().instrument(span).await.map_err(|e| self.refusal(&e))?;
-        self.state.read().frozen(request.config, &request.shards)
+        // No size asked for: whole shards, as a requester that cannot resume
+        // a shard expects.
+        let max_bytes = match request.max_bytes {
+            0 => usize::MAX,
+            n => usize::try_from(n).unwrap_or(usize::MAX).min(MAX_PULL_BYTES),
+        };
+        self.state.read().frozen(request.config, &request.shards, request.after.as_deref(), max_bytes)
     }
 
     async fn delete(&self, request: DeleteShardsRequest) -> Result<(), ApiError> {

@@ -3,10 +3,12 @@
 //! the shard stands in a reconfiguration.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
 use bytes::{Bytes, BytesMut};
 
 use super::command::{get_shard_data, put_shard_parts, Command, ShardSource};
+use super::migration::PullCursor;
 use crate::api::{shard_of, ApiError, KvOp, RequestId, ShardConfig, ShardData, ShardState, ShardStatus};
 use crate::binary::{BinaryError, Decoder, Encoder};
 use crate::ctrler::{get_config, put_config};
@@ -149,7 +151,7 @@ impl ShardKvState {
         match Command::decode(command) {
             Ok(Command::Client { id, op }) => self.apply_write(id, &op),
             Ok(Command::Config { config, sources }) => self.apply_config(config, &sources),
-            Ok(Command::Install { config, shards }) => self.apply_install(config, shards),
+            Ok(Command::Install { config, after, shards }) => self.apply_install(config, after, shards),
             Ok(Command::Delete { frozen_at, shards }) => self.apply_delete(frozen_at, &shards),
             Ok(Command::Collected { config, shards }) => self.apply_collected(config, &shards),
             Err(e) => Applied::Malformed(e.to_string()),
@@ -269,19 +271,33 @@ impl ShardKvState {
         Applied::Ok
     }
 
-    fn apply_install(&mut self, config: ConfigNum, shards: Vec<ShardData>) -> Applied {
+    fn apply_install(&mut self, config: ConfigNum, after: Option<Bytes>, shards: Vec<ShardData>) -> Applied {
         if config != self.config.num {
             return Applied::Stale;
         }
         let mut installed = 0;
-        for data in shards {
-            let Some(shard) = self.shards.get_mut(&data.shard) else { continue };
+        let mut start = after;
+        for run in shards {
+            let start = start.take();
+            let Some(shard) = self.shards.get_mut(&run.shard) else { continue };
             let Phase::Pulling { from, servers, frozen_at } = &shard.phase else { continue };
-            shard.phase = Phase::Collecting { from: *from, servers: servers.clone(), frozen_at: *frozen_at };
-            shard.data = data.entries.into_iter().collect();
-            shard.dedup.merge(data.dedup.into_iter().map(|(c, s)| (c, s, ())));
+            // A run lands only where the installed data ends (a pulling shard
+            // holds nothing else), with keys in order after it: a repeated
+            // or out-of-order run changes nothing.
+            let end = shard.data.last_key_value().map(|(k, _)| k);
+            if end != start.as_ref() || !ascending_after(end, &run.entries) {
+                continue;
+            }
+            // Copies of their own: the entries are slices of a whole log buffer.
+            for (k, v) in &run.entries {
+                shard.data.insert(Bytes::copy_from_slice(k), Bytes::copy_from_slice(v));
+            }
             installed += 1;
-            tracing::info!(group = %self.group, config = %config, shard = %data.shard, "shard installed");
+            if !run.more {
+                shard.phase = Phase::Collecting { from: *from, servers: servers.clone(), frozen_at: *frozen_at };
+                shard.dedup.merge(run.dedup.into_iter().map(|(c, s)| (c, s, ())));
+                tracing::info!(group = %self.group, config = %config, shard = %run.shard, keys = shard.data.len(), "shard installed");
+            }
         }
         if installed == 0 {
             Applied::Stale
@@ -328,28 +344,69 @@ impl ShardKvState {
         }
     }
 
-    /// The frozen data of `shards`, for the group that gained them; the
-    /// shards must have been frozen here at `frozen_at`.
-    pub fn frozen(&self, frozen_at: ConfigNum, shards: &[ShardId]) -> Result<Vec<ShardData>, ApiError> {
+    /// The frozen data of `shards`, in order, for the group that gained
+    /// them: the first shard's entries after key `after` (all when `None`),
+    /// then the others', until about `max_bytes` of keys and values (at
+    /// least one entry when any is left). A shard cut short is the last run,
+    /// marked `more`. The shards must have been frozen here at `frozen_at`.
+    pub fn frozen(
+        &self,
+        frozen_at: ConfigNum,
+        shards: &[ShardId],
+        after: Option<&[u8]>,
+        max_bytes: usize,
+    ) -> Result<Vec<ShardData>, ApiError> {
         if self.config.num < frozen_at {
             return Err(ApiError::NotReady { config: self.config.num });
         }
         let mut out = Vec::with_capacity(shards.len());
+        let mut budget = max_bytes;
+        let mut start = after.map_or(Bound::Unbounded, Bound::Excluded);
         for id in shards {
-            match self.shards.get(id) {
-                Some(s) if matches!(s.phase, Phase::Frozen { at, .. } if at == frozen_at) => out.push(ShardData {
-                    shard: *id,
-                    entries: s.data.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-                    dedup: s.dedup.entries().map(|(c, seq, ())| (c, seq)).collect(),
-                }),
-                _ => {
-                    return Err(ApiError::Unavailable {
-                        reason: format!("shard {id} is not held frozen at config {frozen_at} here"),
-                    })
+            let Some(s) =
+                self.shards.get(id).filter(|s| matches!(s.phase, Phase::Frozen { at, .. } if at == frozen_at))
+            else {
+                return Err(ApiError::Unavailable {
+                    reason: format!("shard {id} is not held frozen at config {frozen_at} here"),
+                });
+            };
+            let mut run = ShardData { shard: *id, ..ShardData::default() };
+            for (k, v) in s.data.range::<[u8], _>((start, Bound::Unbounded)) {
+                if budget == 0 && (!run.entries.is_empty() || !out.is_empty()) {
+                    run.more = true;
+                    break;
                 }
+                budget = budget.saturating_sub(k.len() + v.len());
+                run.entries.push((k.clone(), v.clone()));
+            }
+            start = Bound::Unbounded;
+            if !run.more {
+                run.dedup = s.dedup.entries().map(|(c, seq, ())| (c, seq)).collect();
+            }
+            let full = run.more || budget == 0;
+            out.push(run);
+            if full {
+                break;
             }
         }
         Ok(out)
+    }
+
+    /// Where pulling `shards` stands: those still pulling, in the given
+    /// order, resuming after the last key installed of the first one. Runs
+    /// arrive in order, so the others have nothing installed; the cursor
+    /// stops before any that has. `None` if none is pulling.
+    #[must_use]
+    pub(crate) fn pull_cursor(&self, shards: &[ShardId]) -> Option<PullCursor> {
+        let mut pulling = shards
+            .iter()
+            .filter_map(|id| Some((*id, self.shards.get(id)?)))
+            .filter(|(_, s)| matches!(s.phase, Phase::Pulling { .. }));
+        let (first, shard) = pulling.next()?;
+        let after = shard.data.last_key_value().map(|(k, _)| k.clone());
+        let mut ids = vec![first];
+        ids.extend(pulling.take_while(|(_, s)| s.data.is_empty()).map(|(id, _)| id));
+        Some(PullCursor { shards: ids, after })
     }
 
     /// Shards to pull, by previous holder.
@@ -513,6 +570,18 @@ fn get_phase(d: &mut Decoder) -> Result<Phase, BinaryError> {
     })
 }
 
+/// Whether `entries` are in strictly ascending key order, all after `end`.
+fn ascending_after(end: Option<&Bytes>, entries: &[(Bytes, Bytes)]) -> bool {
+    let mut last = end;
+    for (k, _) in entries {
+        if last.is_some_and(|l| l >= k) {
+            return false;
+        }
+        last = Some(k);
+    }
+    true
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -591,15 +660,15 @@ mod tests {
         let pulls = g2.pulls();
         assert_eq!(pulls.len(), 1);
         assert_eq!((pulls[0].group, pulls[0].frozen_at), (GroupId(1), ConfigNum(2)));
-        assert_eq!(g1.frozen(ConfigNum(3), &pulls[0].shards), Err(ApiError::NotReady { config: ConfigNum(2) }));
-        let data = g1.frozen(pulls[0].frozen_at, &pulls[0].shards).unwrap();
-        assert_eq!(g2.apply(Command::Install { config: ConfigNum(1), shards: data.clone() }.encode()), Applied::Stale);
-        assert_eq!(g2.apply(Command::Install { config: ConfigNum(2), shards: data.clone() }.encode()), Applied::Ok);
         assert_eq!(
-            g2.apply(Command::Install { config: ConfigNum(2), shards: data }.encode()),
-            Applied::Stale,
-            "installed once"
+            g1.frozen(ConfigNum(3), &pulls[0].shards, None, usize::MAX),
+            Err(ApiError::NotReady { config: ConfigNum(2) })
         );
+        let data = g1.frozen(pulls[0].frozen_at, &pulls[0].shards, None, usize::MAX).unwrap();
+        let install = |config, shards| Command::Install { config: ConfigNum(config), after: None, shards }.encode();
+        assert_eq!(g2.apply(install(1, data.clone())), Applied::Stale);
+        assert_eq!(g2.apply(install(2, data.clone())), Applied::Ok);
+        assert_eq!(g2.apply(install(2, data)), Applied::Stale, "installed once");
         assert_eq!(g2.get(k0.as_bytes()), Ok(Some(Bytes::from_static(b"ab"))), "served as soon as installed");
         assert_eq!(g2.apply(write(7, 2, append(&k0, "b"))), Applied::Ok);
         assert_eq!(
@@ -615,7 +684,7 @@ mod tests {
             Applied::Ok
         );
         assert!(g1.settled());
-        assert!(g1.frozen(ConfigNum(2), &gc[0].shards).is_err(), "deleted");
+        assert!(g1.frozen(ConfigNum(2), &gc[0].shards, None, usize::MAX).is_err(), "deleted");
         assert_eq!(
             g2.apply(Command::Collected { config: ConfigNum(2), shards: gc[0].shards.clone() }.encode()),
             Applied::Ok
@@ -627,6 +696,69 @@ mod tests {
         let restored = ShardKvState::decode(g2.encode()).unwrap();
         assert_eq!(restored, g2);
         assert!(ShardKvState::decode(g2.encode().slice(..10)).is_err());
+    }
+
+    #[test]
+    fn a_large_shard_moves_in_runs_that_land_in_order_once() {
+        let mut g1 = ShardKvState::new(GroupId(1), N);
+        let mut g2 = ShardKvState::new(GroupId(2), N);
+        let all1 = [1; N];
+        g1.apply(cfg_cmd(config(1, &all1), BTreeMap::new()));
+        g2.apply(cfg_cmd(config(1, &all1), BTreeMap::new()));
+        let keys: Vec<String> =
+            (0..).map(|i| format!("key{i:04}")).filter(|k| shard_of(k.as_bytes(), N).0 < 2).take(60).collect();
+        for (seq, k) in keys.iter().enumerate() {
+            assert_eq!(g1.apply(write(5, seq as u64 + 1, put(k, "0123456789"))), Applied::Ok);
+        }
+        let c2 = config(2, &[2, 2, 1, 1, 1, 1, 1, 1, 1, 1]);
+        g1.apply(cfg_cmd(c2.clone(), BTreeMap::new()));
+        g2.apply(cfg_cmd(c2, BTreeMap::new()));
+        let ex = g2.pulls().remove(0);
+        assert_eq!(ex.shards, vec![ShardId(0), ShardId(1)]);
+
+        let mut cursor = g2.pull_cursor(&ex.shards).unwrap();
+        assert_eq!(cursor.after, None);
+        let mut runs_applied = 0;
+        let mut before = None;
+        loop {
+            let runs = g1.frozen(ex.frozen_at, &cursor.shards, cursor.after.as_deref(), 100).unwrap();
+            let taken: usize = runs.iter().flat_map(|r| &r.entries).map(|(k, v)| k.len() + v.len()).sum();
+            assert!(taken < 100 + 20, "a run stops about its byte budget: {taken}");
+            let command = Command::Install { config: ConfigNum(2), after: cursor.after.clone(), shards: runs };
+            assert_eq!(g2.apply(command.encode()), Applied::Ok);
+            assert_eq!(g2.apply(command.encode()), Applied::Stale, "a repeated run changes nothing");
+            if let Some(earlier) = before.replace(command) {
+                assert_eq!(g2.apply(earlier.encode()), Applied::Stale, "an out-of-order run changes nothing");
+            }
+            runs_applied += 1;
+            let Some(next) = g2.pull_cursor(&ex.shards) else { break };
+            if next.shards[0] == ShardId(1) {
+                let in0 = keys.iter().find(|k| shard_of(k.as_bytes(), N) == ShardId(0)).unwrap();
+                assert!(g2.get(in0.as_bytes()).is_ok(), "a shard serves once its last run lands");
+            }
+            cursor = next;
+        }
+        assert!(runs_applied > 5, "{runs_applied} runs");
+        for k in &keys {
+            assert_eq!(g2.get(k.as_bytes()), Ok(Some(Bytes::from_static(b"0123456789"))), "{k}");
+        }
+        assert_eq!(g2.apply(write(5, 1, put(&keys[0], "again"))), Applied::Ok, "the duplicate table came last");
+        assert_eq!(g2.get(keys[0].as_bytes()), Ok(Some(Bytes::from_static(b"0123456789"))));
+        assert_eq!(g2.shard_status().iter().filter(|s| s.state == ShardState::Collecting).count(), 2);
+    }
+
+    #[test]
+    fn a_run_out_of_key_order_is_refused() {
+        let mut g2 = ShardKvState::new(GroupId(2), N);
+        g2.apply(cfg_cmd(config(1, &[1; N]), BTreeMap::new()));
+        let mut c2 = [1; N];
+        c2[0] = 2;
+        g2.apply(cfg_cmd(config(2, &c2), BTreeMap::new()));
+        let entries = vec![(Bytes::from_static(b"b"), Bytes::new()), (Bytes::from_static(b"a"), Bytes::new())];
+        let run = ShardData { shard: ShardId(0), entries, dedup: vec![], more: false };
+        let command = Command::Install { config: ConfigNum(2), after: None, shards: vec![run] };
+        assert_eq!(g2.apply(command.encode()), Applied::Stale);
+        assert_eq!(g2.shard_status()[0].state, ShardState::Pulling);
     }
 
     #[test]
@@ -692,7 +824,7 @@ mod tests {
         );
         assert!(g1.holds_frozen(ConfigNum(2), ShardId(3)));
         // Group 2 fetched it and asks for deletion: now group 1 may move on.
-        let data = g1.frozen(ConfigNum(2), &[ShardId(3)]).unwrap();
+        let data = g1.frozen(ConfigNum(2), &[ShardId(3)], None, usize::MAX).unwrap();
         assert_eq!(data[0].entries.len(), 1);
         g1.apply(Command::Delete { frozen_at: ConfigNum(2), shards: vec![ShardId(3)] }.encode());
         assert!(!g1.waits_for_parked(&next));

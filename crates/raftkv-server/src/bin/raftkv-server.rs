@@ -185,7 +185,11 @@ async fn run(cfg: Config) -> Result<()> {
             let kind = if cfg.role == Role::Ctrler {
                 Kind::Ctrler
             } else {
-                Kind::Shardkv { group: GroupId(cfg.group), ctrl_peers: cfg.ctrl_peers.clone() }
+                Kind::Shardkv {
+                    group: GroupId(cfg.group),
+                    ctrl_peers: cfg.ctrl_peers.clone(),
+                    pull_chunk_bytes: cfg.pull_chunk_bytes,
+                }
             };
             let spec = NodeSpec {
                 kind,

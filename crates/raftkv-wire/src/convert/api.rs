@@ -146,6 +146,8 @@ impl ServiceRequestPb {
             ServiceRequest::PullShards(r) => Self::PullShards(pb::PullShardsRequest {
                 config: r.config.0,
                 shards: r.shards.into_iter().map(|s| s.0).collect(),
+                after: r.after,
+                max_bytes: r.max_bytes,
             }),
             ServiceRequest::DeleteShards(r) => Self::DeleteShards(pb::DeleteShardsRequest {
                 config: r.config.0,
@@ -180,6 +182,8 @@ impl ServiceRequestPb {
             Self::PullShards(r) => ServiceRequest::PullShards(PullShardsRequest {
                 config: ConfigNum(r.config),
                 shards: shards_from_pb(r.shards),
+                after: r.after,
+                max_bytes: r.max_bytes,
             }),
             Self::DeleteShards(r) => ServiceRequest::DeleteShards(DeleteShardsRequest {
                 config: ConfigNum(r.config),
@@ -281,6 +285,7 @@ fn shard_to_pb(s: ShardData) -> pb::ShardData {
         shard: s.shard.0,
         entries: s.entries.into_iter().map(|(key, value)| pb::KeyValue { key, value }).collect(),
         dedup: s.dedup.into_iter().map(|(c, seq)| pb::DedupEntry { client: c.0, seq }).collect(),
+        more: s.more,
     }
 }
 
@@ -289,6 +294,7 @@ fn shard_from_pb(s: pb::ShardData) -> ShardData {
         shard: ShardId(s.shard),
         entries: s.entries.into_iter().map(|kv| (kv.key, kv.value)).collect(),
         dedup: s.dedup.into_iter().map(|d| (ClientId(d.client), d.seq)).collect(),
+        more: s.more,
     }
 }
 

@@ -91,7 +91,8 @@ mod tests {
 
     #[test]
     fn migration_stays_off_the_stream() {
-        let pull = ServiceRequestPb::PullShards(pb::PullShardsRequest { config: 3, shards: vec![1] });
+        let pull =
+            ServiceRequestPb::PullShards(pb::PullShardsRequest { config: 3, shards: vec![1], ..Default::default() });
         assert_eq!(pull.clone().into_call(1, None).expect_err("handed back"), pull);
         let gone = ServiceResponsePb::DeleteShards(pb::DeleteShardsResponse { result: None });
         assert!(gone.into_call(1).is_none());

@@ -327,6 +327,8 @@ impl ShardCluster {
             commit_timeout: Duration::from_millis(500),
             call_timeout: Duration::from_millis(500),
             limits: KvLimits::default(),
+            // Small runs, so the tests' shards move in several of them.
+            pull_chunk_bytes: 1 << 10,
         };
         let server = match ShardKvServer::start(opts, log, snapshots, Arc::new(transport), net).await {
             Ok(s) => s,

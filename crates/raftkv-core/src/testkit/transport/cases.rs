@@ -122,6 +122,14 @@ pub fn every_service_request() -> Vec<ServiceRequest> {
         ServiceRequest::PullShards(PullShardsRequest {
             config: ConfigNum(4),
             shards: vec![ShardId(0), ShardId(2), ShardId(5)],
+            after: None,
+            max_bytes: 0,
+        }),
+        ServiceRequest::PullShards(PullShardsRequest {
+            config: ConfigNum(4),
+            shards: vec![ShardId(2)],
+            after: Some(key("k7")),
+            max_bytes: 4 << 20,
         }),
         ServiceRequest::DeleteShards(DeleteShardsRequest { config: ConfigNum(4), shards: vec![ShardId(1)] }),
         ServiceRequest::DeleteShards(DeleteShardsRequest { config: ConfigNum(4), shards: vec![] }),

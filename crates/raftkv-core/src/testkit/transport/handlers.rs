@@ -319,6 +319,7 @@ impl EchoService {
                     shard: s,
                     entries: (0..s.0).map(|i| (Bytes::from(format!("k{i}")), Bytes::from(vec![i as u8; 3]))).collect(),
                     dedup: vec![(ClientId(s.0 + 100), r.config.0)],
+                    more: r.after.is_some(),
                 })
                 .collect())),
             ServiceRequest::DeleteShards(r) => ServiceResponse::DeleteShards(if r.shards.is_empty() {
