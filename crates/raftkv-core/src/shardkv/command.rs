@@ -161,6 +161,13 @@ impl Command {
                     }
                 }
             }
+            // Whole shards keep the older form, which every version reads.
+            Self::Install { config, after: None, shards } if shards.iter().all(|s| !s.more) => {
+                e.u8(INSTALL).u64(config.0).u64(shards.len() as u64);
+                for s in shards {
+                    put_shard_data(&mut e, s);
+                }
+            }
             Self::Install { config, after, shards } => {
                 e.u8(INSTALL_RUNS).u64(config.0);
                 match after {

@@ -134,11 +134,11 @@ impl Migrator {
                 }
             }
         };
-        if self.service.state.read().waits_for_parked(&config) {
-            return;
-        }
         let sources = self.sources_of_unowned(&config).await;
         let Some(sources) = sources else { return };
+        if self.service.state.read().waits_for_parked(&config, &sources) {
+            return;
+        }
         let span = tracing::info_span!("config_change", group = %self.service.group, config = %next);
         let _ = self.service.propose(&Command::Config { config, sources }).instrument(span).await;
     }

@@ -199,18 +199,22 @@ impl ShardKvState {
         Applied::Ok
     }
 
-    /// Whether moving to `next` must wait: it gives this group, from another
-    /// group, a shard this group still holds frozen (parked after it went to
-    /// no group) for someone who has not fetched it yet. The copy goes once
-    /// that group has installed it and asked for its deletion.
+    /// Whether moving to `next` must wait: it gives this group a shard this
+    /// group still holds frozen (parked after it went to no group) for
+    /// someone who has not fetched it yet — the shard comes from another
+    /// group, or from no group with another group as its last holder
+    /// (`sources`). The copy goes once that group has installed it and asked
+    /// for its deletion.
     #[must_use]
-    pub fn waits_for_parked(&self, next: &ShardConfig) -> bool {
+    pub fn waits_for_parked(&self, next: &ShardConfig, sources: &BTreeMap<ShardId, ShardSource>) -> bool {
         let me = self.group;
         self.config.shards.iter().zip(&next.shards).enumerate().any(|(i, (&was, &now))| {
+            let id = ShardId(i as u64);
+            let reclaimed = was == GroupId(0) && sources.get(&id).is_some_and(|src| src.group == me);
             now == me
                 && was != me
-                && was != GroupId(0)
-                && self.shards.get(&ShardId(i as u64)).is_some_and(|s| matches!(s.phase, Phase::Frozen { .. }))
+                && !reclaimed
+                && self.shards.get(&id).is_some_and(|s| matches!(s.phase, Phase::Frozen { .. }))
         })
     }
 
@@ -218,7 +222,7 @@ impl ShardKvState {
         if self.config.num.0.checked_add(1) != Some(next.num.0)
             || !self.settled()
             || next.shards.len() != self.config.shards.len()
-            || self.waits_for_parked(&next)
+            || self.waits_for_parked(&next, sources)
         {
             return Applied::Stale;
         }
@@ -346,9 +350,10 @@ impl ShardKvState {
 
     /// The frozen data of `shards`, in order, for the group that gained
     /// them: the first shard's entries after key `after` (all when `None`),
-    /// then the others', until about `max_bytes` of keys and values (at
-    /// least one entry when any is left). A shard cut short is the last run,
-    /// marked `more`. The shards must have been frozen here at `frozen_at`.
+    /// then the others', within `max_bytes` counting a few bytes of framing
+    /// per entry (one entry when not even that fits). A shard cut short is
+    /// the last run, marked `more`. The shards must have been frozen here at
+    /// `frozen_at`.
     pub fn frozen(
         &self,
         frozen_at: ConfigNum,
@@ -372,16 +377,24 @@ impl ShardKvState {
             };
             let mut run = ShardData { shard: *id, ..ShardData::default() };
             for (k, v) in s.data.range::<[u8], _>((start, Bound::Unbounded)) {
-                if budget == 0 && (!run.entries.is_empty() || !out.is_empty()) {
+                // An entry that does not fit waits for the next answer,
+                // unless nothing was taken yet.
+                let cost = k.len() + v.len() + ENTRY_FRAMING;
+                if cost > budget && (!run.entries.is_empty() || !out.is_empty()) {
                     run.more = true;
                     break;
                 }
-                budget = budget.saturating_sub(k.len() + v.len());
+                budget = budget.saturating_sub(cost);
                 run.entries.push((k.clone(), v.clone()));
             }
             start = Bound::Unbounded;
+            if run.more && run.entries.is_empty() {
+                // Nothing of this shard fits: it starts the next answer.
+                break;
+            }
             if !run.more {
                 run.dedup = s.dedup.entries().map(|(c, seq, ())| (c, seq)).collect();
+                budget = budget.saturating_sub(run.dedup.len() * DEDUP_FRAMING);
             }
             let full = run.more || budget == 0;
             out.push(run);
@@ -570,6 +583,12 @@ fn get_phase(d: &mut Decoder) -> Result<Phase, BinaryError> {
     })
 }
 
+/// Bytes counted for one entry of a pull's answer beyond its key and value:
+/// the lengths and tags of its encoding.
+const ENTRY_FRAMING: usize = 16;
+/// Bytes counted for one entry of a duplicate table in a pull's answer.
+const DEDUP_FRAMING: usize = 24;
+
 /// Whether `entries` are in strictly ascending key order, all after `end`.
 fn ascending_after(end: Option<&Bytes>, entries: &[(Bytes, Bytes)]) -> bool {
     let mut last = end;
@@ -716,14 +735,20 @@ mod tests {
         let ex = g2.pulls().remove(0);
         assert_eq!(ex.shards, vec![ShardId(0), ShardId(1)]);
 
+        let one = g1.frozen(ex.frozen_at, &ex.shards, None, 1).unwrap();
+        assert_eq!(
+            (one.len(), one[0].entries.len(), one[0].more),
+            (1, 1, true),
+            "an entry larger than the budget moves alone"
+        );
         let mut cursor = g2.pull_cursor(&ex.shards).unwrap();
         assert_eq!(cursor.after, None);
         let mut runs_applied = 0;
         let mut before = None;
         loop {
             let runs = g1.frozen(ex.frozen_at, &cursor.shards, cursor.after.as_deref(), 100).unwrap();
-            let taken: usize = runs.iter().flat_map(|r| &r.entries).map(|(k, v)| k.len() + v.len()).sum();
-            assert!(taken < 100 + 20, "a run stops about its byte budget: {taken}");
+            let taken: usize = runs.iter().flat_map(|r| &r.entries).map(|(k, v)| k.len() + v.len() + 16).sum();
+            assert!(taken <= 100, "an answer stays within its byte budget: {taken}");
             let command = Command::Install { config: ConfigNum(2), after: cursor.after.clone(), shards: runs };
             assert_eq!(g2.apply(command.encode()), Applied::Ok);
             assert_eq!(g2.apply(command.encode()), Applied::Stale, "a repeated run changes nothing");
@@ -816,7 +841,7 @@ mod tests {
         let mut c4 = [0; N];
         c4[3] = 1;
         let next = config(4, &c4);
-        assert!(g1.waits_for_parked(&next));
+        assert!(g1.waits_for_parked(&next, &BTreeMap::new()));
         assert_eq!(
             g1.apply(cfg_cmd(next.clone(), BTreeMap::new())),
             Applied::Stale,
@@ -827,9 +852,41 @@ mod tests {
         let data = g1.frozen(ConfigNum(2), &[ShardId(3)], None, usize::MAX).unwrap();
         assert_eq!(data[0].entries.len(), 1);
         g1.apply(Command::Delete { frozen_at: ConfigNum(2), shards: vec![ShardId(3)] }.encode());
-        assert!(!g1.waits_for_parked(&next));
+        assert!(!g1.waits_for_parked(&next, &BTreeMap::new()));
         assert_eq!(g1.apply(cfg_cmd(next, BTreeMap::new())), Applied::Ok);
         assert_eq!(g1.pulls()[0].group, GroupId(2), "and now pulls it from group 2");
+    }
+
+    #[test]
+    fn a_parked_copy_waits_for_its_fetcher_when_regained_from_no_group() {
+        // c2: everything to no group (parked at 1); c3: group 2 gains shard 3
+        // (pulling group 1's parked copy); c4: shard 3 to no group again; c5:
+        // group 1 gains it from no group, its last holder being group 2 —
+        // group 1 must keep its parked copy until group 2 fetched it.
+        let mut g1 = ShardKvState::new(GroupId(1), N);
+        g1.apply(cfg_cmd(config(1, &[1; N]), BTreeMap::new()));
+        g1.apply(write(1, 1, put(&key_in(3), "precious")));
+        g1.apply(cfg_cmd(config(2, &[0; N]), BTreeMap::new()));
+        let mut c3 = [0; N];
+        c3[3] = 2;
+        assert_eq!(g1.apply(cfg_cmd(config(3, &c3), BTreeMap::new())), Applied::Ok);
+        assert_eq!(g1.apply(cfg_cmd(config(4, &[0; N]), BTreeMap::new())), Applied::Ok);
+        let mut c5 = [0; N];
+        c5[3] = 1;
+        let from_g2 = BTreeMap::from([(
+            ShardId(3),
+            ShardSource { group: GroupId(2), servers: vec!["server-2-0".into()], frozen_at: ConfigNum(4) },
+        )]);
+        assert!(g1.waits_for_parked(&config(5, &c5), &from_g2));
+        assert_eq!(g1.apply(cfg_cmd(config(5, &c5), from_g2.clone())), Applied::Stale);
+        assert!(g1.holds_frozen(ConfigNum(2), ShardId(3)), "the copy group 2 is pulling stays");
+        // Its own parked copy, when group 1 is the last holder, is reclaimed at once.
+        let from_g1 =
+            BTreeMap::from([(ShardId(3), ShardSource { group: GroupId(1), servers: vec![], frozen_at: ConfigNum(2) })]);
+        assert!(!g1.waits_for_parked(&config(5, &c5), &from_g1));
+        g1.apply(Command::Delete { frozen_at: ConfigNum(2), shards: vec![ShardId(3)] }.encode());
+        assert_eq!(g1.apply(cfg_cmd(config(5, &c5), from_g2)), Applied::Ok, "after group 2 deleted it");
+        assert_eq!(g1.pulls()[0].group, GroupId(2));
     }
 
     #[test]
