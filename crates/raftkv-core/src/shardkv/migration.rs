@@ -53,7 +53,8 @@ pub(crate) struct PullCursor {
 impl PullCursor {
     /// Where the pull stands once `runs`, fetched from this cursor, are
     /// installed; `None` when that completes it, or when the runs are not
-    /// the shards asked for in order.
+    /// the shards asked for in order or a cut-short run is empty (no
+    /// progress: the next round starts again from the installed state).
     fn after_runs(&self, runs: &[ShardData]) -> Option<Self> {
         if runs.is_empty() || runs.len() > self.shards.len() {
             return None;
@@ -64,9 +65,8 @@ impl PullCursor {
         let last_index = runs.len() - 1;
         let last = &runs[last_index];
         if last.more {
-            let start = if last_index == 0 { self.after.clone() } else { None };
-            let after = last.entries.last().map(|(k, _)| k.clone()).or(start);
-            return Some(Self { shards: self.shards[last_index..].to_vec(), after });
+            let after = last.entries.last().map(|(k, _)| k.clone())?;
+            return Some(Self { shards: self.shards[last_index..].to_vec(), after: Some(after) });
         }
         let rest = self.shards[runs.len()..].to_vec();
         (!rest.is_empty()).then_some(Self { shards: rest, after: None })
