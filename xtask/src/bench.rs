@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use raftkv_core::raft::core::{RaftConfig, Role};
 use raftkv_core::raft::driver::{DriverConfig, Raft, RaftHandle};
-use raftkv_core::state_machine::{Committed, StateMachine, StateMachineError};
-use raftkv_core::storage::{MemDisk, SnapshotReader, SnapshotWriter};
+use raftkv_core::state_machine::{Committed, SnapshotImage, StateMachine, StateMachineError};
+use raftkv_core::storage::{MemDisk, SnapshotReader};
 use raftkv_core::transport::LocalTransport;
 use raftkv_core::{GroupId, NodeId};
 
@@ -60,9 +60,8 @@ impl StateMachine for Counter {
             .collect())
     }
 
-    async fn snapshot(&mut self, out: &mut dyn SnapshotWriter) -> Result<(), StateMachineError> {
-        out.write(Bytes::copy_from_slice(&self.0.to_le_bytes())).await?;
-        Ok(())
+    async fn snapshot(&mut self) -> Result<Box<dyn SnapshotImage>, StateMachineError> {
+        Ok(Box::new(Bytes::copy_from_slice(&self.0.to_le_bytes())))
     }
 
     async fn restore(&mut self, input: &mut dyn SnapshotReader) -> Result<(), StateMachineError> {

@@ -27,8 +27,8 @@ use bytes::Bytes;
 use raftkv_core::binary::{BinaryError, Decoder, Encoder};
 use raftkv_core::raft::core::{RaftConfig, Role, Status};
 use raftkv_core::raft::driver::{DriverConfig, Raft, RaftError, RaftHandle};
-use raftkv_core::state_machine::{read_snapshot, Committed, StateMachine, StateMachineError};
-use raftkv_core::storage::{MemDisk, SnapshotReader, SnapshotWriter};
+use raftkv_core::state_machine::{read_snapshot, Committed, SnapshotImage, StateMachine, StateMachineError};
+use raftkv_core::storage::{MemDisk, SnapshotReader};
 use raftkv_core::transport::LocalTransport;
 use raftkv_core::{GroupId, LogIndex, NodeId};
 
@@ -371,10 +371,8 @@ impl StateMachine for LedgerMachine {
         Ok(replies)
     }
 
-    async fn snapshot(&mut self, out: &mut dyn SnapshotWriter) -> Result<(), StateMachineError> {
-        let bytes = lock(&self.ledger).encode();
-        out.write(bytes).await?;
-        Ok(())
+    async fn snapshot(&mut self) -> Result<Box<dyn SnapshotImage>, StateMachineError> {
+        Ok(Box::new(lock(&self.ledger).encode()))
     }
 
     async fn restore(&mut self, input: &mut dyn SnapshotReader) -> Result<(), StateMachineError> {

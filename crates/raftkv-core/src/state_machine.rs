@@ -43,8 +43,10 @@ pub enum StateMachineError {
 /// - **Order**: `apply` is called with commands in log order, each exactly
 ///   once per incarnation; a batch holds consecutive committed commands
 ///   (blank entries are skipped, so indices may have gaps).
-/// - **Snapshots**: `snapshot` writes the state covering every command applied
-///   so far; `restore` replaces the whole state with a snapshot's. After a
+/// - **Snapshots**: `snapshot` captures the state covering every command
+///   applied so far as a [`SnapshotImage`], which the engine writes to the
+///   snapshot store while applying goes on; `restore` replaces the whole
+///   state with a snapshot's. After a
 ///   restart, the member restores the latest snapshot and re-applies the log
 ///   after it, so `apply` must not rely on state outside the snapshot.
 #[async_trait]
@@ -55,11 +57,31 @@ pub trait StateMachine: Send + 'static {
     /// Apply a batch of committed commands, returning one response per command, in order.
     async fn apply(&mut self, batch: Vec<Committed>) -> Result<Vec<Self::Response>, StateMachineError>;
 
-    /// Write the current state into `out` (the engine finishes or aborts it).
-    async fn snapshot(&mut self, out: &mut dyn SnapshotWriter) -> Result<(), StateMachineError>;
+    /// Capture the current state. This runs on the apply path, so it should
+    /// be cheap: an encoding of a small state, or copy-on-write handles to a
+    /// large one. The image is written afterwards, beside later applies.
+    async fn snapshot(&mut self) -> Result<Box<dyn SnapshotImage>, StateMachineError>;
 
     /// Replace the state with the snapshot read from `input`.
     async fn restore(&mut self, input: &mut dyn SnapshotReader) -> Result<(), StateMachineError>;
+}
+
+/// A point-in-time copy of a state machine's state, captured by
+/// [`StateMachine::snapshot`] and written to the snapshot store off the apply
+/// path (the engine finishes or aborts the writer).
+#[async_trait]
+pub trait SnapshotImage: Send + 'static {
+    /// Write the image into `out`.
+    async fn write_to(self: Box<Self>, out: &mut dyn SnapshotWriter) -> Result<(), StateMachineError>;
+}
+
+/// A state encoded as one value is its own image.
+#[async_trait]
+impl SnapshotImage for Bytes {
+    async fn write_to(self: Box<Self>, out: &mut dyn SnapshotWriter) -> Result<(), StateMachineError> {
+        out.write(*self).await?;
+        Ok(())
+    }
 }
 
 /// Read a whole snapshot into memory (for state machines whose snapshot is

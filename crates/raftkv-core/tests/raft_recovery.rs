@@ -28,7 +28,7 @@ async fn install_snapshot(disk: &MemDisk, last: u64, term: u64) {
     sm.apply(batch).await.unwrap();
     let store = disk.snapshot_store();
     let mut w = store.begin(SnapshotMeta { last_index: LogIndex(last), last_term: Term(term) }).await.unwrap();
-    sm.snapshot(w.as_mut()).await.unwrap();
+    sm.snapshot().await.unwrap().write_to(w.as_mut()).await.unwrap();
     assert!(w.finish().await.unwrap());
     // A member that received a snapshot of `term` had adopted at least that term.
     disk.log_store().save_hard_state(HardState { term: Term(term), vote: None, commit: LogIndex(0) }).await.unwrap();

@@ -11,8 +11,8 @@ use super::configs::Configs;
 use super::encoding::{decode_command, get_config, put_config};
 use crate::binary::{BinaryError, Decoder, Encoder};
 use crate::dedup::DedupTable;
-use crate::state_machine::{read_snapshot, Committed, StateMachine, StateMachineError};
-use crate::storage::{SnapshotReader, SnapshotWriter};
+use crate::state_machine::{read_snapshot, Committed, SnapshotImage, StateMachine, StateMachineError};
+use crate::storage::SnapshotReader;
 use crate::types::ClientId;
 
 /// What applying a controller command answered: `Err` holds why it was refused.
@@ -126,10 +126,8 @@ impl StateMachine for CtrlStateMachine {
         Ok(batch.into_iter().map(|c| state.apply(c.command)).collect())
     }
 
-    async fn snapshot(&mut self, out: &mut dyn SnapshotWriter) -> Result<(), StateMachineError> {
-        let encoded = self.state.read().encode();
-        out.write(encoded).await?;
-        Ok(())
+    async fn snapshot(&mut self) -> Result<Box<dyn SnapshotImage>, StateMachineError> {
+        Ok(Box::new(self.state.read().encode()))
     }
 
     async fn restore(&mut self, input: &mut dyn SnapshotReader) -> Result<(), StateMachineError> {

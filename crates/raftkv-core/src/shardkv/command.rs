@@ -112,6 +112,11 @@ pub fn put_shard_parts<'a>(
     for (k, v) in entries {
         e.bytes(k).bytes(v);
     }
+    put_dedup(e, dedup);
+}
+
+/// The part of [`put_shard_parts`] after the entries: the duplicate table.
+pub(crate) fn put_dedup(e: &mut Encoder, dedup: impl ExactSizeIterator<Item = (ClientId, u64)>) {
     e.u64(dedup.len() as u64);
     for (c, seq) in dedup {
         e.u64(c.0).u64(seq);

@@ -30,5 +30,5 @@ pub use command::{Command, ShardSource};
 pub use migration::ConfigSource;
 pub use server::{ShardKvOptions, ShardKvServer};
 pub use service::{KvLimits, ShardKvService};
-pub use state::{Applied, Exchange, ShardKvState};
+pub use state::{Applied, Exchange, ShardKvImage, ShardKvState};
 pub use state_machine::{ShardKvStateMachine, SharedShardKv};

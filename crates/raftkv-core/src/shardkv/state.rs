@@ -4,10 +4,11 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
-use super::command::{get_shard_data, put_shard_parts, Command, ShardSource};
+use super::command::{get_shard_data, put_dedup, Command, ShardSource};
 use super::migration::PullCursor;
 use crate::api::{shard_of, ApiError, KvOp, RequestId, ShardConfig, ShardData, ShardState, ShardStatus};
 use crate::binary::{BinaryError, Decoder, Encoder};
@@ -72,13 +73,41 @@ pub(crate) enum Phase {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Shard {
     pub(crate) phase: Phase,
-    pub(crate) data: BTreeMap<Bytes, Bytes>,
+    /// Shared with snapshot images being written: a write while one holds
+    /// it copies the map first.
+    pub(crate) data: Arc<BTreeMap<Bytes, Bytes>>,
     pub(crate) dedup: DedupTable<()>,
 }
 
 impl Shard {
     fn empty(phase: Phase) -> Self {
-        Self { phase, data: BTreeMap::new(), dedup: DedupTable::new() }
+        Self { phase, data: Arc::default(), dedup: DedupTable::new() }
+    }
+
+    /// Shard `id`'s part of the snapshot encoding, in pieces of about `chunk` bytes.
+    fn pieces(&self, id: ShardId, chunk: usize) -> impl Iterator<Item = Bytes> + Send + '_ {
+        let mut head = Encoder::with_capacity(chunk.min(self.bytes() + 16 * self.data.len()) + 64);
+        put_phase(&mut head, &self.phase);
+        head.u64(id.0).u64(self.data.len() as u64);
+        let mut next = Some(head);
+        let mut entries = self.data.iter();
+        std::iter::from_fn(move || {
+            let mut e = next.take()?;
+            for (k, v) in entries.by_ref() {
+                e.bytes(k).bytes(v);
+                if e.len() >= chunk {
+                    next = Some(Encoder::with_capacity(chunk + 64));
+                    return Some(e.finish());
+                }
+            }
+            put_dedup(&mut e, self.dedup.entries().map(|(c, seq, ())| (c, seq)));
+            Some(e.finish())
+        })
+    }
+
+    /// The data, to change.
+    fn data_mut(&mut self) -> &mut BTreeMap<Bytes, Bytes> {
+        Arc::make_mut(&mut self.data)
     }
 
     fn serving(&self) -> bool {
@@ -87,6 +116,23 @@ impl Shard {
 
     fn bytes(&self) -> usize {
         self.data.iter().map(|(k, v)| k.len() + v.len()).sum()
+    }
+}
+
+/// A point-in-time copy of a [`ShardKvState`], made by
+/// [`ShardKvState::image`] and encoded in pieces.
+#[derive(Clone, Debug)]
+pub struct ShardKvImage {
+    header: Bytes,
+    shards: Vec<(ShardId, Shard)>,
+}
+
+impl ShardKvImage {
+    /// The state's encoding in pieces of about `chunk` bytes each (a piece
+    /// ends after the entry that reaches `chunk`, or where a shard ends);
+    /// together they are [`ShardKvState::encode`].
+    pub fn pieces(&self, chunk: usize) -> impl Iterator<Item = Bytes> + Send + '_ {
+        std::iter::once(self.header.clone()).chain(self.shards.iter().flat_map(move |(id, s)| s.pieces(*id, chunk)))
     }
 }
 
@@ -173,25 +219,27 @@ impl ShardKvState {
             // a stored slice would keep alive.
             KvOp::Put { key, value } => {
                 let value = Bytes::copy_from_slice(value);
-                match shard.data.get_mut(key.as_ref()) {
+                let data = shard.data_mut();
+                match data.get_mut(key.as_ref()) {
                     Some(stored) => *stored = value,
                     None => {
-                        shard.data.insert(Bytes::copy_from_slice(key), value);
+                        data.insert(Bytes::copy_from_slice(key), value);
                     }
                 }
             }
             KvOp::Append { key, value } => {
-                let mut v = BytesMut::from(shard.data.get(key).map(Bytes::as_ref).unwrap_or_default());
+                let data = shard.data_mut();
+                let mut v = BytesMut::from(data.get(key).map(Bytes::as_ref).unwrap_or_default());
                 v.extend_from_slice(value);
-                match shard.data.get_mut(key.as_ref()) {
+                match data.get_mut(key.as_ref()) {
                     Some(stored) => *stored = v.freeze(),
                     None => {
-                        shard.data.insert(Bytes::copy_from_slice(key), v.freeze());
+                        data.insert(Bytes::copy_from_slice(key), v.freeze());
                     }
                 }
             }
             KvOp::Delete { key } => {
-                shard.data.remove(key);
+                shard.data_mut().remove(key);
             }
             KvOp::Get { .. } => {}
         }
@@ -293,8 +341,9 @@ impl ShardKvState {
                 continue;
             }
             // Copies of their own: the entries are slices of a whole log buffer.
+            let data = Arc::make_mut(&mut shard.data);
             for (k, v) in &run.entries {
-                shard.data.insert(Bytes::copy_from_slice(k), Bytes::copy_from_slice(v));
+                data.insert(Bytes::copy_from_slice(k), Bytes::copy_from_slice(v));
             }
             installed += 1;
             if !run.more {
@@ -479,44 +528,26 @@ impl ShardKvState {
         self.shards.values().map(Shard::bytes).sum()
     }
 
-    /// The state's snapshot encoding.
+    /// The state's snapshot encoding (what [`ShardKvImage::pieces`] writes).
     #[must_use]
     pub fn encode(&self) -> Bytes {
-        let mut all = BytesMut::from(self.encode_header().as_ref());
-        for id in self.shard_ids() {
-            all.extend_from_slice(&self.encode_shard(id).unwrap_or_default());
+        let mut all = BytesMut::new();
+        for piece in self.image().pieces(1 << 20) {
+            all.extend_from_slice(&piece);
         }
         all.freeze()
     }
 
-    /// The first piece of [`ShardKvState::encode`]: group, configuration and
-    /// shard count. The shards' pieces ([`ShardKvState::encode_shard`], in
-    /// [`ShardKvState::shard_ids`] order) follow, so a snapshot can be
-    /// written one shard at a time.
+    /// A copy of the state as it is now, for a snapshot written while the
+    /// state goes on changing. It shares each shard's data instead of
+    /// copying it (the next write to a shard copies that shard's map).
     #[must_use]
-    pub fn encode_header(&self) -> Bytes {
+    pub fn image(&self) -> ShardKvImage {
         let mut e = Encoder::new();
         e.u64(self.group.0);
         put_config(&mut e, &self.config);
         e.u64(self.shards.len() as u64);
-        e.finish()
-    }
-
-    /// The shards held, in encoding order.
-    #[must_use]
-    pub fn shard_ids(&self) -> Vec<ShardId> {
-        self.shards.keys().copied().collect()
-    }
-
-    /// Shard `id`'s piece of [`ShardKvState::encode`]; `None` if not held.
-    #[must_use]
-    pub fn encode_shard(&self, id: ShardId) -> Option<Bytes> {
-        let s = self.shards.get(&id)?;
-        // Keys and values, plus a few bytes of lengths each.
-        let mut e = Encoder::with_capacity(s.bytes() + 8 * s.data.len() + 64);
-        put_phase(&mut e, &s.phase);
-        put_shard_parts(&mut e, id, s.data.iter(), s.dedup.entries().map(|(c, seq, ())| (c, seq)));
-        Some(e.finish())
+        ShardKvImage { header: e.finish(), shards: self.shards.iter().map(|(id, s)| (*id, s.clone())).collect() }
     }
 
     /// A state encoded by [`ShardKvState::encode`].
@@ -533,7 +564,7 @@ impl ShardKvState {
             for (client, seq) in data.dedup {
                 dedup.record(RequestId { client, seq }, ());
             }
-            shards.insert(data.shard, Shard { phase, data: data.entries.into_iter().collect(), dedup });
+            shards.insert(data.shard, Shard { phase, data: Arc::new(data.entries.into_iter().collect()), dedup });
         }
         d.end("shardkv snapshot")?;
         Ok(Self { group, config, shards })
@@ -770,6 +801,31 @@ mod tests {
         assert_eq!(g2.apply(write(5, 1, put(&keys[0], "again"))), Applied::Ok, "the duplicate table came last");
         assert_eq!(g2.get(keys[0].as_bytes()), Ok(Some(Bytes::from_static(b"0123456789"))));
         assert_eq!(g2.shard_status().iter().filter(|s| s.state == ShardState::Collecting).count(), 2);
+    }
+
+    #[test]
+    fn an_image_keeps_the_state_it_was_taken_from_and_encodes_in_pieces() {
+        let mut g = ShardKvState::new(GroupId(1), N);
+        g.apply(cfg_cmd(config(1, &[1; N]), BTreeMap::new()));
+        let keys: Vec<String> = (0..200).map(|i| format!("key{i:04}")).collect();
+        for (seq, k) in keys.iter().enumerate() {
+            assert_eq!(g.apply(write(5, seq as u64 + 1, put(k, "0123456789"))), Applied::Ok);
+        }
+        let before = g.clone();
+        let image = g.image();
+        // Writes after the image, to a shard it shares and to a new key.
+        assert_eq!(g.apply(write(6, 1, put(&keys[0], "changed"))), Applied::Ok);
+        assert_eq!(g.apply(write(6, 2, put("another", "x"))), Applied::Ok);
+        assert_eq!(g.apply(write(6, 3, KvOp::Delete { key: Bytes::from(keys[1].clone()) })), Applied::Ok);
+
+        let pieces: Vec<Bytes> = image.pieces(64).collect();
+        assert!(pieces.len() > N + 1, "{} pieces", pieces.len());
+        assert!(pieces.iter().all(|p| p.len() < 64 + 32), "a piece ends right after the entry that fills it");
+        let joined: Vec<u8> = pieces.iter().flat_map(|p| p.iter().copied()).collect();
+        assert_eq!(Bytes::from(joined), before.encode(), "the image encodes the state as it was taken");
+        assert_eq!(ShardKvState::decode(before.encode()).unwrap(), before);
+        assert_ne!(g.encode(), before.encode(), "the live state moved on");
+        assert_eq!(g.get(keys[0].as_bytes()), Ok(Some(Bytes::from_static(b"changed"))));
     }
 
     #[test]

@@ -5,8 +5,8 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
 
-use super::state::{Applied, ShardKvState};
-use crate::state_machine::{read_snapshot, Committed, StateMachine, StateMachineError};
+use super::state::{Applied, ShardKvImage, ShardKvState};
+use crate::state_machine::{read_snapshot, Committed, SnapshotImage, StateMachine, StateMachineError};
 use crate::storage::{SnapshotReader, SnapshotWriter};
 use crate::types::GroupId;
 
@@ -43,6 +43,20 @@ impl ShardKvStateMachine {
     }
 }
 
+/// Snapshot pieces of about this size, so that writing one never holds a
+/// whole shard's encoding.
+const SNAPSHOT_PIECE_BYTES: usize = 1 << 20;
+
+#[async_trait]
+impl SnapshotImage for ShardKvImage {
+    async fn write_to(self: Box<Self>, out: &mut dyn SnapshotWriter) -> Result<(), StateMachineError> {
+        for piece in self.pieces(SNAPSHOT_PIECE_BYTES) {
+            out.write(piece).await?;
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl StateMachine for ShardKvStateMachine {
     type Response = Applied;
@@ -52,22 +66,8 @@ impl StateMachine for ShardKvStateMachine {
         Ok(batch.into_iter().map(|c| state.apply(c.command)).collect())
     }
 
-    async fn snapshot(&mut self, out: &mut dyn SnapshotWriter) -> Result<(), StateMachineError> {
-        // One shard at a time, so that at most one shard's encoding is held
-        // beside the state. Only this loop changes the state, and it is here:
-        // the pieces form one consistent snapshot.
-        let (header, ids) = {
-            let state = self.state.read();
-            (state.encode_header(), state.shard_ids())
-        };
-        out.write(header).await?;
-        for id in ids {
-            let piece = self.state.read().encode_shard(id).ok_or_else(|| {
-                StateMachineError::Failed(format!("shard {id} went away while the snapshot was being written"))
-            })?;
-            out.write(piece).await?;
-        }
-        Ok(())
+    async fn snapshot(&mut self) -> Result<Box<dyn SnapshotImage>, StateMachineError> {
+        Ok(Box::new(self.state.read().image()))
     }
 
     async fn restore(&mut self, input: &mut dyn SnapshotReader) -> Result<(), StateMachineError> {

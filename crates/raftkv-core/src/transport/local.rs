@@ -129,8 +129,8 @@ mod tests {
     use crate::raft::core::{RaftConfig, Role};
     use crate::raft::driver::{DriverConfig, Raft};
     use crate::raft::{HeartbeatRequest, HeartbeatResponse, RaftResponse};
-    use crate::state_machine::{Committed, StateMachine, StateMachineError};
-    use crate::storage::{MemDisk, SnapshotReader, SnapshotWriter};
+    use crate::state_machine::{Committed, SnapshotImage, StateMachine, StateMachineError};
+    use crate::storage::{MemDisk, SnapshotReader};
     use crate::transport::Peer;
     use crate::types::{GroupId, LogIndex, Term};
 
@@ -201,9 +201,8 @@ mod tests {
                 .collect())
         }
 
-        async fn snapshot(&mut self, out: &mut dyn SnapshotWriter) -> Result<(), StateMachineError> {
-            out.write(Bytes::copy_from_slice(&self.0.to_le_bytes())).await?;
-            Ok(())
+        async fn snapshot(&mut self) -> Result<Box<dyn SnapshotImage>, StateMachineError> {
+            Ok(Box::new(Bytes::copy_from_slice(&self.0.to_le_bytes())))
         }
 
         async fn restore(&mut self, input: &mut dyn SnapshotReader) -> Result<(), StateMachineError> {

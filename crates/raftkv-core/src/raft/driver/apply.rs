@@ -1,18 +1,22 @@
 //! The apply loop: the only owner of the state machine.
 //!
 //! It applies committed entries in order, answers proposers and readers,
-//! restores received snapshots and takes local ones.
+//! restores received snapshots and takes local ones: the state machine
+//! captures an image here, and a task beside the loop writes it, so applying
+//! does not wait for a large snapshot to reach the disk. One snapshot is
+//! written at a time.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use super::{Command, DriverConfig, RaftError, Reply};
 use crate::metrics::RaftMetrics;
 use crate::raft::{Entry, EntryPayload, SnapshotMeta};
-use crate::state_machine::{Committed, StateMachine, StateMachineError};
+use crate::state_machine::{Committed, SnapshotImage, StateMachine, StateMachineError};
 use crate::storage::SnapshotStore;
 use crate::types::{GroupId, LogIndex, NodeId, Term};
 
@@ -42,6 +46,8 @@ pub(crate) struct ApplyLoop<SM: StateMachine> {
     waiters: BTreeMap<LogIndex, (Term, Reply<SM::Response>)>,
     reads: BTreeMap<LogIndex, Vec<Reply<LogIndex>>>,
     metrics: Arc<RaftMetrics>,
+    /// The snapshot being written, if any (dropped with the loop).
+    writing: JoinSet<Result<Option<SnapshotMeta>, StateMachineError>>,
 }
 
 impl<SM: StateMachine> ApplyLoop<SM> {
@@ -67,6 +73,7 @@ impl<SM: StateMachine> ApplyLoop<SM> {
             waiters: BTreeMap::new(),
             reads: BTreeMap::new(),
             metrics: Arc::default(),
+            writing: JoinSet::new(),
         }
     }
 
@@ -77,7 +84,21 @@ impl<SM: StateMachine> ApplyLoop<SM> {
     }
 
     pub(crate) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<ApplyMsg<SM::Response>>) {
-        while let Some(msg) = rx.recv().await {
+        loop {
+            let msg = tokio::select! {
+                biased;
+                Some(written) = self.writing.join_next() => {
+                    if let Err(error) = self.snapshot_written(written) {
+                        let _ = self.tx.send(Command::Failed { error: error.into() });
+                        return;
+                    }
+                    continue;
+                }
+                msg = rx.recv() => match msg {
+                    Some(msg) => msg,
+                    None => return,
+                },
+            };
             let result = match msg {
                 ApplyMsg::Waiters(waiters) => {
                     for (index, term, reply) in waiters {
@@ -181,25 +202,49 @@ impl<SM: StateMachine> ApplyLoop<SM> {
         let _ = self.tx.send(Command::Applied { index: applied });
         let by_count = self.snapshot_every > 0 && applied.0 - self.last_snapshot.0 >= self.snapshot_every;
         let by_size = self.snapshot_bytes > 0 && self.bytes_since_snapshot >= self.snapshot_bytes;
-        if by_count || by_size {
+        if (by_count || by_size) && self.writing.is_empty() {
             self.take_snapshot().await?;
         }
         Ok(())
     }
 
+    /// Capture an image of the state and start writing it.
     async fn take_snapshot(&mut self) -> Result<(), StateMachineError> {
         let meta = self.applied;
         let span = tracing::debug_span!("snapshot", group = %self.group, node = %self.node, index = %meta.last_index, term = %meta.last_term);
-        let mut writer = self.store.begin(meta).await?;
-        if let Err(e) = self.sm.snapshot(writer.as_mut()).instrument(span).await {
-            writer.abort().await?;
-            return Err(e);
-        }
-        writer.finish().await?;
-        self.metrics.snapshots_taken.inc();
+        let image = self.sm.snapshot().instrument(span.clone()).await?;
         self.last_snapshot = meta.last_index;
         self.bytes_since_snapshot = 0;
-        let _ = self.tx.send(Command::Compacted { meta });
+        let store = self.store.clone();
+        self.writing.spawn(write_snapshot(store, meta, image).instrument(span));
         Ok(())
     }
+
+    /// A snapshot finished writing: the log before it may go.
+    fn snapshot_written(
+        &mut self,
+        written: Result<Result<Option<SnapshotMeta>, StateMachineError>, tokio::task::JoinError>,
+    ) -> Result<(), StateMachineError> {
+        let written = written.map_err(|e| StateMachineError::Failed(format!("snapshot writer stopped: {e}")))??;
+        // None: a newer snapshot (a received one) became current meanwhile.
+        if let Some(meta) = written {
+            self.metrics.snapshots_taken.inc();
+            let _ = self.tx.send(Command::Compacted { meta });
+        }
+        Ok(())
+    }
+}
+
+/// Write `image` as the snapshot `meta`; `None` if a newer one was current by then.
+async fn write_snapshot(
+    store: Arc<dyn SnapshotStore>,
+    meta: SnapshotMeta,
+    image: Box<dyn SnapshotImage>,
+) -> Result<Option<SnapshotMeta>, StateMachineError> {
+    let mut writer = store.begin(meta).await?;
+    if let Err(e) = image.write_to(writer.as_mut()).await {
+        writer.abort().await?;
+        return Err(e);
+    }
+    Ok(writer.finish().await?.then_some(meta))
 }

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use crate::state_machine::{Committed, StateMachine, StateMachineError};
-use crate::storage::{SnapshotReader, SnapshotWriter};
+use crate::state_machine::{Committed, SnapshotImage, StateMachine, StateMachineError};
+use crate::storage::SnapshotReader;
 use crate::types::LogIndex;
 
 /// Encode a numeric test command.
@@ -139,7 +139,7 @@ impl StateMachine for RecordingStateMachine {
         Ok(out)
     }
 
-    async fn snapshot(&mut self, out: &mut dyn SnapshotWriter) -> Result<(), StateMachineError> {
+    async fn snapshot(&mut self) -> Result<Box<dyn SnapshotImage>, StateMachineError> {
         let mut buf = BytesMut::new();
         buf.put_u64_le(self.last.0);
         buf.put_u64_le(self.applied.len() as u64);
@@ -150,8 +150,7 @@ impl StateMachine for RecordingStateMachine {
             );
             buf.put_slice(command);
         }
-        out.write(buf.freeze()).await?;
-        Ok(())
+        Ok(Box::new(buf.freeze()))
     }
 
     async fn restore(&mut self, input: &mut dyn SnapshotReader) -> Result<(), StateMachineError> {
