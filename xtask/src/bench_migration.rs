@@ -108,16 +108,21 @@ async fn load_keys(cluster: &RaftKvCluster, keys: Arc<Vec<Bytes>>, writers: usiz
     Ok(())
 }
 
-/// One client of the load on the other shards: a latency tally per phase.
+/// Latency tallies of the load: per phase (without, during the migration),
+/// per group serving the key (group 1, group 2).
+type Tallies = [[Tally; 2]; 2];
+
+/// One client of the load on the other shards; `on_g2[shard]`: whether
+/// group 2 serves the shard.
 async fn client_loop(
     mut clerk: KvClerk,
-    keys: Arc<Vec<Bytes>>,
+    (keys, on_g2): (Arc<Vec<Bytes>>, Arc<Vec<bool>>),
     workload: Workload,
     value: Bytes,
     seed: u64,
     phase: Arc<AtomicU8>,
-) -> [Tally; 2] {
-    let mut tallies = [Tally::default(), Tally::default()];
+) -> Tallies {
+    let mut tallies = Tallies::default();
     let mut rng = Rng(seed | 1);
     loop {
         let p = phase.load(Ordering::Relaxed);
@@ -126,12 +131,13 @@ async fn client_loop(
         }
         let x = rng.next();
         let key = keys[(x % keys.len() as u64) as usize].clone();
+        let group = usize::from(on_g2.get(shard_of(&key, SHARDS).0 as usize).copied().unwrap_or(false));
         let put = workload.is_put(x);
         let t0 = Instant::now();
         let ok = if put { clerk.put(key, value.clone()).await.is_ok() } else { clerk.get(key).await.is_ok() };
         let same = phase.load(Ordering::Relaxed) == p;
         if let Some(i) = [BASELINE, MIGRATING].iter().position(|&m| m == p) {
-            tallies[i].count(same, ok, t0);
+            tallies[i][group].count(same, ok, t0);
         }
     }
 }
@@ -186,7 +192,7 @@ async fn migrate(cluster: &RaftKvCluster, shard: ShardId) -> Result<Measured> {
 fn row(name: &str, h: &Histogram, errors: u64, secs: f64) -> String {
     let ms = |q: f64| h.quantile(q) as f64 / 1e6;
     format!(
-        "| {name:<17} | {:>9.1} | {:>8} | {:>6} | {:>8.2} | {:>8.2} | {:>8.2} | {:>8.2} |",
+        "| {name:<26} | {:>9.1} | {:>8} | {:>6} | {:>8.2} | {:>8.2} | {:>8.2} | {:>8.2} |",
         secs,
         h.len(),
         errors,
@@ -226,12 +232,13 @@ pub fn run(args: &MigrationBenchArgs) -> Result<()> {
             Arc::new((0..LOAD_KEYS).map(Shape::key).filter(|k| shard_of(&k[..], SHARDS) != shard).collect());
         load_keys(&cluster, others.clone(), args.writers, value.clone()).await?;
 
+        let on_g2: Arc<Vec<bool>> = Arc::new(config.shards.iter().map(|&g| g == GroupId(2)).collect());
         let phase = Arc::new(AtomicU8::new(WARMUP));
         let clients: Vec<_> = (0..args.clients)
             .map(|i| {
                 let seed = 0x9E37_79B9_7F4A_7C15_u64.wrapping_mul(i as u64 + 1);
                 let client =
-                    client_loop(cluster.clerk(), others.clone(), args.workload, value.clone(), seed, phase.clone());
+                    client_loop(cluster.clerk(), (others.clone(), on_g2.clone()), args.workload, value.clone(), seed, phase.clone());
                 tokio::spawn(client)
             })
             .collect();
@@ -241,12 +248,17 @@ pub fn run(args: &MigrationBenchArgs) -> Result<()> {
         phase.store(MIGRATING, Ordering::Relaxed);
         let measured = migrate(&cluster, shard).await;
         phase.store(STOP, Ordering::Relaxed);
-        let mut hist = [Histogram::default(), Histogram::default()];
-        let mut errors = [0, 0];
+        // [phase][all, group 1, group 2]
+        let mut hist: [[Histogram; 3]; 2] = Default::default();
+        let mut errors = [[0; 3]; 2];
         for c in clients {
-            for (i, t) in c.await.context("load client")?.into_iter().enumerate() {
-                hist[i].merge(&t.hist);
-                errors[i] += t.errors;
+            for (i, by_group) in c.await.context("load client")?.into_iter().enumerate() {
+                for (g, t) in by_group.into_iter().enumerate() {
+                    for j in [0, g + 1] {
+                        hist[i][j].merge(&t.hist);
+                        errors[i][j] += t.errors;
+                    }
+                }
             }
         }
         let measured = measured?;
@@ -275,11 +287,15 @@ pub fn run(args: &MigrationBenchArgs) -> Result<()> {
             measured.settled.as_secs_f64()
         );
         println!();
-        println!("| other shards      | seconds   | ops      | errors | p50 ms   | p90 ms   | p99 ms   | p99.9 ms |");
-        println!("|-------------------|----------:|---------:|-------:|---------:|---------:|---------:|---------:|");
-        println!("{}", row("without migration", &hist[0], errors[0], args.baseline.as_secs_f64()));
-        println!("{}", row("during migration", &hist[1], errors[1], measured.settled.as_secs_f64()));
-        let (base, during) = (hist[0].quantile(0.99) as f64, hist[1].quantile(0.99) as f64);
+        println!("| other shards               | seconds   | ops      | errors | p50 ms   | p90 ms   | p99 ms   | p99.9 ms |");
+        println!("|----------------------------|----------:|---------:|-------:|---------:|---------:|---------:|---------:|");
+        let secs = [args.baseline.as_secs_f64(), measured.settled.as_secs_f64()];
+        for (j, on) in ["", ", group 1", ", group 2"].iter().enumerate() {
+            for (i, when) in ["without migration", "during migration"].iter().enumerate() {
+                println!("{}", row(&format!("{when}{on}"), &hist[i][j], errors[i][j], secs[i]));
+            }
+        }
+        let (base, during) = (hist[0][0].quantile(0.99) as f64, hist[1][0].quantile(0.99) as f64);
         println!();
         println!(
             "targets: serving within 3 s: {} ({serving:.2} s); other shards' p99 ≤ 2× without migration: {} ({:.2}×)",

@@ -215,7 +215,7 @@ impl Default for Config {
             trace_filter: "info".into(),
             log: "info".into(),
             shutdown_grace_ms: 5000,
-            pull_chunk_bytes: 1 << 20,
+            pull_chunk_bytes: 256 << 10,
             raft: RaftSettings::default(),
             net: NetSettings::default(),
             dev: DevSettings::default(),

@@ -143,7 +143,7 @@ impl Command {
     /// The command's encoding.
     #[must_use]
     pub fn encode(&self) -> Bytes {
-        let mut e = Encoder::new();
+        let mut e = Encoder::with_capacity(self.encoded_len_hint());
         match self {
             Self::Client { id, op } => {
                 e.u8(CLIENT).u64(id.client.0).u64(id.seq);
@@ -195,6 +195,20 @@ impl Command {
             }
         }
         e.finish()
+    }
+
+    /// About the size of the encoding (exact enough that an install's
+    /// megabytes are written into one buffer, not grown into it).
+    fn encoded_len_hint(&self) -> usize {
+        match self {
+            Self::Install { after, shards, .. } => {
+                let entries = shards.iter().flat_map(|s| &s.entries).map(|(k, v)| k.len() + v.len() + 20);
+                64 + after.as_ref().map_or(0, Bytes::len)
+                    + entries.sum::<usize>()
+                    + 20 * shards.iter().map(|s| s.dedup.len()).sum::<usize>()
+            }
+            _ => 64,
+        }
     }
 
     /// A command encoded by [`Command::encode`].
