@@ -86,7 +86,7 @@ impl Shard {
 
     /// Shard `id`'s part of the snapshot encoding, in pieces of about `chunk` bytes.
     fn pieces(&self, id: ShardId, chunk: usize) -> impl Iterator<Item = Bytes> + Send + '_ {
-        let mut head = Encoder::with_capacity(chunk.min(self.bytes() + 16 * self.data.len()) + 64);
+        let mut head = Encoder::with_capacity(chunk + 64);
         put_phase(&mut head, &self.phase);
         head.u64(id.0).u64(self.data.len() as u64);
         let mut next = Some(head);
