@@ -46,9 +46,9 @@ pub enum StateMachineError {
 /// - **Snapshots**: `snapshot` captures the state covering every command
 ///   applied so far as a [`SnapshotImage`], which the engine writes to the
 ///   snapshot store while applying goes on; `restore` replaces the whole
-///   state with a snapshot's. After a
-///   restart, the member restores the latest snapshot and re-applies the log
-///   after it, so `apply` must not rely on state outside the snapshot.
+///   state with a snapshot's. After a restart, the member restores the latest
+///   snapshot and re-applies the log after it, so `apply` must not rely on
+///   state outside the snapshot.
 #[async_trait]
 pub trait StateMachine: Send + 'static {
     /// What a command returns to its proposer.

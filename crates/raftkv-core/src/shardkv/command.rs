@@ -97,25 +97,14 @@ fn get_shards(d: &mut Decoder) -> Result<Vec<ShardId>, BinaryError> {
 
 /// Append one shard's data (entries in key order, then its duplicate table).
 pub fn put_shard_data(e: &mut Encoder, s: &ShardData) {
-    put_shard_parts(e, s.shard, s.entries.iter().map(|(k, v)| (k, v)), s.dedup.iter().copied());
-}
-
-/// Write one shard's data as [`put_shard_data`] does, from its parts (no
-/// copy of the entries).
-pub fn put_shard_parts<'a>(
-    e: &mut Encoder,
-    shard: ShardId,
-    entries: impl ExactSizeIterator<Item = (&'a Bytes, &'a Bytes)>,
-    dedup: impl ExactSizeIterator<Item = (ClientId, u64)>,
-) {
-    e.u64(shard.0).u64(entries.len() as u64);
-    for (k, v) in entries {
+    e.u64(s.shard.0).u64(s.entries.len() as u64);
+    for (k, v) in &s.entries {
         e.bytes(k).bytes(v);
     }
-    put_dedup(e, dedup);
+    put_dedup(e, s.dedup.iter().copied());
 }
 
-/// The part of [`put_shard_parts`] after the entries: the duplicate table.
+/// The part of [`put_shard_data`] after the entries: the duplicate table.
 pub(crate) fn put_dedup(e: &mut Encoder, dedup: impl ExactSizeIterator<Item = (ClientId, u64)>) {
     e.u64(dedup.len() as u64);
     for (c, seq) in dedup {
