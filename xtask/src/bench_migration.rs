@@ -15,6 +15,7 @@ use raftkv_core::{GroupId, ShardId};
 
 use crate::args::Flags;
 use crate::bench_cluster::load::{Rng, Shape, System, Workload};
+use crate::bench_cluster::procs::cpu_of;
 use crate::bench_cluster::raftkv::{build_server, Backends, RaftKvCluster};
 use crate::hist::{Histogram, Tally};
 
@@ -189,6 +190,32 @@ async fn migrate(cluster: &RaftKvCluster, shard: ShardId) -> Result<Measured> {
     }
 }
 
+/// Processes whose CPU time is reported: group 1, group 2, the
+/// controllers, and this process (the load generator).
+const CPU_ROLES: [&str; 4] = ["group 1", "group 2", "controllers", "load generator"];
+
+/// CPU time so far of each of [`CPU_ROLES`].
+fn cpu_by_role(procs: &[(String, u32)]) -> [Duration; 4] {
+    let mut out = [Duration::ZERO; 4];
+    for (name, pid) in procs {
+        let role = if name.starts_with("g1-") {
+            0
+        } else if name.starts_with("g2-") {
+            1
+        } else {
+            2
+        };
+        out[role] += cpu_of(*pid).unwrap_or_default();
+    }
+    out[3] = cpu_of(std::process::id()).unwrap_or_default();
+    out
+}
+
+/// Cores kept busy between two [`cpu_by_role`] samples `secs` apart.
+fn cores(from: &[Duration; 4], to: &[Duration; 4], secs: f64) -> [f64; 4] {
+    std::array::from_fn(|i| to[i].saturating_sub(from[i]).as_secs_f64() / secs.max(1e-9))
+}
+
 fn row(name: &str, h: &Histogram, errors: u64, secs: f64) -> String {
     let ms = |q: f64| h.quantile(q) as f64 / 1e6;
     format!(
@@ -243,11 +270,15 @@ pub fn run(args: &MigrationBenchArgs) -> Result<()> {
             })
             .collect();
         tokio::time::sleep(args.warmup).await;
+        let procs = cluster.processes();
         phase.store(BASELINE, Ordering::Relaxed);
+        let cpu0 = cpu_by_role(&procs);
         tokio::time::sleep(args.baseline).await;
         phase.store(MIGRATING, Ordering::Relaxed);
+        let cpu1 = cpu_by_role(&procs);
         let measured = migrate(&cluster, shard).await;
         phase.store(STOP, Ordering::Relaxed);
+        let cpu2 = cpu_by_role(&procs);
         // [phase][all, group 1, group 2]
         let mut hist: [[Histogram; 3]; 2] = Default::default();
         let mut errors = [[0; 3]; 2];
@@ -294,6 +325,13 @@ pub fn run(args: &MigrationBenchArgs) -> Result<()> {
             for (i, when) in ["without migration", "during migration"].iter().enumerate() {
                 println!("{}", row(&format!("{when}{on}"), &hist[i][j], errors[i][j], secs[i]));
             }
+        }
+        let busy = [cores(&cpu0, &cpu1, secs[0]), cores(&cpu1, &cpu2, secs[1])];
+        println!();
+        println!("| cores busy (of {}) | {} |", std::thread::available_parallelism().map_or(0, usize::from), CPU_ROLES.join(" | "));
+        println!("|---|{}", "---:|".repeat(CPU_ROLES.len()));
+        for (when, b) in ["without migration", "during migration"].iter().zip(busy) {
+            println!("| {when} | {} |", b.map(|c| format!("{c:.2}")).join(" | "));
         }
         let (base, during) = (hist[0][0].quantile(0.99) as f64, hist[1][0].quantile(0.99) as f64);
         println!();

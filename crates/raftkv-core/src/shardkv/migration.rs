@@ -6,9 +6,11 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::stream::{FuturesOrdered, StreamExt};
 use tracing::Instrument;
 
 use super::command::{Command, ShardSource};
@@ -21,6 +23,9 @@ use crate::api::{
 use crate::client::CtrlClerk;
 use crate::raft::core::Role;
 use crate::types::{ConfigNum, GroupId, ShardId};
+
+/// Runs of one pull being committed at once, besides the one being fetched.
+const INSTALLS_IN_FLIGHT: usize = 2;
 
 /// Where a group learns its configurations.
 #[derive(Clone, Debug)]
@@ -79,7 +84,9 @@ async fn call_group(net: &dyn ServiceClient, servers: &[String], request: &Servi
     for server in servers {
         match net.call_service(server, request.clone()).await {
             Ok(
-                ServiceResponse::PullShards(Err(ApiError::NotLeader { .. } | ApiError::Unavailable { .. }))
+                ServiceResponse::PullShards(Err(
+                    ApiError::NotLeader { .. } | ApiError::Unavailable { .. } | ApiError::NotReady { .. },
+                ))
                 | ServiceResponse::DeleteShards(Err(ApiError::NotLeader { .. } | ApiError::Unavailable { .. })),
             )
             | Err(_) => continue,
@@ -179,28 +186,69 @@ impl Migrator {
 
     /// Pull the shards of `ex` in runs of about `chunk_bytes`, each
     /// installed through the log by a command of its own, resuming where the
-    /// installed data ends. The next run is fetched while the last one
-    /// commits; a run that does not land where the data ends changes nothing.
+    /// installed data ends. Up to [`INSTALLS_IN_FLIGHT`] runs are being
+    /// committed while the next one is fetched; they are proposed in order,
+    /// and a run that does not land where the data ends changes nothing (nor
+    /// do the ones after it), so a failure only costs a new pull later.
     async fn pull(&self, group: GroupId, num: ConfigNum, ex: Exchange) {
         let span =
             tracing::info_span!("shard_pull", group = %group, from = %ex.group, config = %num, shards = ?ex.shards);
         let Some(mut cursor) = self.service.state.read().pull_cursor(&ex.shards) else { return };
-        let Some(mut runs) = self.fetch(&ex, &cursor).instrument(span.clone()).await else { return };
+        let mut installing = FuturesOrdered::new();
         loop {
+            let Some(runs) = self.fetch_installing(&ex, &cursor, &mut installing).instrument(span.clone()).await else {
+                return;
+            };
             let next = cursor.after_runs(&runs);
             let install = tracing::info_span!(parent: &span, "shard_install", group = %group, config = %num,
                 shards = ?cursor.shards, entries = runs.iter().map(|r| r.entries.len()).sum::<usize>());
             let command = Command::Install { config: num, after: cursor.after.clone(), shards: runs };
-            let install = self.service.propose(&command).instrument(install);
-            let Some(next) = next else {
-                let _ = install.await;
+            let mut install = Box::pin(async move { self.service.propose(&command).await }.instrument(install));
+            // Proposed now, so that the runs reach the log in order.
+            if let Poll::Ready(done) = futures::poll!(&mut install) {
+                if !matches!(done, Ok(Applied::Ok)) {
+                    return;
+                }
+            } else {
+                installing.push_back(install);
+            }
+            let Some(next) = next else { break };
+            cursor = next;
+            while installing.len() >= INSTALLS_IN_FLIGHT {
+                if !matches!(installing.next().await, Some(Ok(Applied::Ok))) {
+                    return;
+                }
+            }
+        }
+        while let Some(done) = installing.next().await {
+            if !matches!(done, Ok(Applied::Ok)) {
                 return;
-            };
-            let (installed, fetched) =
-                futures::future::join(install, self.fetch(&ex, &next).instrument(span.clone())).await;
-            match (installed, fetched) {
-                (Ok(Applied::Ok), Some(more)) => (cursor, runs) = (next, more),
-                _ => return,
+            }
+        }
+    }
+
+    /// The run at `cursor`, fetched while `installing` commits; `None` if the
+    /// fetch or an install failed.
+    async fn fetch_installing<F>(
+        &self,
+        ex: &Exchange,
+        cursor: &PullCursor,
+        installing: &mut FuturesOrdered<F>,
+    ) -> Option<Vec<ShardData>>
+    where
+        F: std::future::Future<Output = Result<Applied, ApiError>>,
+    {
+        let fetch = self.fetch(ex, cursor);
+        tokio::pin!(fetch);
+        loop {
+            tokio::select! {
+                biased;
+                done = installing.next(), if !installing.is_empty() => {
+                    if !matches!(done, Some(Ok(Applied::Ok))) {
+                        return None;
+                    }
+                }
+                runs = &mut fetch => return runs,
             }
         }
     }

@@ -161,6 +161,12 @@ impl RaftLog {
         (truncate, entries)
     }
 
+    /// Whether entries or a truncation wait to be handed to the driver.
+    #[must_use]
+    pub fn has_unstable(&self) -> bool {
+        self.pending_truncate.is_some() || self.unstable_from <= self.last_index()
+    }
+
     /// The driver made everything up to `index` durable.
     pub fn persisted_to(&mut self, index: LogIndex) {
         self.persisted = self.persisted.max(index.min(self.last_index()));

@@ -355,7 +355,7 @@ impl RaftCore {
             || self.pending_broadcast
             || (self.role == Role::Leader && self.reads.round_wanted())
             || self.log.commit.min(self.log.persisted) > self.log.applied
-            || self.log.last_index() >= self.log.persisted.next()
+            || self.log.has_unstable()
     }
 
     fn reset_randomized_timeout(&mut self) {

@@ -1,10 +1,15 @@
-//! The event loop: the only owner of the core and the log store.
+//! The event loop: the only owner of the core.
 //!
 //! Each turn it waits for one event, drains whatever else is queued (so many
-//! proposals become one append and one durable write), then executes the
-//! core's [`Ready`] in the order the core's contract requires.
+//! proposals become one append), then executes the core's [`Ready`] in the
+//! order the core's contract requires. Log writes go to the log writer
+//! ([`log_writer`](super::log_writer)); whatever must wait for one — the
+//! persisted index, messages after it, replies to requests handled meanwhile
+//! — is held until the writer reports it durable. A heartbeat that changed
+//! nothing durable is answered at once, so a follower confirms its leader's
+//! reads while it writes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -13,6 +18,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use super::apply::{ApplyLoop, ApplyMsg};
+use super::log_writer::{self, WriteJob};
 use super::snapshot_transfer::{send_snapshot, IncomingSnapshot};
 use super::{Command, DriverConfig, RaftError, Reply, StepReport};
 use crate::metrics::RaftMetrics;
@@ -31,10 +37,27 @@ pub(crate) struct Stores {
 
 type Channel<R> = (mpsc::UnboundedSender<Command<R>>, mpsc::UnboundedReceiver<Command<R>>);
 
+type ReplyTo = (oneshot::Sender<RaftResponse>, RaftResponse);
+
+/// What waits for the log writer's submission `seq` to be durable.
+struct Pending {
+    seq: u64,
+    persist_upto: Option<LogIndex>,
+    messages: Vec<(NodeId, RaftRequest)>,
+    replies: Vec<ReplyTo>,
+}
+
 pub(crate) struct EventLoop<SM: StateMachine> {
     core: RaftCore,
     cfg: DriverConfig,
-    log_store: Arc<dyn LogStore>,
+    /// The log store and the writer's queue, until [`EventLoop::run`] starts the writer.
+    writer_parts: Option<(Arc<dyn LogStore>, mpsc::UnboundedReceiver<WriteJob>)>,
+    writer: mpsc::UnboundedSender<WriteJob>,
+    /// Sequence number of the last submission to the writer, and of the last durable one.
+    submitted: u64,
+    durable: u64,
+    /// Oldest first: what waits for each submission not yet durable.
+    pending: VecDeque<Pending>,
     snapshot_store: Arc<dyn SnapshotStore>,
     transport: Arc<dyn Transport>,
     tx: mpsc::UnboundedSender<Command<SM::Response>>,
@@ -47,7 +70,7 @@ pub(crate) struct EventLoop<SM: StateMachine> {
     proposals: Vec<(Bytes, Option<Reply<SM::Response>>)>,
     starts: Vec<Reply<(LogIndex, Term)>>,
     /// Replies to requests handled this turn, sent once the turn's writes are durable.
-    replies: Vec<(oneshot::Sender<RaftResponse>, RaftResponse)>,
+    replies: Vec<ReplyTo>,
     reads: BTreeMap<u64, Reply<LogIndex>>,
     next_read: u64,
     incoming_snapshot: Option<IncomingSnapshot>,
@@ -75,10 +98,15 @@ impl<SM: StateMachine> EventLoop<SM> {
         let (apply_tx, apply_rx) = mpsc::unbounded_channel();
         let applied = core.log().applied;
         let counted_election = core.term();
+        let (writer, jobs) = mpsc::unbounded_channel();
         Self {
             core,
             cfg,
-            log_store: stores.log,
+            writer_parts: Some((stores.log, jobs)),
+            writer,
+            submitted: 0,
+            durable: 0,
+            pending: VecDeque::new(),
             snapshot_store: stores.snapshots,
             transport,
             tx,
@@ -106,6 +134,10 @@ impl<SM: StateMachine> EventLoop<SM> {
         if let (Some(apply), Some(rx)) = (self.apply.take(), self.apply_rx.take()) {
             self.tasks.spawn(apply.run(rx));
         }
+        let writer = self
+            .writer_parts
+            .take()
+            .map(|(store, jobs)| tokio::spawn(log_writer::run(store, jobs, self.tx.clone(), self.metrics.clone())));
         let mut ticker = tokio::time::interval(self.cfg.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
@@ -134,6 +166,11 @@ impl<SM: StateMachine> EventLoop<SM> {
         };
         if let Err(e) = result {
             tracing::error!(group = %self.core.config().group, node = %self.core.id(), error = %e, "raft member stopped");
+        }
+        // The writer finishes what it was handed, then sees its queue closed.
+        self.writer = mpsc::unbounded_channel().0;
+        if let Some(writer) = writer {
+            let _ = writer.await;
         }
         self.tasks.shutdown().await;
         if let Some(done) = self.stopped.take() {
@@ -190,9 +227,28 @@ impl<SM: StateMachine> EventLoop<SM> {
                             RaftResponse::InstallSnapshot(resp)
                         }
                     },
+                    RaftRequest::Heartbeat(req) => {
+                        let term = self.core.term();
+                        let response = self.core.handle_request(from, RaftRequest::Heartbeat(req));
+                        if self.core.term() == term {
+                            // It vouches for nothing a write still has to make durable.
+                            let _ = reply.send(response);
+                            return;
+                        }
+                        response
+                    }
                     other => self.core.handle_request(from, other),
                 };
                 self.replies.push((reply, response));
+            }
+            Command::Persisted { seq, result } => {
+                if let Err(e) = result {
+                    tracing::error!(group = %self.core.config().group, node = %self.core.id(), error = %e, "log write failed; raft member stopped");
+                    let (done, _) = oneshot::channel();
+                    self.stopped = Some(done);
+                    return;
+                }
+                self.persisted(seq);
             }
             Command::Response { from, response } => self.core.handle_response(from, response),
             Command::Unreachable { peer } => self.core.peer_unreachable(peer),
@@ -223,10 +279,72 @@ impl<SM: StateMachine> EventLoop<SM> {
             let ready = self.core.ready();
             self.execute(ready).await?;
         }
-        for (reply, response) in self.replies.drain(..) {
-            let _ = reply.send(response);
+        match self.pending.back_mut() {
+            Some(last) => last.replies.append(&mut self.replies),
+            None => {
+                for (reply, response) in self.replies.drain(..) {
+                    let _ = reply.send(response);
+                }
+            }
         }
         Ok(())
+    }
+
+    /// The writer made submissions through `seq` durable: release what waited for them.
+    fn persisted(&mut self, seq: u64) {
+        self.durable = self.durable.max(seq);
+        let id = self.core.id();
+        while self.pending.front().is_some_and(|p| p.seq <= self.durable) {
+            let Some(done) = self.pending.pop_front() else { break };
+            if let Some(index) = done.persist_upto {
+                self.core.persisted(index);
+            }
+            for (to, request) in done.messages {
+                self.spawn_rpc(id, to, request);
+            }
+            for (reply, response) in done.replies {
+                let _ = reply.send(response);
+            }
+        }
+    }
+
+    /// Hand `write` (after the purge) to the writer; `persist_upto` and
+    /// `messages` wait for it. Without a write they wait for the last one
+    /// still in progress, if any.
+    fn submit(
+        &mut self,
+        purge_through: Option<LogIndex>,
+        write: crate::storage::LogWrite,
+        persist_upto: Option<LogIndex>,
+        messages: Vec<(NodeId, RaftRequest)>,
+    ) {
+        if purge_through.is_none() && write.is_empty() {
+            match self.pending.back_mut() {
+                Some(last) => last.messages.extend(messages),
+                None => {
+                    if let Some(index) = persist_upto {
+                        self.core.persisted(index);
+                    }
+                    let id = self.core.id();
+                    for (to, request) in messages {
+                        self.spawn_rpc(id, to, request);
+                    }
+                }
+            }
+            return;
+        }
+        if let Some(t) = write.truncate_after {
+            // Entries after `t` that earlier submissions carry are gone:
+            // their completion must not count the replacements as durable.
+            for p in &mut self.pending {
+                p.persist_upto = p.persist_upto.map(|u| u.min(t));
+            }
+        }
+        self.submitted += 1;
+        let seq = self.submitted;
+        self.pending.push_back(Pending { seq, persist_upto, messages, replies: Vec::new() });
+        // The writer outlives the loop; if it stopped, its report stops the loop.
+        let _ = self.writer.send(WriteJob { seq, purge_through, write });
     }
 
     fn flush_proposals(&mut self) {
@@ -275,27 +393,9 @@ impl<SM: StateMachine> EventLoop<SM> {
         }
         let Ready { write, purge_through, persist_upto, messages, .. } = ready;
         let truncated_after = write.truncate_after;
-        if let Some(index) = purge_through {
-            self.log_store.purge_through(index).await?;
-        }
-        let persisted = if write.is_empty() {
-            Vec::new()
-        } else {
-            // Only an observer needs the entries after the store took them.
-            let entries = if self.cfg.observer.is_some() { write.entries.clone() } else { Vec::new() };
-            let count = write.entries.len() as u64;
-            let started = tokio::time::Instant::now();
-            self.log_store.write(write).await?;
-            self.metrics.log_write_latency.observe(started.elapsed());
-            self.metrics.entries_persisted.add(count);
-            entries
-        };
-        if let Some(index) = persist_upto {
-            self.core.persisted(index);
-        }
-        for (to, request) in messages {
-            self.spawn_rpc(id, to, request);
-        }
+        // Only an observer needs the entries after the writer took them.
+        let persisted = if self.cfg.observer.is_some() { write.entries.clone() } else { Vec::new() };
+        self.submit(purge_through, write, persist_upto, messages);
         for peer in ready.send_snapshots {
             self.spawn_snapshot_send(peer);
         }

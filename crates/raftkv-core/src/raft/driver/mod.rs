@@ -1,14 +1,15 @@
 //! The tokio driver: runs a [`RaftCore`] against a
 //! [`LogStore`], a [`SnapshotStore`], a [`Transport`] and a [`StateMachine`].
 //!
-//! [`Raft::start`] spawns two tasks per member: the event loop (owns the core
-//! and the stores; persists, sends, and hands committed entries on) and the
-//! apply loop (owns the state machine; applies, answers proposers and reads,
-//! takes snapshots). A [`RaftHandle`] talks to them through channels.
+//! [`Raft::start`] spawns three tasks per member: the event loop (owns the
+//! core; sends, and hands committed entries on), the log writer (persists
+//! what the event loop hands it, in order) and the apply loop (owns the state
+//! machine; applies, answers proposers and reads, takes snapshots). A [`RaftHandle`] talks to them through channels.
 
 mod apply;
 mod error;
 mod event_loop;
+mod log_writer;
 mod observer;
 mod snapshot_transfer;
 
@@ -122,6 +123,11 @@ pub(crate) enum Command<R> {
     },
     Failed {
         error: RaftError,
+    },
+    /// The log writer made every submission through `seq` durable (or failed).
+    Persisted {
+        seq: u64,
+        result: Result<(), crate::storage::StorageError>,
     },
     Shutdown {
         reply: oneshot::Sender<()>,

@@ -19,7 +19,7 @@ pub struct StepReport<'a> {
     pub commit: LogIndex,
     /// Last log index and term after the step.
     pub last: (LogIndex, Term),
-    /// Entries made durable in this step (after `truncated_after`, if set).
+    /// Entries handed to the log store in this step (after `truncated_after`, if set).
     pub persisted: &'a [Entry],
     /// The durable log was cut after this index in this step.
     pub truncated_after: Option<LogIndex>,
