@@ -107,3 +107,28 @@ fn metrics_count_proposals_writes_snapshots_and_a_change_of_leader() {
         cfg.end();
     });
 }
+
+#[test]
+fn reads_are_confirmed_while_a_slow_log_write_is_in_progress() {
+    simulate("reads_are_confirmed_while_a_slow_log_write_is_in_progress", |seed| async move {
+        let disk = Duration::from_millis(80);
+        let mut config = RaftClusterConfig::new(3);
+        config.disk_latency = disk;
+        let mut cfg = RaftCluster::new(config, seed).await;
+        let leader = cfg.check_one_leader().await;
+        cfg.one(cmd(1), 3, false).await;
+        for round in 0..5 {
+            // A write every member now spends `disk` persisting…
+            let (index, _) = cfg.start(leader, cmd(100 + round)).await.expect("leader takes the write");
+            sleep(Duration::from_millis(5)).await;
+            // …while a read needs the followers to answer a heartbeat.
+            let started = tokio::time::Instant::now();
+            let read = cfg.read_index(leader).await.expect("leader serves a read");
+            let took = started.elapsed();
+            assert!(took < disk / 2, "round {round}: a read waited {took:?} behind a {disk:?} log write");
+            assert!(read < index, "round {round}: the read needs only what was committed before it");
+            cfg.wait(index, 3, None).await.expect("the write commits");
+        }
+        cfg.end();
+    });
+}

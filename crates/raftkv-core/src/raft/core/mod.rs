@@ -44,7 +44,8 @@ use read_index::ReadQueue;
 /// Everything the driver must do after feeding the core.
 #[derive(Debug, Default)]
 pub struct Ready {
-    /// Append requests that may be sent before `write` is durable.
+    /// Appends and heartbeats of a leader: they may be sent before `write`
+    /// is durable (the leader's own copy counts only once it is).
     pub append_messages: Vec<(NodeId, RaftRequest)>,
     /// Entries up to this index must be dropped from the store first (a durable snapshot covers them).
     pub purge_through: Option<LogIndex>,

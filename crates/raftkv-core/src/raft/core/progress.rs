@@ -32,6 +32,10 @@ pub struct Progress {
     pub recent_active: bool,
     /// Highest read round the follower acknowledged.
     pub read_ack: u64,
+    /// An empty append sent because a heartbeat answer showed the follower
+    /// behind is still unanswered (one at a time: read rounds make
+    /// heartbeats frequent, and each would take a slot of the window).
+    pub nudged: bool,
 }
 
 impl Progress {
@@ -46,6 +50,7 @@ impl Progress {
             probe_sent: false,
             recent_active: true,
             read_ack: 0,
+            nudged: false,
         }
     }
 

@@ -63,7 +63,8 @@ impl RaftCore {
                 commit: self.log.commit.min(pr.match_index),
                 read_seq,
             };
-            self.ready.messages.push((peer, RaftRequest::Heartbeat(req)));
+            // Vouches only for the term, durable since the election: no need to wait for a write.
+            self.ready.append_messages.push((peer, RaftRequest::Heartbeat(req)));
         }
     }
 
@@ -159,6 +160,7 @@ impl RaftCore {
         let Some(pr) = self.progress.get_mut(&from) else { return };
         pr.recent_active = true;
         pr.read_ack = pr.read_ack.max(resp.read_seq);
+        pr.nudged = false;
         if resp.success {
             let was_full = !pr.can_send(max_inflight);
             let advanced = pr.acked(resp.match_index);
@@ -192,8 +194,14 @@ impl RaftCore {
         pr.recent_active = true;
         pr.read_ack = pr.read_ack.max(resp.read_seq);
         pr.heartbeat_acked();
-        if pr.match_index < self.log.last_index() || pr.state == ProgressState::Probe {
+        if pr.state == ProgressState::Probe {
             self.maybe_send_append(from, true);
+        } else if pr.match_index < self.log.last_index() {
+            // What was not sent yet, or else one empty append (finding out
+            // whether appends were lost) until the follower answers one.
+            let nudge = !pr.nudged;
+            pr.nudged = true;
+            self.maybe_send_append(from, nudge);
         }
         self.check_reads();
     }

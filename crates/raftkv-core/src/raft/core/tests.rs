@@ -1135,7 +1135,7 @@ fn reads_before_one_ready_share_one_heartbeat_round() {
     }
     let rd = net.take_ready(1);
     for f in [2, 3] {
-        let beats = rd.messages.iter().filter(|(to, req)| *to == nid(f) && is_heartbeat(req)).count();
+        let beats = rd.append_messages.iter().filter(|(to, req)| *to == nid(f) && is_heartbeat(req)).count();
         assert_eq!(beats, 1, "three reads, one heartbeat to node {f}");
     }
     net.process(nid(1), rd);
@@ -1176,7 +1176,7 @@ fn has_ready_reports_a_read_round_waiting_to_be_sent() {
         "ready() now holds the heartbeat round for the read; has_ready() must say so or the read waits for the next tick"
     );
     let rd = net.take_ready(1);
-    assert!(rd.messages.iter().any(|(_, req)| is_heartbeat(req)), "the round is in this ready");
+    assert!(rd.append_messages.iter().any(|(_, req)| is_heartbeat(req)), "the round is in this ready");
 }
 
 // ---------------------------------------------------------------------------
