@@ -277,7 +277,7 @@ impl<SM: StateMachine> EventLoop<SM> {
                 break;
             }
             let ready = self.core.ready();
-            self.execute(ready).await?;
+            self.execute(ready);
         }
         match self.pending.back_mut() {
             Some(last) => last.replies.append(&mut self.replies),
@@ -386,7 +386,7 @@ impl<SM: StateMachine> EventLoop<SM> {
         }
     }
 
-    async fn execute(&mut self, ready: Ready) -> Result<(), RaftError> {
+    fn execute(&mut self, ready: Ready) {
         let id = self.core.id();
         for (to, request) in ready.append_messages {
             self.spawn_rpc(id, to, request);
@@ -433,7 +433,6 @@ impl<SM: StateMachine> EventLoop<SM> {
                 let _ = reply.send(Err(RaftError::NotLeader { leader_hint: self.core.leader() }));
             }
         }
-        Ok(())
     }
 
     /// Count a leader taking office, or this member starting an election,
