@@ -167,22 +167,29 @@ fn the_repl_works_on_a_terminal_and_keeps_its_history() {
             }
         }
     });
+    // Each line is typed only once the next prompt is up: the line editor
+    // switches the terminal to raw mode per line, which drops input typed
+    // before it (TCSAFLUSH).
     let mut seen = String::new();
-    let wait_for = |needle: &str, seen: &mut String| {
+    let mut from = 0;
+    let mut wait_for = |needle: &str, seen: &mut String| {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !seen.contains(needle) {
+        while !seen[from..].contains(needle) {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(bytes) => seen.push_str(&String::from_utf8_lossy(&bytes)),
                 Err(_) => panic!("no {needle:?} on the terminal; it showed: {seen:?}"),
             }
         }
+        from += seen[from..].find(needle).unwrap_or(0) + needle.len();
     };
     wait_for("> ", &mut seen);
     stdin.write_all(b"Query\r").unwrap();
     wait_for("Config #0: {Num:0 Shards:[0 0 0 0 0 0 0 0 0 0] Groups:map[]}", &mut seen);
+    wait_for("> ", &mut seen);
     stdin.write_all(b"Qurey\r").unwrap();
     wait_for("Unknown command; supported: Join, Leave, Move, Query", &mut seen);
+    wait_for("> ", &mut seen);
     stdin.write_all(b"\x04").unwrap(); // Ctrl-D ends the REPL
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
