@@ -45,21 +45,26 @@ impl Backends {
 
 /// Build `raftkv-server` (release) with exactly the chosen backends; its path.
 pub fn build_server(b: &Backends) -> Result<PathBuf> {
-    let features = format!("{},{}", b.transport, b.storage);
-    println!("building raftkv-server (release, features {features}) …");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
     let root = crate::docker_build::workspace_root()?;
-    cmd.current_dir(&root).args(["build", "--release", "-p", "raftkv-server", "--bin", "raftkv-server"]).args([
-        "--no-default-features",
-        "--features",
-        &features,
-    ]);
     // A target dir of its own: xtask's dependencies are built with other
     // features, and sharing one dir would rebuild both every time.
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from).join("bench-server");
-    cmd.arg("--target-dir").arg(&target);
+    build_server_in(b, &root, &target)
+}
+
+/// Build `raftkv-server` of the workspace at `root` into `target`; its path.
+pub fn build_server_in(b: &Backends, root: &std::path::Path, target: &std::path::Path) -> Result<PathBuf> {
+    let features = format!("{},{}", b.transport, b.storage);
+    println!("building raftkv-server (release, features {features}) from {} …", root.display());
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(root).args(["build", "--release", "-p", "raftkv-server", "--bin", "raftkv-server"]).args([
+        "--no-default-features",
+        "--features",
+        &features,
+    ]);
+    cmd.arg("--target-dir").arg(target);
     let out = process::capture(&mut cmd, None, Duration::from_secs(60 * 60))?;
     if !out.success() {
         bail!("building raftkv-server failed: {}", out.describe());
@@ -80,7 +85,7 @@ pub struct RaftKvCluster {
     _dir: tempfile::TempDir,
 }
 
-fn net_client(transport: &str) -> Result<Arc<dyn ServiceClient>> {
+pub fn net_client(transport: &str) -> Result<Arc<dyn ServiceClient>> {
     let cfg = NetConfig::default();
     Ok(match transport {
         "http" => Arc::new(raftkv_transport_http::HttpClient::new(cfg)?),
