@@ -19,6 +19,11 @@ pub const ACTIVE_KEYS: u64 = 8;
 /// How long one set of keys is used.
 pub const KEY_LIFETIME: Duration = Duration::from_secs(6);
 
+/// How long a client's clerk retries one operation before giving up (the
+/// outcome is then unknown). Shorter than most faults, so that histories
+/// hold operations of unknown outcome.
+pub const CLIENT_DEADLINE: Duration = Duration::from_secs(3);
+
 /// Makes clerks (each with a fresh client id).
 pub type Clerks = Arc<dyn Fn() -> KvClerk + Send + Sync>;
 

@@ -136,7 +136,7 @@ async fn run_async(args: &ChaosArgs, cluster: Arc<Cluster>, schedule: &Schedule)
 
     let work = clients::Workload::new();
     let c = cluster.clone();
-    let clerks: clients::Clerks = Arc::new(move || c.clerk(Duration::from_secs(10)));
+    let clerks: clients::Clerks = Arc::new(move || c.clerk(clients::CLIENT_DEADLINE));
     let tasks: Vec<_> = (0..args.clients)
         .map(|i| tokio::spawn(clients::client(work.clone(), clerks.clone(), args.seed ^ (i as u64 + 1) << 40)))
         .collect();
@@ -152,11 +152,13 @@ async fn run_async(args: &ChaosArgs, cluster: Arc<Cluster>, schedule: &Schedule)
         println!("[{at:7.1} s] fault {:>3}: {what} ({:.1} s)", n + 1, step.hold.as_secs_f64());
         let skipped = matches!(applied, cluster::Applied::Nothing);
         tokio::time::sleep(step.hold).await;
+        // Recovery counts from the heal: a killed node's restart included.
+        let healing = Instant::now();
         tokio::task::block_in_place(|| cluster.heal(applied))?;
         let recovered = match cluster.probe(Duration::from_secs(60)).await {
-            Ok((d, violations)) => {
+            Ok((_, violations)) => {
                 violations.into_iter().for_each(|v| report.problem(v));
-                Ok(d)
+                Ok(healing.elapsed())
             }
             Err(e) => Err(e),
         };
