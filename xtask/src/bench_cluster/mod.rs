@@ -131,9 +131,11 @@ async fn measure(system: &dyn System, args: &ClusterBenchArgs) -> Result<Results
 }
 
 /// Install the Debian packages that provide `binaries` if any is missing.
+/// Install each package whose program (or, given as an absolute path, file) is missing.
 fn ensure_installed(packages: &[(&str, &str)]) -> Result<()> {
-    let missing: Vec<&str> =
-        packages.iter().filter(|(bin, _)| which(bin).is_none()).map(|(_, package)| *package).collect();
+    let present =
+        |what: &str| if what.starts_with('/') { std::path::Path::new(what).exists() } else { which(what).is_some() };
+    let missing: Vec<&str> = packages.iter().filter(|(what, _)| !present(what)).map(|(_, package)| *package).collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -153,7 +155,12 @@ fn which(bin: &str) -> Option<std::path::PathBuf> {
 
 pub fn run(args: &ClusterBenchArgs) -> Result<()> {
     if args.against_etcd {
-        ensure_installed(&[("etcd", "etcd-server"), ("protoc", "protobuf-compiler")])?;
+        ensure_installed(&[
+            ("etcd", "etcd-server"),
+            ("protoc", "protobuf-compiler"),
+            // etcd-client's protos import the well-known types.
+            ("/usr/include/google/protobuf/descriptor.proto", "libprotobuf-dev"),
+        ])?;
         if !cfg!(feature = "etcd") {
             // The etcd client needs protoc to build; only this run pays for it.
             println!("rebuilding xtask with its `etcd` feature (the etcd-client crate) …");

@@ -118,45 +118,22 @@ impl Net {
         Ok(())
     }
 
+    /// Put `rule` (match and target) first in the chain, for every packet
+    /// between two nodes.
+    fn between_nodes(&self, rule: &[&str]) -> Result<()> {
+        ipt(&[&["-I", CHAIN, "1", "-s", SUBNET, "-d", SUBNET], rule].concat())
+    }
+
     /// Drop each packet between nodes with probability `p`.
     pub fn lose(&self, p: f64) -> Result<()> {
         let p = format!("{:.3}", p.clamp(0.0, 1.0));
-        ipt(&[
-            "-I",
-            CHAIN,
-            "1",
-            "-s",
-            SUBNET,
-            "-d",
-            SUBNET,
-            "-m",
-            "statistic",
-            "--mode",
-            "random",
-            "--probability",
-            &p,
-            "-j",
-            "DROP",
-        ])
+        self.between_nodes(&["-m", "statistic", "--mode", "random", "--probability", &p, "-j", "DROP"])
     }
 
     /// Hand every packet between nodes to the delay handler (which must be
     /// reading [`QUEUE`]; without it the packets pass, `--queue-bypass`).
     pub fn delay(&self) -> Result<()> {
-        ipt(&[
-            "-I",
-            CHAIN,
-            "1",
-            "-s",
-            SUBNET,
-            "-d",
-            SUBNET,
-            "-j",
-            "NFQUEUE",
-            "--queue-num",
-            &QUEUE.to_string(),
-            "--queue-bypass",
-        ])
+        self.between_nodes(&["-j", "NFQUEUE", "--queue-num", &QUEUE.to_string(), "--queue-bypass"])
     }
 }
 
