@@ -63,7 +63,8 @@ impl ChaosArgs {
             None => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs()),
         };
         let args = Self {
-            duration: Duration::from_secs_f64(f.get("--duration")?.unwrap_or(120.0)),
+            duration: Duration::try_from_secs_f64(f.get("--duration")?.unwrap_or(120.0))
+                .context("--duration: seconds, a number of at least zero")?,
             seed,
             clients: f.get("--clients")?.unwrap_or(6),
             backends,
