@@ -2,7 +2,7 @@
 //! killed when dropped; free loopback ports; resident memory from `/proc`.
 
 use std::fs::File;
-use std::net::TcpListener;
+use std::net::{TcpListener, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -34,19 +34,13 @@ impl Proc {
 
     /// Wait until the process accepts TCP connections on `addr`.
     pub fn wait_listening(&mut self, limit: Duration) -> Result<()> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().context("waiting for a server")? {
-                bail!("{} exited with {status} before listening:\n{}", self.name, self.log_text());
-            }
-            if std::net::TcpStream::connect(&self.addr).is_ok() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                bail!("{} did not listen on {} within {limit:?}:\n{}", self.name, self.addr, self.log_text());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let addr = self.addr.clone();
+        let waited =
+            wait_until_listening(&addr, limit, || match self.child.try_wait().context("waiting for a server")? {
+                Some(status) => bail!("exited with {status} before listening"),
+                None => Ok(()),
+            });
+        waited.with_context(|| format!("{}:\n{}", self.name, self.log_text()))
     }
 
     /// Whether it still runs (an error with its log if it exited).
@@ -73,6 +67,28 @@ impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Poll `addr` every 20 ms until it accepts a TCP connection, for at most
+/// `limit`; `alive` is asked first each time and ends the wait with its error
+/// (the server exited).
+pub fn wait_until_listening(addr: &str, limit: Duration, mut alive: impl FnMut() -> Result<()>) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        alive()?;
+        let connected = addr
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .is_some_and(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_millis(200)).is_ok());
+        if connected {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("did not listen on {addr} within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

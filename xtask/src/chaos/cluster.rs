@@ -4,13 +4,12 @@
 //! one fault.
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use bytes::Bytes;
 use raftkv_core::api::{shard_of, ServiceClient, ServiceRequest, ServiceResponse};
 use raftkv_core::client::{ClerkConfig, CtrlClerk, KvClerk};
@@ -134,18 +133,9 @@ impl Cluster {
     }
 
     fn wait_listening(&self, i: usize, limit: Duration) -> Result<()> {
-        let addr: SocketAddr = self.addrs[i].parse().context("a node address")?;
-        let deadline = Instant::now() + limit;
-        loop {
-            self.nodes()[i].check_alive()?;
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                bail!("{} did not listen on {addr} within {limit:?}", self.nodes()[i].name);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let waited =
+            crate::bench_cluster::procs::wait_until_listening(&self.addrs[i], limit, || self.nodes()[i].check_alive());
+        waited.with_context(|| self.nodes()[i].name.clone())
     }
 
     fn client_id(&self) -> ClientId {

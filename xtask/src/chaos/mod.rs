@@ -133,7 +133,7 @@ async fn run_async(args: &ChaosArgs, cluster: Arc<Cluster>, schedule: &Schedule)
     let mut report = Report::new(args.seed, args.duration, args.backends.label());
     cluster.ctrl_clerk(Duration::from_secs(30)).join(cluster.groups.clone()).await.context("joining the groups")?;
     let (_, violations) = cluster.probe(Duration::from_secs(30)).await.context("the first write to every shard")?;
-    violations.into_iter().for_each(|v| report.problem(v));
+    report.problems(violations);
 
     let work = clients::Workload::new();
     let c = cluster.clone();
@@ -158,7 +158,7 @@ async fn run_async(args: &ChaosArgs, cluster: Arc<Cluster>, schedule: &Schedule)
         tokio::task::block_in_place(|| cluster.heal(applied))?;
         let recovered = match cluster.probe(Duration::from_secs(60)).await {
             Ok((_, violations)) => {
-                violations.into_iter().for_each(|v| report.problem(v));
+                report.problems(violations);
                 Ok(healing.elapsed())
             }
             Err(e) => Err(e),
@@ -193,7 +193,7 @@ async fn run_async(args: &ChaosArgs, cluster: Arc<Cluster>, schedule: &Schedule)
     }
     match cluster.probe(Duration::from_secs(60)).await {
         Ok((_, violations)) => {
-            violations.into_iter().for_each(|v| report.problem(v));
+            report.problems(violations);
             report.heal_to_service = Some(healed.elapsed());
         }
         Err(e) => report.problem(format!("no full service within 60 s of the final heal: {e:#}")),

@@ -71,6 +71,11 @@ impl Report {
         self.problems.push(what);
     }
 
+    /// Several of them (a probe's consistency violations).
+    pub fn problems(&mut self, what: Vec<String>) {
+        self.problems.extend(what);
+    }
+
     pub fn passed(&self) -> bool {
         self.problems.is_empty() && self.tally.lost.is_empty() && self.linearizable.as_ref().is_some_and(|(ok, _)| *ok)
     }
