@@ -63,6 +63,12 @@ impl Configs {
         Ok(Self { list })
     }
 
+    /// Shards in every configuration (all have as many as configuration 0).
+    #[must_use]
+    pub fn shard_count(&self) -> usize {
+        self.list.first().map_or(0, |c| c.shards.len())
+    }
+
     /// All configurations, oldest first.
     #[must_use]
     pub fn list(&self) -> &[ShardConfig] {

@@ -56,7 +56,10 @@ impl CtrlService {
                 Err(e) => refuse(&e),
             };
         }
-        let Some(command) = encode_command(request.id, &request.op) else {
+        // The count of this member's configurations: a command for another
+        // count than the replicated history's is refused when applied.
+        let shards = self.state.read().configs.shard_count();
+        let Some(command) = encode_command(request.id, &request.op, shards) else {
             return ServiceResponse::Ctrl(Err(ApiError::Invalid { reason: "nothing to do".into() }));
         };
         let span = tracing::info_span!("ctrler_op", group = %self.group, op = request.op.name(), client = %request.id.client, seq = request.id.seq);
