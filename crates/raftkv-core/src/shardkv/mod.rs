@@ -23,6 +23,7 @@ mod command;
 mod migration;
 mod server;
 mod service;
+mod shard_count;
 mod state;
 mod state_machine;
 
@@ -30,5 +31,6 @@ pub use command::{Command, ShardSource};
 pub use migration::ConfigSource;
 pub use server::{ShardKvOptions, ShardKvServer};
 pub use service::{KvLimits, ShardKvService};
+pub use shard_count::{ShardCountCheck, ShardCountMismatch};
 pub use state::{Applied, Exchange, ShardKvImage, ShardKvState};
 pub use state_machine::{ShardKvStateMachine, SharedShardKv};

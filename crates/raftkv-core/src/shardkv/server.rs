@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::migration::{ConfigSource, Migrator};
 use super::service::{KvLimits, ShardKvService};
+use super::shard_count::{CheckedCtrlCalls, ShardCountCheck};
 use super::state::Applied;
 use super::state_machine::{ShardKvStateMachine, SharedShardKv};
 use crate::api::ServiceClient;
@@ -49,6 +50,7 @@ pub struct ShardKvServer {
     service: Arc<ShardKvService>,
     state: SharedShardKv,
     migration: tokio::task::JoinHandle<()>,
+    shard_count: ShardCountCheck,
 }
 
 impl std::fmt::Debug for ShardKvServer {
@@ -79,10 +81,18 @@ impl ShardKvServer {
             limits: opts.limits,
             commit_timeout: opts.commit_timeout,
         };
+        // Configurations with another shard count than `n_shards` are
+        // refused where they arrive, and never proposed.
+        let shard_count = ShardCountCheck::new(group, opts.n_shards);
+        if let ConfigSource::Static(config) = &opts.source {
+            let _ = shard_count.check(config);
+        }
+        let ctrl_calls: Arc<dyn ServiceClient> =
+            Arc::new(CheckedCtrlCalls { inner: net.clone(), check: shard_count.clone() });
         let ctrl = match &opts.source {
             ConfigSource::Controller(servers) => Some(CtrlClerk::new(
                 servers.clone(),
-                net.clone(),
+                ctrl_calls,
                 // Queries only: the controller deduplicates writes, not reads.
                 ClientId(0),
                 ClerkConfig { retry_pause: opts.poll_interval, deadline: Some(opts.call_timeout) },
@@ -99,7 +109,7 @@ impl ShardKvServer {
             chunk_bytes: opts.pull_chunk_bytes,
         };
         let migration = tokio::spawn(migrator.run());
-        Ok(Self { raft, service: Arc::new(service), state, migration })
+        Ok(Self { raft, service: Arc::new(service), state, migration, shard_count })
     }
 
     /// The Raft member (to register with a transport's server).
@@ -112,6 +122,14 @@ impl ShardKvServer {
     #[must_use]
     pub fn service(&self) -> Arc<ShardKvService> {
         self.service.clone()
+    }
+
+    /// The check of the controller's configurations against the member's
+    /// shard count: its [`ShardCountCheck::mismatch`] says why the member
+    /// uses none of them (for status pages; clones share it).
+    #[must_use]
+    pub fn shard_count_check(&self) -> ShardCountCheck {
+        self.shard_count.clone()
     }
 
     /// The replicated state (for status pages and tests).
