@@ -156,6 +156,9 @@ impl Default for DevSettings {
 pub struct Config {
     /// What this process runs.
     pub role: Role,
+    /// The cluster's name, recorded in every data dir it creates and
+    /// checked on every start: give each cluster its own.
+    pub cluster: String,
     /// Address to listen on for Raft and service RPCs.
     pub listen: String,
     /// Directory of the durable state.
@@ -201,6 +204,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             role: Role::Dev,
+            cluster: "raftkv".into(),
             listen: "0.0.0.0:8000".into(),
             data_dir: PathBuf::from("raftkv-data"),
             transport: TransportKind::compiled_default(),
@@ -302,6 +306,14 @@ impl Config {
             }
             _ => {}
         }
+        let name_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+        if self.cluster.is_empty() || self.cluster.len() > 64 || !self.cluster.chars().all(name_char) {
+            return invalid(
+                "cluster",
+                format!("{:?}", self.cluster),
+                "a name of 1 to 64 letters, digits, '-', '_' or '.'",
+            );
+        }
         if self.shards == 0 || self.shards > 1 << 16 {
             return invalid("shards", self.shards.to_string(), "a number of shards from 1 to 65536");
         }
@@ -361,11 +373,24 @@ impl Config {
                 for p in &self.peers {
                     address("peers", p)?;
                 }
+                once_each("peers", &self.peers)?;
                 if self.me == 0 || self.me > self.peers.len() {
                     return invalid(
                         "me",
                         self.me.to_string(),
                         &format!("this node's position in peers, 1..={}", self.peers.len()),
+                    );
+                }
+                let mine = &self.peers[self.me - 1];
+                if !listens_as(&self.listen, mine) {
+                    return invalid(
+                        "listen",
+                        format!("{:?}", self.listen),
+                        &format!(
+                            "the address peers[{}] names for this node (`me` = {}), {mine:?}, or its port on 0.0.0.0 or [::]",
+                            self.me - 1,
+                            self.me
+                        ),
                     );
                 }
                 if self.role == Role::Shardkv {
@@ -378,6 +403,7 @@ impl Config {
                     for p in &self.ctrl_peers {
                         address("ctrl_peers", p)?;
                     }
+                    once_each("ctrl_peers", &self.ctrl_peers)?;
                 }
             }
         }
@@ -403,6 +429,49 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// An address as compared: the host (an IP address in its canonical form,
+/// else the lowercase name) and the port.
+fn endpoint(addr: &str) -> Option<(String, u16)> {
+    let host = raftkv_wire::net::host_of(addr)?;
+    let port = addr.rsplit_once(':')?.1.parse().ok()?;
+    let host = host.parse::<std::net::IpAddr>().map_or_else(|_| host.to_ascii_lowercase(), |ip| ip.to_string());
+    Some((host, port))
+}
+
+/// Refuse a list that names the same address twice.
+fn once_each(key: &'static str, addrs: &[String]) -> Result<(), ConfigError> {
+    for (j, a) in addrs.iter().enumerate() {
+        if let Some(i) = addrs[..j].iter().position(|b| endpoint(b) == endpoint(a)) {
+            return Err(ConfigError::Invalid {
+                key,
+                value: format!("{a:?}"),
+                expected: format!(
+                    "each address once (it is at positions {} and {}: two servers cannot share an address)",
+                    i + 1,
+                    j + 1
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Whether listening on `listen` serves the address `peer`: the same port,
+/// and the same host unless `listen`'s is unspecified (0.0.0.0, [::]).
+/// Hosts are compared when both are IP addresses or both names (an IP
+/// address and a name would need a DNS lookup; their ports still must agree).
+fn listens_as(listen: &str, peer: &str) -> bool {
+    let (Some((lh, lp)), Some((ph, pp))) = (endpoint(listen), endpoint(peer)) else { return false };
+    let ip = |h: &str| h.parse::<std::net::IpAddr>().ok();
+    lp == pp
+        && match (ip(&lh), ip(&ph)) {
+            (Some(l), _) if l.is_unspecified() => true,
+            (Some(l), Some(p)) => l == p,
+            (None, None) => lh == ph,
+            _ => true,
+        }
 }
 
 fn describe(e: &figment::Error) -> String {
