@@ -9,8 +9,9 @@ use anyhow::{Context, Result};
 use raftkv_core::client::{ClerkConfig, CtrlClerk};
 use raftkv_core::{ClientId, GroupId};
 
-use crate::backend::{Net, Storage};
+use crate::backend::Net;
 use crate::config::Config;
+use crate::datadir::open_storage;
 use crate::node::{resolve, Kind, Node, NodeSpec};
 use crate::setup::net_config;
 
@@ -36,7 +37,7 @@ fn port(base: u16, offset: usize) -> Result<u16> {
 impl DevCluster {
     /// Start every node of `cfg.dev` and join the groups the controller does not know yet.
     pub async fn start(cfg: &Config) -> Result<Self> {
-        let storage = Storage::open(cfg.storage, &cfg.data_dir).await?;
+        let storage = open_storage(cfg).await?;
         let net = Net::new(cfg.transport, net_config(cfg)?)?;
         let d = &cfg.dev;
         let addr = |offset: usize| -> Result<String> { Ok(format!("{}:{}", d.host, port(d.base_port, offset)?)) };

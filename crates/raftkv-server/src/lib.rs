@@ -9,6 +9,7 @@ pub mod admin;
 pub mod backend;
 pub mod cli;
 pub mod config;
+pub mod datadir;
 pub mod dev;
 pub mod node;
 pub mod setup;

@@ -12,7 +12,7 @@ use raftkv_core::ctrler::{CtrlReply, CtrlService, CtrlStateMachine};
 use raftkv_core::metrics::RaftMetrics;
 use raftkv_core::raft::core::{RaftConfig, Role, Status};
 use raftkv_core::raft::driver::{DriverConfig, Raft, RaftHandle};
-use raftkv_core::shardkv::{Applied, ConfigSource, KvLimits, ShardKvOptions, ShardKvServer};
+use raftkv_core::shardkv::{Applied, ConfigSource, KvLimits, ShardCountCheck, ShardKvOptions, ShardKvServer};
 use raftkv_core::transport::Routes;
 use raftkv_core::{GroupId, NodeId};
 
@@ -82,6 +82,7 @@ pub struct NodeProbe {
     raft: MemberRaft,
     service: Arc<dyn ServiceHandler>,
     routes: Routes,
+    shard_count: Option<ShardCountCheck>,
 }
 
 impl std::fmt::Debug for NodeProbe {
@@ -142,6 +143,14 @@ impl NodeProbe {
             MemberRaft::Ctrler(r) => r.transfer_leader(to).await.is_ok(),
             MemberRaft::Shardkv(r) => r.transfer_leader(to).await.is_ok(),
         }
+    }
+
+    /// Why the member does its work only in part, though it runs: a ShardKV
+    /// member refusing the controller's configurations, whose shard count is
+    /// not its own (`None`: nothing is wrong that it knows of).
+    #[must_use]
+    pub fn fault(&self) -> Option<String> {
+        self.shard_count.as_ref().and_then(ShardCountCheck::mismatch).map(|m| m.to_string())
     }
 
     /// Service requests being answered now.
@@ -206,6 +215,7 @@ impl Node {
         let (log, snapshots) = storage.member(group, me).await?;
         let transport = net.raft(group, peers);
         let routes = Routes::new();
+        let mut shard_count = None;
         let (member, raft, service): (_, _, Arc<dyn ServiceHandler>) = match spec.kind {
             Kind::Ctrler => {
                 let (sm, state) = CtrlStateMachine::new(spec.shards);
@@ -237,6 +247,7 @@ impl Node {
                 routes.set_service(server.service());
                 let raft = MemberRaft::Shardkv(server.raft().clone());
                 let service = server.service();
+                shard_count = Some(server.shard_count_check());
                 (Member::Shardkv(server), raft, service)
             }
         };
@@ -246,7 +257,7 @@ impl Node {
         };
         let server =
             net.serve(spec.listen, routes.clone()).await.with_context(|| format!("listening on {}", spec.listen))?;
-        let probe = NodeProbe { group, me, addr: server.addr(), role, raft, service, routes };
+        let probe = NodeProbe { group, me, addr: server.addr(), role, raft, service, routes, shard_count };
         Ok(Self { server, probe, member })
     }
 
@@ -293,6 +304,16 @@ impl Node {
                 }
                 _ => return,
             }
+        }
+    }
+
+    /// Resolves once the member has stopped on its own — its state machine
+    /// failed, say a controller started with another shard count than its
+    /// replicated configurations (the reason is logged at error level) —
+    /// rather than by [`Node::shutdown`].
+    pub async fn stopped(&self) {
+        while self.probe.is_running() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 

@@ -8,8 +8,9 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use raftkv_core::GroupId;
 use raftkv_server::admin::AdminServer;
-use raftkv_server::backend::{Net, Storage};
+use raftkv_server::backend::Net;
 use raftkv_server::config::{Config, Role};
+use raftkv_server::datadir::open_storage;
 use raftkv_server::dev::DevCluster;
 use raftkv_server::node::{resolve, Kind, Node, NodeProbe, NodeSpec};
 use raftkv_server::setup::net_config;
@@ -37,6 +38,10 @@ struct Args {
     #[arg(long)]
     #[serde(skip)]
     config: Option<PathBuf>,
+    /// The cluster's name, recorded in every data dir it creates (default raftkv; give each cluster its own).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<String>,
     /// Address to listen on (host:port).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -180,7 +185,7 @@ async fn run(cfg: Config) -> Result<()> {
             report_cut(cut);
         }
         Role::Ctrler | Role::Shardkv => {
-            let storage = Storage::open(cfg.storage, &cfg.data_dir).await?;
+            let storage = open_storage(&cfg).await?;
             let net = Net::new(cfg.transport, net_config(&cfg)?)?;
             let kind = if cfg.role == Role::Ctrler {
                 Kind::Ctrler
@@ -203,7 +208,15 @@ async fn run(cfg: Config) -> Result<()> {
             println!("{:?} {} of group {} listening on {}", cfg.role, cfg.me, node.group(), node.addr());
             let admin = start_admin(&cfg, vec![node.probe()]).await?;
             println!("ready");
-            wait_for_signal().await?;
+            let group = node.group();
+            tokio::select! {
+                signal = wait_for_signal() => signal?,
+                () = node.stopped() => {
+                    node.shutdown().await;
+                    stop_admin(admin).await;
+                    anyhow::bail!("{:?} {} of group {} stopped: its Raft member failed (the error is logged above)", cfg.role, cfg.me, group);
+                }
+            }
             let grace = Duration::from_millis(cfg.shutdown_grace_ms);
             eprintln!("shutting down: handing off leadership, finishing requests in flight (at most {grace:?})");
             node.hand_off_leadership(grace).await;

@@ -236,3 +236,85 @@ pub fn wait_for_status(addr: &str, path: &str, code: u16, limit: Duration) -> St
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Run `raftkv-server` with `args` (a role and its flags) on the backend
+/// under test, with its data in `dir` (created if missing), and wait for it
+/// to exit by itself; it is killed and the test fails after `limit`.
+pub fn run_to_exit(dir: &Path, args: &[&str], limit: Duration) -> Output {
+    std::fs::create_dir_all(dir).expect("data dir created");
+    let (transport, storage) = backend();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_raftkv-server"))
+        .args(args)
+        .args(["--data-dir", &dir.display().to_string()])
+        .args(["--transport", &transport, "--storage", &storage, "--log", "warn"])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("raftkv-server starts");
+    let deadline = Instant::now() + limit;
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "raftkv-server {args:?} was still running after {limit:?}; stdout: {}; stderr: {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// Stderr of `out` as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Every file under `dir` (recursively) with its bytes, to compare a data
+/// dir before and after something that must not touch it.
+pub fn files_under(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).expect("readable dir") {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                let bytes = std::fs::read(&path).expect("readable file");
+                files.insert(path, bytes);
+            }
+        }
+    }
+    files
+}
+
+impl Dev {
+    /// Read the process's stderr until a line contains `needle`, and return
+    /// that line; panics after `limit` (or if stderr was already taken).
+    pub fn stderr_line(&mut self, needle: &str, limit: Duration) -> String {
+        let stderr = self.child.stderr.take().expect("piped stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + limit;
+        let mut seen = Vec::new();
+        loop {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(line) => seen.push(line),
+                Err(_) => panic!("no stderr line with {needle:?} within {limit:?}; stderr so far: {seen:?}"),
+            }
+        }
+    }
+}
