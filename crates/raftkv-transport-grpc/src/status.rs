@@ -26,6 +26,7 @@ pub(crate) fn route(e: &RouteError) -> Status {
     match e {
         RouteError::Stopped { .. } | RouteError::ShuttingDown => marked(Code::Unavailable, e.to_string(), "stopped"),
         RouteError::UnknownMember { .. } | RouteError::NoService => marked(Code::NotFound, e.to_string(), "not_found"),
+        RouteError::Unauthorized { .. } => marked(Code::PermissionDenied, e.to_string(), "unauthorized"),
         _ => marked(Code::InvalidArgument, e.to_string(), "bad_stream"),
     }
 }

@@ -33,7 +33,7 @@
 use futures::{Stream, StreamExt};
 use raftkv_core::api::ServiceRequest;
 use raftkv_core::raft::{InstallSnapshotRequest, InstallSnapshotResponse, RaftRequest};
-use raftkv_core::transport::{RaftRoute, RouteError, Routes};
+use raftkv_core::transport::{Credentials, RaftRoute, RouteError, Routes};
 use tracing::{Instrument, Span};
 
 use crate::convert::{snapshot_chunk_from_pb, RaftRequestPb};
@@ -158,7 +158,11 @@ pub fn snapshot_chunk_from_pb_traced(mut chunk: pb::InstallSnapshotChunk) -> Res
 /// that of its first chunk's route and trace context ([`raft_rpc_span`]),
 /// so the member's handling of every chunk becomes its child. The trace
 /// context of later chunks is ignored.
-pub async fn receive_snapshot<S, E>(routes: &Routes, chunks: S) -> Result<InstallSnapshotResponse, RouteError>
+pub async fn receive_snapshot<S, E>(
+    routes: &Routes,
+    creds: &Credentials,
+    chunks: S,
+) -> Result<InstallSnapshotResponse, RouteError>
 where
     S: Stream<Item = Result<TracedChunk, E>> + Unpin + Send,
     E: std::fmt::Display + Send,
@@ -171,7 +175,7 @@ where
         _ => Span::none(),
     };
     let chunks = futures::stream::iter(first).chain(chunks).map(|c| c.map(|(route, chunk, _)| (route, chunk)));
-    routes.receive_snapshot(chunks).instrument(span).await
+    routes.receive_snapshot(creds, chunks).instrument(span).await
 }
 
 #[cfg(test)]
@@ -246,6 +250,6 @@ mod tests {
         let routes = raftkv_core::transport::Routes::new();
         let empty =
             Box::pin(futures::stream::unfold((), |()| async { None::<(Result<super::TracedChunk, String>, ())> }));
-        assert!(super::receive_snapshot(&routes, empty).await.is_err());
+        assert!(super::receive_snapshot(&routes, &raftkv_core::transport::Credentials::none(), empty).await.is_err());
     }
 }

@@ -23,6 +23,11 @@ pub struct ShardStatus {
     pub shard: ShardId,
     /// Its state.
     pub state: ShardState,
+    /// Pulling or collecting: the group the shard comes from.
+    pub from: Option<GroupId>,
+    /// Pulling, collecting or sending: the configuration in which its
+    /// previous holder lost it (what a pull or a delete names).
+    pub frozen_at: Option<ConfigNum>,
 }
 
 /// A node's view of itself: its Raft member and, on a ShardKV node, its shards.

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use crate::types::{ClientId, ConfigNum, ShardId};
+use crate::types::{ClientId, ConfigNum, GroupId, ShardId};
 
 /// New owner → previous owner: send me these shards as they were at the end
 /// of configuration `config - 1`, in order, starting after key `after` of
@@ -38,10 +38,15 @@ pub struct ShardData {
 }
 
 /// New owner → previous owner: the shards of `config` are installed; delete your copy.
+///
+/// The previous owner deletes only when the caller may speak for `group`
+/// and `group` itself reports the shards installed from it (collecting).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeleteShardsRequest {
-    /// The configuration in which the requester gained the shards.
+    /// The configuration in which the previous owner lost the shards.
     pub config: ConfigNum,
     /// The shards to delete.
     pub shards: Vec<ShardId>,
+    /// The group that gained them and asks.
+    pub group: GroupId,
 }

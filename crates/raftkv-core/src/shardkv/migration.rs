@@ -271,8 +271,11 @@ impl Migrator {
         let span =
             tracing::info_span!("shard_gc", group = %group, holder = %ex.group, config = %num, shards = ?ex.shards);
         async {
-            let request =
-                ServiceRequest::DeleteShards(DeleteShardsRequest { config: ex.frozen_at, shards: ex.shards.clone() });
+            let request = ServiceRequest::DeleteShards(DeleteShardsRequest {
+                config: ex.frozen_at,
+                shards: ex.shards.clone(),
+                group,
+            });
             let answer =
                 tokio::time::timeout(self.call_timeout, call_group(self.net.as_ref(), &ex.servers, &request)).await;
             if let Ok(Some(ServiceResponse::DeleteShards(Ok(())))) = answer {

@@ -20,6 +20,7 @@
 //!   controller's history and pulls it from there.
 
 mod command;
+mod handover;
 mod migration;
 mod server;
 mod service;

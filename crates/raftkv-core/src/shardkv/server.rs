@@ -80,6 +80,12 @@ impl ShardKvServer {
             members: opts.members.clone(),
             limits: opts.limits,
             commit_timeout: opts.commit_timeout,
+            net: net.clone(),
+            ctrl_servers: match &opts.source {
+                ConfigSource::Controller(servers) => servers.clone(),
+                ConfigSource::Static(_) => Vec::new(),
+            },
+            call_timeout: opts.call_timeout,
         };
         // Configurations with another shard count than `n_shards` are
         // refused where they arrive, and never proposed.

@@ -12,8 +12,8 @@ use super::command::Command;
 use super::state::Applied;
 use super::state_machine::SharedShardKv;
 use crate::api::{
-    ApiError, DeleteShardsRequest, KvOp, KvRequest, NodeStatus, PullShardsRequest, ServiceHandler, ServiceRequest,
-    ServiceResponse,
+    ApiError, DeleteShardsRequest, KvOp, KvRequest, NodeStatus, PullShardsRequest, ServiceClient, ServiceHandler,
+    ServiceRequest, ServiceResponse,
 };
 use crate::raft::driver::{RaftError, RaftHandle};
 use crate::types::{GroupId, NodeId};
@@ -46,6 +46,12 @@ pub struct ShardKvService {
     pub(crate) members: Vec<NodeId>,
     pub(crate) limits: KvLimits,
     pub(crate) commit_timeout: Duration,
+    /// Calls to other groups and the controller (checking a handover).
+    pub(crate) net: std::sync::Arc<dyn ServiceClient>,
+    /// The controller's servers (none with a static configuration).
+    pub(crate) ctrl_servers: Vec<String>,
+    /// Deadline of one call to another group or the controller.
+    pub(crate) call_timeout: Duration,
 }
 
 impl std::fmt::Debug for ShardKvService {
@@ -124,16 +130,18 @@ impl ShardKvService {
     async fn delete(&self, request: DeleteShardsRequest) -> Result<(), ApiError> {
         let span = tracing::info_span!("shard_gc_serve", group = %self.group, config = %request.config, shards = ?request.shards);
         self.raft.read_index().instrument(span.clone()).await.map_err(|e| self.refusal(&e))?;
-        {
+        let held = {
             let state = self.state.read();
             if state.config().num < request.config {
                 return Err(ApiError::NotReady { config: state.config().num });
             }
-            if !request.shards.iter().any(|&s| state.holds_frozen(request.config, s)) {
-                // Nothing of it is held any more: already deleted.
-                return Ok(());
-            }
+            state.held_frozen(request.config, &request.shards)
+        };
+        if held.is_empty() {
+            // Nothing of it is held any more: already deleted.
+            return Ok(());
         }
+        self.confirm_handover(&request, &held).instrument(span.clone()).await?;
         self.propose(&Command::Delete { frozen_at: request.config, shards: request.shards })
             .instrument(span)
             .await

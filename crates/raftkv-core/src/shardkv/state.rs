@@ -389,6 +389,17 @@ impl ShardKvState {
         self.shards.get(&shard).is_some_and(|s| matches!(s.phase, Phase::Frozen { at: a, .. } if a == at))
     }
 
+    /// Those of `shards` held frozen at `at`, each with whether it went to no group.
+    pub(crate) fn held_frozen(&self, at: ConfigNum, shards: &[ShardId]) -> Vec<(ShardId, bool)> {
+        shards
+            .iter()
+            .filter_map(|id| match self.shards.get(id)?.phase {
+                Phase::Frozen { at: a, to_nobody } if a == at => Some((*id, to_nobody)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// A read of `key`, if this group serves its shard.
     pub fn get(&self, key: &[u8]) -> Result<Option<Bytes>, ApiError> {
         match self.shards.get(&self.shard_of(key)).filter(|s| s.serving()) {
@@ -510,14 +521,14 @@ impl ShardKvState {
     pub fn shard_status(&self) -> Vec<ShardStatus> {
         self.shards
             .iter()
-            .map(|(&shard, s)| ShardStatus {
-                shard,
-                state: match s.phase {
-                    Phase::Serving => ShardState::Serving,
-                    Phase::Pulling { .. } => ShardState::Pulling,
-                    Phase::Collecting { .. } => ShardState::Collecting,
-                    Phase::Frozen { .. } => ShardState::Sending,
-                },
+            .map(|(&shard, s)| {
+                let (state, from, frozen_at) = match s.phase {
+                    Phase::Serving => (ShardState::Serving, None, None),
+                    Phase::Pulling { from, frozen_at, .. } => (ShardState::Pulling, Some(from), Some(frozen_at)),
+                    Phase::Collecting { from, frozen_at, .. } => (ShardState::Collecting, Some(from), Some(frozen_at)),
+                    Phase::Frozen { at, .. } => (ShardState::Sending, None, Some(at)),
+                };
+                ShardStatus { shard, state, from, frozen_at }
             })
             .collect()
     }

@@ -8,7 +8,10 @@
 //! [`ServiceHandler`](crate::api::ServiceHandler) for service RPCs.
 //! [`NetConfig`] holds the settings network transports honour, and
 //! [`Reconnect`] the backoff they use between connection attempts.
+//! [`AccessPolicy`] decides which callers may send peer traffic (Raft and
+//! migration RPCs) from the [`Credentials`] each request presents.
 
+mod access;
 mod backoff;
 mod error;
 mod local;
@@ -19,6 +22,10 @@ pub mod snapshot;
 
 use async_trait::async_trait;
 
+pub use access::{
+    member_uri, parse_member_uri, AccessPolicy, Caller, CertIdentity, ClusterToken, Credentials, TokenError,
+    MEMBER_URI_PREFIX, MIN_TOKEN_BYTES, TOKEN_HEADER,
+};
 pub use backoff::{Backoff, Reconnect};
 pub use error::TransportError;
 pub use local::LocalTransport;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::Backoff;
+use super::{AccessPolicy, Backoff, ClusterToken};
 
 /// Settings of a network transport (client and server halves).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,6 +25,19 @@ pub struct NetConfig {
     pub socket_buffer_bytes: Option<u32>,
     /// TLS (and mTLS); `None` is plaintext.
     pub tls: Option<TlsConfig>,
+    /// The cluster's shared secret: sent with every request, and required
+    /// of peer traffic by servers ([`AccessPolicy`]).
+    pub cluster_token: Option<ClusterToken>,
+}
+
+impl NetConfig {
+    /// The rules a server with these settings applies: with TLS, a
+    /// certificate naming a member proves it; with a token, the token proves
+    /// a peer; with neither, nothing is checked.
+    #[must_use]
+    pub fn access_policy(&self) -> AccessPolicy {
+        AccessPolicy { token: self.cluster_token.clone(), member_certs: self.tls.is_some() }
+    }
 }
 
 impl Default for NetConfig {
@@ -37,6 +50,7 @@ impl Default for NetConfig {
             backoff: Backoff::default(),
             socket_buffer_bytes: None,
             tls: None,
+            cluster_token: None,
         }
     }
 }

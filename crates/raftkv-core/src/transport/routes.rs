@@ -3,13 +3,14 @@
 //! and maps [`RouteError`]s to its own status codes.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
 
+use super::access::{AccessPolicy, Caller, Credentials};
 use super::snapshot::chunk_taken;
 use crate::api::{ServiceHandler, ServiceRequest, ServiceResponse};
 use crate::raft::driver::RaftRpcHandler;
@@ -56,12 +57,49 @@ pub enum RouteError {
     /// A snapshot stream was empty, mixed snapshots, or failed to decode.
     #[error("bad snapshot stream: {0}")]
     BadStream(String),
+    /// The caller may not make this request (see [`AccessPolicy`]).
+    #[error("refused: {what} needs {needs}, and the request came from {caller}")]
+    Unauthorized {
+        /// The request refused.
+        what: String,
+        /// What it needs.
+        needs: String,
+        /// Who sent it.
+        caller: String,
+    },
 }
 
 #[derive(Default)]
 struct Hosted {
     members: BTreeMap<(GroupId, NodeId), Arc<dyn RaftRpcHandler>>,
     service: Option<Arc<dyn ServiceHandler>>,
+    access: AccessPolicy,
+}
+
+/// Refusals are logged at most once per this interval (with a count of
+/// those not logged), so that a flood of forged requests cannot flood the log.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
+
+/// When the last refusal was logged, and how many were not since.
+#[derive(Default)]
+struct RefusalLog {
+    last: std::sync::Mutex<Option<Instant>>,
+    quiet: AtomicU64,
+}
+
+impl RefusalLog {
+    fn refused(&self, e: &RouteError, creds: &Credentials) {
+        let now = Instant::now();
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        if last.is_some_and(|t| now.duration_since(t) < REFUSAL_LOG_INTERVAL) {
+            self.quiet.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        *last = Some(now);
+        let unlogged = self.quiet.swap(0, Ordering::Relaxed);
+        let remote = creds.remote.map_or_else(|| "an unknown address".to_string(), |a| a.to_string());
+        tracing::warn!(%remote, refusals_not_logged = unlogged, "{e}");
+    }
 }
 
 /// Service requests being answered, and whether new ones are refused.
@@ -89,6 +127,7 @@ impl Drop for InFlight {
 pub struct Routes {
     hosted: Arc<RwLock<Hosted>>,
     drain: Arc<Drain>,
+    refusals: Arc<RefusalLog>,
 }
 
 impl std::fmt::Debug for Routes {
@@ -97,6 +136,7 @@ impl std::fmt::Debug for Routes {
         f.debug_struct("Routes")
             .field("members", &hosted.members.keys().collect::<Vec<_>>())
             .field("service", &hosted.service.is_some())
+            .field("access", &hosted.access)
             .finish()
     }
 }
@@ -128,6 +168,62 @@ impl Routes {
         self.hosted.write().unwrap_or_else(PoisonError::into_inner).service = Some(handler);
     }
 
+    /// Check every request against `policy` (the server sets it from its
+    /// TLS and token settings when it starts). The default is
+    /// [`AccessPolicy::open`].
+    pub fn set_access(&self, policy: AccessPolicy) {
+        self.hosted.write().unwrap_or_else(PoisonError::into_inner).access = policy;
+    }
+
+    /// The policy requests are checked against.
+    #[must_use]
+    pub fn access(&self) -> AccessPolicy {
+        self.hosted.read().unwrap_or_else(PoisonError::into_inner).access.clone()
+    }
+
+    /// Who `creds` make their sender, under the current policy.
+    #[must_use]
+    pub fn caller(&self, creds: &Credentials) -> Caller {
+        self.hosted.read().unwrap_or_else(PoisonError::into_inner).access.caller(creds)
+    }
+
+    /// Refuse a Raft request from a caller that may not act as `route.from`.
+    fn authorize_raft(&self, creds: &Credentials, route: RaftRoute, what: &str) -> Result<(), RouteError> {
+        let caller = self.caller(creds);
+        if caller.may_act_as(route.group, route.from) {
+            return Ok(());
+        }
+        let e = RouteError::Unauthorized {
+            what: format!("{what} from member {} of group {}", route.from, route.group),
+            needs: "the cluster token or a certificate naming that member".into(),
+            caller: caller.describe(),
+        };
+        self.refusals.refused(&e, creds);
+        Err(e)
+    }
+
+    /// Refuse a service request the caller has no right to.
+    fn authorize_service(&self, creds: &Credentials, request: &ServiceRequest) -> Result<(), RouteError> {
+        let needs = match request {
+            ServiceRequest::PullShards(_) => "the cluster token or a member's certificate".to_string(),
+            ServiceRequest::DeleteShards(r) => {
+                format!("the cluster token or a certificate naming a member of group {}", r.group)
+            }
+            _ => return Ok(()),
+        };
+        let caller = self.caller(creds);
+        let allowed = match request {
+            ServiceRequest::DeleteShards(r) => caller.may_speak_for(r.group),
+            _ => caller.is_peer(),
+        };
+        if allowed {
+            return Ok(());
+        }
+        let e = RouteError::Unauthorized { what: request.name().to_string(), needs, caller: caller.describe() };
+        self.refusals.refused(&e, creds);
+        Err(e)
+    }
+
     /// The handler of member `node` of `group`.
     pub fn member(&self, group: GroupId, node: NodeId) -> Result<Arc<dyn RaftRpcHandler>, RouteError> {
         let hosted = self.hosted.read().unwrap_or_else(PoisonError::into_inner);
@@ -136,12 +232,15 @@ impl Routes {
 
     /// Queue `request` for the member `route` names, at once (so requests
     /// submitted in stream order are handled in that order), and return the
-    /// future of its answer.
+    /// future of its answer. Refused unless `creds` prove the sender may act
+    /// as `route.from`.
     pub fn submit(
         &self,
+        creds: &Credentials,
         route: RaftRoute,
         request: RaftRequest,
     ) -> Result<BoxFuture<'static, Result<RaftResponse, RouteError>>, RouteError> {
+        self.authorize_raft(creds, route, request.name())?;
         let answer = self.member(route.group, route.to)?.submit(route.from, request);
         Ok(Box::pin(
             async move { answer.await.map_err(|_| RouteError::Stopped { group: route.group, node: route.to }) },
@@ -153,8 +252,13 @@ impl Routes {
     /// take its chunk (a higher term, a refusal) or after the chunk marked
     /// `done`, and returns that answer; a stream that ends early returns the
     /// answer to its last chunk. Every chunk must name the same route, term
-    /// and snapshot as the first.
-    pub async fn receive_snapshot<S, E>(&self, mut chunks: S) -> Result<InstallSnapshotResponse, RouteError>
+    /// and snapshot as the first, and `creds` must prove the sender may act
+    /// as that route's sender.
+    pub async fn receive_snapshot<S, E>(
+        &self,
+        creds: &Credentials,
+        mut chunks: S,
+    ) -> Result<InstallSnapshotResponse, RouteError>
     where
         S: Stream<Item = Result<(RaftRoute, InstallSnapshotRequest), E>> + Unpin + Send,
         E: std::fmt::Display,
@@ -165,6 +269,7 @@ impl Routes {
             Some(Err(e)) => return Err(bad(e.to_string())),
             None => return Err(bad("the stream held no chunk".into())),
         };
+        self.authorize_raft(creds, route, "install_snapshot")?;
         let member = self.member(route.group, route.to)?;
         let stopped = || RouteError::Stopped { group: route.group, node: route.to };
         let (term, meta) = (first.term, first.meta);
@@ -189,8 +294,11 @@ impl Routes {
     }
 
     /// Answer a service request with the hosted service handler; refused
-    /// with [`RouteError::ShuttingDown`] once [`Routes::drain`] was called.
-    pub async fn serve(&self, request: ServiceRequest) -> Result<ServiceResponse, RouteError> {
+    /// with [`RouteError::ShuttingDown`] once [`Routes::drain`] was called,
+    /// and with [`RouteError::Unauthorized`] when `creds` do not give the
+    /// right to it (migration calls are for members only).
+    pub async fn serve(&self, creds: &Credentials, request: ServiceRequest) -> Result<ServiceResponse, RouteError> {
+        self.authorize_service(creds, &request)?;
         let service = self.hosted.read().unwrap_or_else(PoisonError::into_inner).service.clone();
         let service = service.ok_or(RouteError::NoService)?;
         self.drain.in_flight.fetch_add(1, Ordering::AcqRel);
@@ -245,6 +353,7 @@ mod tests {
 
     use super::{RouteError, Routes};
     use crate::api::{ApiError, ServiceHandler, ServiceRequest, ServiceResponse};
+    use crate::transport::Credentials;
 
     /// Answers a status request once `release` is notified.
     struct Slow {
@@ -268,7 +377,7 @@ mod tests {
         routes.set_service(slow.clone());
         let running = tokio::spawn({
             let routes = routes.clone();
-            async move { routes.serve(ServiceRequest::Status).await }
+            async move { routes.serve(&Credentials::none(), ServiceRequest::Status).await }
         });
         slow.started.notified().await;
         assert_eq!(routes.in_flight(), 1);
@@ -279,7 +388,10 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert!(routes.is_draining());
-        assert!(matches!(routes.serve(ServiceRequest::Status).await, Err(RouteError::ShuttingDown)));
+        assert!(matches!(
+            routes.serve(&Credentials::none(), ServiceRequest::Status).await,
+            Err(RouteError::ShuttingDown)
+        ));
         assert!(!drain.is_finished(), "drain waits for the running request");
 
         slow.release.notify_one();
@@ -294,7 +406,7 @@ mod tests {
         routes.set_service(slow.clone());
         let _running = tokio::spawn({
             let routes = routes.clone();
-            async move { routes.serve(ServiceRequest::Status).await }
+            async move { routes.serve(&Credentials::none(), ServiceRequest::Status).await }
         });
         slow.started.notified().await;
         assert_eq!(routes.drain(Duration::from_secs(1)).await, 1);

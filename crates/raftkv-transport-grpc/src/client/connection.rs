@@ -6,12 +6,14 @@ use std::time::Instant;
 
 use raftkv_core::transport::{NetConfig, Peer, Reconnect, TransportError};
 use raftkv_wire::net::{error_chain, DialService, Dialer};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
+
+use super::peer_channel::PeerChannel;
 
 use crate::{CONNECTION_WINDOW, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, STREAM_WINDOW};
 
 struct State {
-    channel: Option<Channel>,
+    channel: Option<PeerChannel>,
     generation: u64,
     reconnect: Reconnect,
 }
@@ -20,6 +22,8 @@ struct State {
 pub(crate) struct Connection {
     addr: String,
     endpoint: Result<Endpoint, String>,
+    /// The cluster token as a header value, sent with every call.
+    token: Option<http::HeaderValue>,
     dialer: Dialer,
     cfg: NetConfig,
     state: Mutex<State>,
@@ -40,9 +44,12 @@ impl Connection {
             })
             .map_err(|e| format!("`{addr}` is not a valid address: {e}"));
         let reconnect = Reconnect::new(cfg.backoff, seed);
+        // A token is printable ASCII (checked when it is made), so always a valid header value.
+        let token = cfg.cluster_token.as_ref().and_then(|t| http::HeaderValue::from_bytes(t.as_bytes()).ok());
         Self {
             addr: addr.to_string(),
             endpoint,
+            token,
             dialer,
             cfg,
             state: Mutex::new(State { channel: None, generation: 0, reconnect }),
@@ -62,14 +69,14 @@ impl Connection {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn current(&self) -> Option<(Channel, u64)> {
+    fn current(&self) -> Option<(PeerChannel, u64)> {
         let st = self.lock();
         st.channel.clone().map(|c| (c, st.generation))
     }
 
     /// The open channel, or a new one (unless the peer is in backoff after
     /// failures). Returns the channel's generation for [`Connection::broken`].
-    pub(crate) async fn channel(&self, peer: &Peer) -> Result<(Channel, u64), TransportError> {
+    pub(crate) async fn channel(&self, peer: &Peer) -> Result<(PeerChannel, u64), TransportError> {
         if let Some(open) = self.current() {
             return Ok(open);
         }
@@ -98,6 +105,7 @@ impl Connection {
             .and_then(|r| r.map_err(|e| error_chain(&e)));
         match connected {
             Ok(channel) => {
+                let channel = PeerChannel::new(channel, self.token.clone());
                 let mut st = self.lock();
                 st.generation += 1;
                 st.channel = Some(channel.clone());

@@ -3,6 +3,7 @@
 //! service calls.
 
 mod connection;
+mod peer_channel;
 mod pipeline;
 mod service;
 mod snapshot;

@@ -8,13 +8,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::peer_channel::PeerChannel;
 use futures::future::BoxFuture;
 use raftkv_core::transport::{Peer, TransportError};
 use raftkv_wire::pb::{self, calls_client::CallsClient, pipeline_error, raft_client::RaftClient};
 use raftkv_wire::{RaftRequestPb, RaftResponsePb, ServiceRequestPb, ServiceResponsePb};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::UnboundedReceiverStream;
-use tonic::transport::Channel;
 use tonic::{Status, Streaming};
 
 use super::connection::Connection;
@@ -38,7 +38,7 @@ pub(crate) trait Lane: Send + 'static {
     fn answer(rpc: &'static str, peer: &Peer, reply: Self::Reply) -> Result<Self::Answer, TransportError>;
     /// Open the stream on `channel`.
     fn open(
-        channel: Channel,
+        channel: PeerChannel,
         limit: usize,
         out: UnboundedReceiverStream<Self::Request>,
     ) -> BoxFuture<'static, Result<tonic::Response<Streaming<Self::Reply>>, Status>>;
@@ -82,7 +82,7 @@ impl Lane for RaftLane {
     }
 
     fn open(
-        channel: Channel,
+        channel: PeerChannel,
         limit: usize,
         out: UnboundedReceiverStream<pb::PipelineRequest>,
     ) -> BoxFuture<'static, Result<tonic::Response<Streaming<pb::PipelineReply>>, Status>> {
@@ -117,7 +117,7 @@ impl Lane for CallLane {
     }
 
     fn open(
-        channel: Channel,
+        channel: PeerChannel,
         limit: usize,
         out: UnboundedReceiverStream<pb::CallRequest>,
     ) -> BoxFuture<'static, Result<tonic::Response<Streaming<pb::CallReply>>, Status>> {

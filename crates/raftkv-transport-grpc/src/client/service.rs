@@ -1,6 +1,7 @@
 //! Service calls (KV, controller, migration, admin) to a server address:
 //! the small ones multiplexed on the call stream, migration as unary calls.
 
+use super::peer_channel::PeerChannel;
 use raftkv_core::api::{ServiceRequest, ServiceResponse};
 use raftkv_core::trace::TRACEPARENT;
 use raftkv_core::transport::{Peer, TransportError};
@@ -8,7 +9,6 @@ use raftkv_wire::pb::{admin_client, ctrler_client, kv_client, migration_client};
 use raftkv_wire::{ServiceRequestPb, ServiceResponsePb};
 use tokio::sync::oneshot;
 use tonic::metadata::MetadataValue;
-use tonic::transport::Channel;
 use tonic::{Request, Status};
 
 use super::connection::Connection;
@@ -43,22 +43,24 @@ macro_rules! call {
     }};
 }
 
-async fn dispatch(channel: Channel, wire: ServiceRequestPb, out: &Unary<'_>) -> Result<ServiceResponsePb, Status> {
+async fn dispatch(channel: PeerChannel, wire: ServiceRequestPb, out: &Unary<'_>) -> Result<ServiceResponsePb, Status> {
     use ServiceRequestPb as W;
     match wire {
-        W::Get(m) => call!(kv_client::KvClient<Channel>, get, channel, out, m, Kv),
-        W::Put(m) => call!(kv_client::KvClient<Channel>, put, channel, out, m, Kv),
-        W::Append(m) => call!(kv_client::KvClient<Channel>, append, channel, out, m, Kv),
-        W::Delete(m) => call!(kv_client::KvClient<Channel>, delete, channel, out, m, Kv),
-        W::Join(m) => call!(ctrler_client::CtrlerClient<Channel>, join, channel, out, m, Ctrl),
-        W::Leave(m) => call!(ctrler_client::CtrlerClient<Channel>, leave, channel, out, m, Ctrl),
-        W::Move(m) => call!(ctrler_client::CtrlerClient<Channel>, r#move, channel, out, m, Ctrl),
-        W::Query(m) => call!(ctrler_client::CtrlerClient<Channel>, query, channel, out, m, Ctrl),
-        W::PullShards(m) => call!(migration_client::MigrationClient<Channel>, pull_shards, channel, out, m, PullShards),
-        W::DeleteShards(m) => {
-            call!(migration_client::MigrationClient<Channel>, delete_shards, channel, out, m, DeleteShards)
+        W::Get(m) => call!(kv_client::KvClient<PeerChannel>, get, channel, out, m, Kv),
+        W::Put(m) => call!(kv_client::KvClient<PeerChannel>, put, channel, out, m, Kv),
+        W::Append(m) => call!(kv_client::KvClient<PeerChannel>, append, channel, out, m, Kv),
+        W::Delete(m) => call!(kv_client::KvClient<PeerChannel>, delete, channel, out, m, Kv),
+        W::Join(m) => call!(ctrler_client::CtrlerClient<PeerChannel>, join, channel, out, m, Ctrl),
+        W::Leave(m) => call!(ctrler_client::CtrlerClient<PeerChannel>, leave, channel, out, m, Ctrl),
+        W::Move(m) => call!(ctrler_client::CtrlerClient<PeerChannel>, r#move, channel, out, m, Ctrl),
+        W::Query(m) => call!(ctrler_client::CtrlerClient<PeerChannel>, query, channel, out, m, Ctrl),
+        W::PullShards(m) => {
+            call!(migration_client::MigrationClient<PeerChannel>, pull_shards, channel, out, m, PullShards)
         }
-        W::Status(m) => call!(admin_client::AdminClient<Channel>, status, channel, out, m, Status),
+        W::DeleteShards(m) => {
+            call!(migration_client::MigrationClient<PeerChannel>, delete_shards, channel, out, m, DeleteShards)
+        }
+        W::Status(m) => call!(admin_client::AdminClient<PeerChannel>, status, channel, out, m, Status),
     }
 }
 

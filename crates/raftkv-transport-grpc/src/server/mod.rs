@@ -36,9 +36,11 @@ impl GrpcServer {
     /// `cfg`'s message limit and TLS settings.
     pub async fn start(addr: SocketAddr, routes: Routes, cfg: &NetConfig) -> Result<Self, GrpcError> {
         let options = ListenOptions::new(cfg, &[b"h2"])?;
+        routes.set_access(cfg.access_policy());
         let limit = cfg.max_message_bytes;
         let api = services::ApiService { routes: routes.clone(), limit };
         let router = router::Router {
+            conn: None,
             raft: limited!(
                 raft_server::RaftServer::new(raft::RaftService { routes, snapshot_idle: cfg.snapshot_idle_timeout }),
                 limit
@@ -49,8 +51,9 @@ impl GrpcServer {
             admin: limited!(admin_server::AdminServer::new(api.clone()), limit),
             calls: limited!(calls_server::CallsServer::new(api), limit),
         };
-        let handle = net::listen(addr, options, move |stream, peer| {
-            let router = router.clone();
+        let handle = net::listen(addr, options, move |stream, conn| {
+            let remote = conn.remote;
+            let router = router.with_connection(conn);
             async move {
                 let served = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                     .timer(TokioTimer::new())
@@ -62,7 +65,7 @@ impl GrpcServer {
                     .serve_connection(TokioIo::new(stream), router)
                     .await;
                 if let Err(e) = served {
-                    tracing::debug!(%peer, error = %e, "grpc connection ended with an error");
+                    tracing::debug!(peer = %remote, error = %e, "grpc connection ended with an error");
                 }
             }
         })

@@ -5,13 +5,14 @@ use std::future::Future;
 
 use futures::FutureExt;
 use raftkv_core::raft::RaftResponse;
-use raftkv_core::transport::{RouteError, Routes};
+use raftkv_core::transport::{Credentials, RouteError, Routes};
 use raftkv_wire::pb::{self, pipeline_error, pipeline_reply};
 use raftkv_wire::trace::{raft_rpc_span, receive_snapshot, snapshot_chunk_from_pb_traced};
 use raftkv_wire::{snapshot_response_to_pb, DecodeError, RaftRequestPb, RaftResponsePb};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
+use super::router::credentials_of;
 use super::stream::{serve_stream, Replies};
 use crate::status;
 
@@ -22,11 +23,11 @@ pub(crate) struct RaftService {
 }
 
 impl RaftService {
-    async fn unary(&self, mut wire: RaftRequestPb) -> Result<RaftResponsePb, Status> {
+    async fn unary(&self, creds: &Credentials, mut wire: RaftRequestPb) -> Result<RaftResponsePb, Status> {
         let traceparent = wire.take_traceparent();
         let (route, request) = wire.into_core().map_err(|e| status::malformed(&e))?;
         let span = raft_rpc_span(route, &request, traceparent.as_deref());
-        let answer = span.in_scope(|| self.routes.submit(route, request)).map_err(|e| status::route(&e))?;
+        let answer = span.in_scope(|| self.routes.submit(creds, route, request)).map_err(|e| status::route(&e))?;
         let response = answer.instrument(span).await.map_err(|e| status::route(&e))?;
         Ok(RaftResponsePb::from_core(response))
     }
@@ -45,6 +46,9 @@ fn pipeline_reply(seq: u64, answer: Result<RaftResponse, PipelineFailure>) -> pb
         Err(PipelineFailure::Route(e @ RouteError::Stopped { .. })) => {
             failure(pipeline_error::Code::Stopped, e.to_string())
         }
+        Err(PipelineFailure::Route(e @ RouteError::Unauthorized { .. })) => {
+            failure(pipeline_error::Code::Unauthorized, e.to_string())
+        }
         Err(PipelineFailure::Route(e)) => failure(pipeline_error::Code::UnknownMember, e.to_string()),
     }
 }
@@ -59,13 +63,14 @@ enum PipelineFailure {
 /// inside that span.
 fn submit_traced(
     routes: &Routes,
+    creds: &Credentials,
     wire: Result<RaftRequestPb, DecodeError>,
 ) -> Result<impl Future<Output = Result<RaftResponse, RouteError>>, PipelineFailure> {
     let mut wire = wire.map_err(|e| PipelineFailure::Malformed(e.to_string()))?;
     let traceparent = wire.take_traceparent();
     let (route, request) = wire.into_core().map_err(|e| PipelineFailure::Malformed(e.to_string()))?;
     let span = raft_rpc_span(route, &request, traceparent.as_deref());
-    let answer = span.in_scope(|| routes.submit(route, request)).map_err(PipelineFailure::Route)?;
+    let answer = span.in_scope(|| routes.submit(creds, route, request)).map_err(PipelineFailure::Route)?;
     Ok(answer.instrument(span))
 }
 
@@ -78,7 +83,8 @@ macro_rules! raft_impl {
         impl pb::raft_server::Raft for RaftService {
             $(
                 async fn $name(&self, request: Request<$req>) -> Result<Response<$resp>, Status> {
-                    match self.unary(RaftRequestPb::$variant(request.into_inner())).await? {
+                    let creds = credentials_of(&request);
+                    match self.unary(&creds, RaftRequestPb::$variant(request.into_inner())).await? {
                         RaftResponsePb::$variant(m) => Ok(Response::new(m)),
                         _ => Err(status::mismatch(stringify!($name))),
                     }
@@ -101,6 +107,7 @@ raft_impl! {
         request: Request<Streaming<pb::InstallSnapshotChunk>>,
     ) -> Result<Response<pb::InstallSnapshotResponse>, Status> {
         let idle = self.snapshot_idle;
+        let creds = credentials_of(&request);
         let chunks = futures::stream::unfold(Some(request.into_inner()), move |state| async move {
             let mut inbound = state?;
             match tokio::time::timeout(idle, inbound.message()).await {
@@ -115,7 +122,7 @@ raft_impl! {
             }
         });
         let chunks = Box::pin(chunks);
-        let answer = receive_snapshot(&self.routes, chunks).await.map_err(|e| status::route(&e))?;
+        let answer = receive_snapshot(&self.routes, &creds, chunks).await.map_err(|e| status::route(&e))?;
         Ok(Response::new(snapshot_response_to_pb(&answer)))
     }
 
@@ -126,11 +133,12 @@ raft_impl! {
         request: Request<Streaming<pb::PipelineRequest>>,
     ) -> Result<Response<Self::PipelineStream>, Status> {
         let routes = self.routes.clone();
+        let creds = credentials_of(&request);
         // Each message is submitted as it is read (so each member handles them in
         // stream order); the answers are awaited concurrently.
         let submit = move |m: pb::PipelineRequest| {
             let (seq, wire) = RaftRequestPb::from_pipeline(m);
-            match submit_traced(&routes, wire) {
+            match submit_traced(&routes, &creds, wire) {
                 Ok(answer) => answer.map(move |r| pipeline_reply(seq, r.map_err(PipelineFailure::Route))).boxed(),
                 Err(e) => futures::future::ready(pipeline_reply(seq, Err(e))).boxed(),
             }

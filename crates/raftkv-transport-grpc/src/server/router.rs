@@ -7,6 +7,8 @@ use std::pin::Pin;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
+use raftkv_core::transport::{Credentials, TOKEN_HEADER};
+use raftkv_wire::net::ConnInfo;
 use raftkv_wire::pb::{admin_server, calls_server, ctrler_server, kv_server, migration_server, raft_server};
 use tonic::body::Body;
 use tonic::codegen::Service;
@@ -16,12 +18,28 @@ use super::services::ApiService;
 
 #[derive(Clone)]
 pub(crate) struct Router {
+    /// The connection this router serves (set per connection).
+    pub(crate) conn: Option<ConnInfo>,
     pub(crate) raft: raft_server::RaftServer<RaftService>,
     pub(crate) kv: kv_server::KvServer<ApiService>,
     pub(crate) ctrler: ctrler_server::CtrlerServer<ApiService>,
     pub(crate) migration: migration_server::MigrationServer<ApiService>,
     pub(crate) admin: admin_server::AdminServer<ApiService>,
     pub(crate) calls: calls_server::CallsServer<ApiService>,
+}
+
+impl Router {
+    /// This router, serving the connection `conn`.
+    pub(crate) fn with_connection(&self, conn: ConnInfo) -> Self {
+        Self { conn: Some(conn), ..self.clone() }
+    }
+}
+
+/// The credentials a request presents: its connection's certificate and
+/// the token in its metadata. Every service reads them from the request's
+/// extensions.
+pub(crate) fn credentials_of<T>(request: &tonic::Request<T>) -> Credentials {
+    request.extensions().get::<Credentials>().cloned().unwrap_or_default()
 }
 
 type Answer = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
@@ -42,7 +60,12 @@ impl hyper::service::Service<Request<Incoming>> for Router {
     type Error = Infallible;
     type Future = Answer;
 
-    fn call(&self, request: Request<Incoming>) -> Answer {
+    fn call(&self, mut request: Request<Incoming>) -> Answer {
+        if let Some(conn) = &self.conn {
+            let token = request.headers().get(TOKEN_HEADER).map(|v| v.as_bytes().to_vec());
+            let creds = conn.credentials(token.as_deref());
+            request.extensions_mut().insert(creds);
+        }
         let path = request.uri().path();
         let service = path.trim_start_matches('/').split('/').next().unwrap_or_default();
         match service {

@@ -4,7 +4,7 @@
 
 use futures::FutureExt;
 use raftkv_core::trace::TRACEPARENT;
-use raftkv_core::transport::Routes;
+use raftkv_core::transport::{Credentials, Routes};
 use raftkv_wire::pb::{self, pipeline_error};
 use raftkv_wire::trace::{accept_traceparent, service_rpc_span};
 use raftkv_wire::{ServiceRequestPb, ServiceResponsePb};
@@ -12,6 +12,7 @@ use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
+use super::router::credentials_of;
 use super::stream::{serve_stream, Replies};
 use crate::status;
 
@@ -25,11 +26,17 @@ pub(crate) struct ApiService {
 impl ApiService {
     /// Answer `wire`, inside its receiving span (a child of the remote span
     /// `traceparent` names, if any).
-    async fn serve(&self, wire: ServiceRequestPb, traceparent: Option<&str>) -> Result<ServiceResponsePb, Status> {
+    async fn serve(
+        &self,
+        creds: &Credentials,
+        wire: ServiceRequestPb,
+        traceparent: Option<&str>,
+    ) -> Result<ServiceResponsePb, Status> {
         let rpc = wire.rpc();
         let request = wire.into_core().map_err(|e| status::malformed(&e))?;
         let span = service_rpc_span(&request, traceparent);
-        let response = self.routes.serve(request.clone()).instrument(span).await.map_err(|e| status::route(&e))?;
+        let response =
+            self.routes.serve(creds, request.clone()).instrument(span).await.map_err(|e| status::route(&e))?;
         if !request.is_answered_by(&response) {
             return Err(status::mismatch(rpc));
         }
@@ -53,7 +60,8 @@ macro_rules! service_impl {
             $(
                 async fn $name(&self, request: Request<$req>) -> Result<Response<$resp>, Status> {
                     let traceparent = traceparent_in(request.metadata());
-                    match self.serve(ServiceRequestPb::$in(request.into_inner()), traceparent.as_deref()).await? {
+                    let creds = credentials_of(&request);
+                    match self.serve(&creds, ServiceRequestPb::$in(request.into_inner()), traceparent.as_deref()).await? {
                         ServiceResponsePb::$out(m) => Ok(Response::new(m)),
                         _ => Err(status::mismatch(stringify!($name))),
                     }
@@ -113,6 +121,7 @@ fn call_reply(seq: u64, served: Result<ServiceResponsePb, Status>, limit: usize)
             let code = match s.code() {
                 tonic::Code::Unavailable => pipeline_error::Code::Stopped,
                 tonic::Code::NotFound => pipeline_error::Code::UnknownMember,
+                tonic::Code::PermissionDenied => pipeline_error::Code::Unauthorized,
                 _ => pipeline_error::Code::Malformed,
             };
             refused(code, s.message().to_string())
@@ -129,13 +138,14 @@ impl pb::calls_server::Calls for ApiService {
         request: Request<Streaming<pb::CallRequest>>,
     ) -> Result<Response<Self::StreamStream>, Status> {
         let api = self.clone();
+        let creds = credentials_of(&request);
         let submit = move |m: pb::CallRequest| {
             let (seq, traceparent, wire) = ServiceRequestPb::from_call(m);
-            let api = api.clone();
+            let (api, creds) = (api.clone(), creds.clone());
             async move {
                 let traceparent = traceparent.as_deref().and_then(accept_traceparent);
                 let served = match wire {
-                    Ok(wire) => api.serve(wire, traceparent).await,
+                    Ok(wire) => api.serve(&creds, wire, traceparent).await,
                     Err(e) => Err(status::malformed(&e)),
                 };
                 call_reply(seq, served, api.limit)

@@ -19,6 +19,7 @@ use hyper_util::rt::TokioExecutor;
 use raftkv_core::api::{ServiceClient, ServiceRequest, ServiceResponse};
 use raftkv_core::raft::{InstallSnapshotResponse, RaftRequest};
 use raftkv_core::trace::TRACEPARENT;
+use raftkv_core::transport::TOKEN_HEADER;
 use raftkv_core::transport::{
     CallFuture, NetConfig, OutgoingSnapshot, Peer, RaftRoute, Reconnect, SnapshotSendError, Transport, TransportError,
 };
@@ -67,6 +68,8 @@ impl PeerState {
 
 struct Inner {
     cfg: NetConfig,
+    /// The cluster token as a header value, sent with every request.
+    token: Option<HeaderValue>,
     pool: Client<Connector, RequestBody>,
     tls: bool,
     peers: Mutex<HashMap<String, PeerState>>,
@@ -102,7 +105,9 @@ impl HttpClient {
             .pool_max_idle_per_host(IDLE_PER_PEER)
             .build(Connector(DialService(dialer)));
         let seeds = AtomicU64::new(jitter_seed());
-        Ok(Self { inner: Arc::new(Inner { cfg, pool, tls, peers: Mutex::new(HashMap::new()), seeds }) })
+        // A token is printable ASCII (checked when it is made), so always a valid header value.
+        let token = cfg.cluster_token.as_ref().and_then(|t| HeaderValue::from_bytes(t.as_bytes()).ok());
+        Ok(Self { inner: Arc::new(Inner { cfg, token, pool, tls, peers: Mutex::new(HashMap::new()), seeds }) })
     }
 
     /// The Raft transport of `group`, reaching member `n` at `peers[n]` (`host:port`).
@@ -147,6 +152,9 @@ impl HttpClient {
                 TransportError::unreachable(peer.clone(), format!("`{addr}` is not a valid address: {e}"))
             })?;
         request.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROTOBUF));
+        if let Some(token) = &self.inner.token {
+            request.headers_mut().insert(TOKEN_HEADER, token.clone());
+        }
         // A trace context that is no valid header value is not sent (the call goes on without it).
         if let Some(value) = traceparent.and_then(|tp| HeaderValue::from_str(tp).ok()) {
             request.headers_mut().insert(TRACEPARENT, value);

@@ -11,8 +11,9 @@ use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use raftkv_core::trace::TRACEPARENT;
-use raftkv_core::transport::{RouteError, Routes};
+use raftkv_core::transport::{Credentials, RouteError, Routes, TOKEN_HEADER};
 use raftkv_wire::frame::FrameDecoder;
+use raftkv_wire::net::ConnInfo;
 use raftkv_wire::trace::{
     accept_traceparent, raft_rpc_span, receive_snapshot, service_rpc_span, snapshot_chunk_from_pb_traced, TracedChunk,
 };
@@ -33,8 +34,10 @@ pub(crate) struct Context {
 
 type Reply = Response<Full<Bytes>>;
 
-pub(crate) async fn handle(ctx: &Context, request: Request<Incoming>) -> Result<Reply, Infallible> {
-    Ok(dispatch(ctx, request).await.unwrap_or_else(|refusal| refusal))
+pub(crate) async fn handle(ctx: &Context, conn: &ConnInfo, request: Request<Incoming>) -> Result<Reply, Infallible> {
+    let token = request.headers().get(TOKEN_HEADER).map(|v| v.as_bytes().to_vec());
+    let creds = conn.credentials(token.as_deref());
+    Ok(dispatch(ctx, &creds, request).await.unwrap_or_else(|refusal| refusal))
 }
 
 fn route_error(e: &RouteError) -> Reply {
@@ -45,6 +48,7 @@ fn route_error(e: &RouteError) -> Reply {
         RouteError::UnknownMember { .. } | RouteError::NoService => {
             error(StatusCode::NOT_FOUND, "not_found", e.to_string())
         }
+        RouteError::Unauthorized { .. } => error(StatusCode::FORBIDDEN, "unauthorized", e.to_string()),
         _ => error(StatusCode::BAD_REQUEST, "bad_stream", e.to_string()),
     }
 }
@@ -73,7 +77,7 @@ async fn read_body(ctx: &Context, body: Incoming) -> Result<Bytes, Reply> {
     }
 }
 
-async fn dispatch(ctx: &Context, request: Request<Incoming>) -> Result<Reply, Reply> {
+async fn dispatch(ctx: &Context, creds: &Credentials, request: Request<Incoming>) -> Result<Reply, Reply> {
     if request.method() != Method::POST {
         return Err(error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -84,14 +88,14 @@ async fn dispatch(ctx: &Context, request: Request<Incoming>) -> Result<Reply, Re
     let rpc = rpc_of(request.uri().path()).map_err(|m| error(StatusCode::NOT_FOUND, "unknown_rpc", m))?;
     let (parts, body) = request.into_parts();
     match rpc.split_once('/') {
-        Some(("raft", "install_snapshot")) => snapshot(ctx, body).await,
+        Some(("raft", "install_snapshot")) => snapshot(ctx, creds, body).await,
         Some(("raft", method)) => {
             let bytes = read_body(ctx, body).await?;
             let mut wire = RaftRequestPb::decode(method, bytes).map_err(|e| decode_error(&e))?;
             let traceparent = wire.take_traceparent();
             let (route, request) = wire.into_core().map_err(|e| decode_error(&e))?;
             let span = raft_rpc_span(route, &request, traceparent.as_deref());
-            let answer = span.in_scope(|| ctx.routes.submit(route, request)).map_err(|e| route_error(&e))?;
+            let answer = span.in_scope(|| ctx.routes.submit(creds, route, request)).map_err(|e| route_error(&e))?;
             let response = answer.instrument(span).await.map_err(|e| route_error(&e))?;
             Ok(ok(RaftResponsePb::from_core(response).encode_to_vec()))
         }
@@ -101,7 +105,8 @@ async fn dispatch(ctx: &Context, request: Request<Incoming>) -> Result<Reply, Re
                 .and_then(ServiceRequestPb::into_core)
                 .map_err(|e| decode_error(&e))?;
             let span = service_rpc_span(&request, traceparent_in(&parts.headers));
-            let response = ctx.routes.serve(request.clone()).instrument(span).await.map_err(|e| route_error(&e))?;
+            let response =
+                ctx.routes.serve(creds, request.clone()).instrument(span).await.map_err(|e| route_error(&e))?;
             if !request.is_answered_by(&response) {
                 return Err(error(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -189,9 +194,9 @@ async fn drain(mut body: Incoming, idle: Duration) {
     }
 }
 
-async fn snapshot(ctx: &Context, body: Incoming) -> Result<Reply, Reply> {
+async fn snapshot(ctx: &Context, creds: &Credentials, body: Incoming) -> Result<Reply, Reply> {
     let mut state: BodyState = Some((body, FrameDecoder::new(ctx.limit)));
-    let answer = receive_snapshot(&ctx.routes, Box::pin(chunks(&mut state, ctx.snapshot_idle))).await;
+    let answer = receive_snapshot(&ctx.routes, creds, Box::pin(chunks(&mut state, ctx.snapshot_idle))).await;
     if let Some((rest, _)) = state.take() {
         // Answered before the last chunk: let the sender see the answer and stop.
         tokio::spawn(drain(rest, ctx.snapshot_idle));

@@ -27,6 +27,7 @@ impl HttpServer {
     /// `cfg`'s deadlines, message limit and TLS settings.
     pub async fn start(addr: SocketAddr, routes: Routes, cfg: &NetConfig) -> Result<Self, HttpError> {
         let options = ListenOptions::new(cfg, &[b"http/1.1"])?;
+        routes.set_access(cfg.access_policy());
         let ctx = Arc::new(handler::Context {
             routes,
             limit: cfg.max_message_bytes,
@@ -37,12 +38,13 @@ impl HttpServer {
         // `IDLE_TIMEOUT` in the client), before this: a request never races a
         // server-side close.
         let header_timeout = cfg.request_timeout.max(SERVER_IDLE_CLOSE);
-        let handle = net::listen(addr, options, move |stream, peer| {
+        let handle = net::listen(addr, options, move |stream, conn| {
             let ctx = ctx.clone();
+            let peer = conn.remote;
             async move {
                 let service = service_fn(move |request| {
-                    let ctx = ctx.clone();
-                    async move { handler::handle(&ctx, request).await }
+                    let (ctx, conn) = (ctx.clone(), conn.clone());
+                    async move { handler::handle(&ctx, &conn, request).await }
                 });
                 let served = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())

@@ -152,6 +152,7 @@ impl ServiceRequestPb {
             ServiceRequest::DeleteShards(r) => Self::DeleteShards(pb::DeleteShardsRequest {
                 config: r.config.0,
                 shards: r.shards.into_iter().map(|s| s.0).collect(),
+                group: r.group.0,
             }),
             ServiceRequest::Status => Self::Status(pb::StatusRequest {}),
         }
@@ -185,10 +186,20 @@ impl ServiceRequestPb {
                 after: r.after,
                 max_bytes: r.max_bytes,
             }),
-            Self::DeleteShards(r) => ServiceRequest::DeleteShards(DeleteShardsRequest {
-                config: ConfigNum(r.config),
-                shards: shards_from_pb(r.shards),
-            }),
+            Self::DeleteShards(r) => {
+                if r.group == 0 {
+                    return Err(DecodeError::invalid(
+                        "DeleteShardsRequest",
+                        "group",
+                        "must name the group that gained the shards (ShardKV groups start at 1)",
+                    ));
+                }
+                ServiceRequest::DeleteShards(DeleteShardsRequest {
+                    config: ConfigNum(r.config),
+                    shards: shards_from_pb(r.shards),
+                    group: GroupId(r.group),
+                })
+            }
             Self::Status(_) => ServiceRequest::Status,
         })
     }
@@ -385,7 +396,12 @@ fn status_to_pb(s: NodeStatus) -> pb::NodeStatus {
         shards: s
             .shards
             .into_iter()
-            .map(|st| pb::ShardStatus { shard: st.shard.0, state: shard_state_to_pb(st.state) as i32 })
+            .map(|st| pb::ShardStatus {
+                shard: st.shard.0,
+                state: shard_state_to_pb(st.state) as i32,
+                from_group: st.from.map(|g| g.0),
+                frozen_at: st.frozen_at.map(|c| c.0),
+            })
             .collect(),
     }
 }
@@ -405,7 +421,14 @@ fn status_from_pb(s: pb::NodeStatus) -> Result<NodeStatus, DecodeError> {
     let shards = s
         .shards
         .into_iter()
-        .map(|st| Ok(ShardStatus { shard: ShardId(st.shard), state: shard_state_from_pb(st.state)? }))
+        .map(|st| {
+            Ok(ShardStatus {
+                shard: ShardId(st.shard),
+                state: shard_state_from_pb(st.state)?,
+                from: st.from_group.map(GroupId),
+                frozen_at: st.frozen_at.map(ConfigNum),
+            })
+        })
         .collect::<Result<_, DecodeError>>()?;
     Ok(NodeStatus { group: GroupId(s.group), raft, config: ConfigNum(s.config), shards })
 }

@@ -12,10 +12,29 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
-use raftkv_core::transport::NetConfig;
+use raftkv_core::transport::{CertIdentity, Credentials, NetConfig};
 
-use super::tls::{server_config, TlsError};
+use super::tls::{cert_identity, server_config, TlsError};
 use super::NetStream;
+
+/// What is known of an accepted connection: where it comes from, and what
+/// its verified client certificate (if it sent one) says of its holder.
+#[derive(Clone, Debug)]
+pub struct ConnInfo {
+    /// The remote address.
+    pub remote: SocketAddr,
+    /// The verified client certificate's identity.
+    pub cert: Option<Arc<CertIdentity>>,
+}
+
+impl ConnInfo {
+    /// The credentials of a request on this connection that sent `token`
+    /// (the value of its [`TOKEN_HEADER`](raftkv_core::transport::TOKEN_HEADER), if any).
+    #[must_use]
+    pub fn credentials(&self, token: Option<&[u8]>) -> Credentials {
+        Credentials { cert: self.cert.clone(), token: token.map(<[u8]>::to_vec), remote: Some(self.remote) }
+    }
+}
 
 /// A running server: its address, and the means to stop it.
 #[derive(Debug)]
@@ -86,7 +105,7 @@ fn bind(addr: SocketAddr, buffer: Option<u32>) -> std::io::Result<TcpListener> {
 /// by `handler` on a task of its own.
 pub async fn listen<H, Fut>(addr: SocketAddr, options: ListenOptions, handler: H) -> std::io::Result<ServerHandle>
 where
-    H: Fn(NetStream, SocketAddr) -> Fut + Send + Sync + 'static,
+    H: Fn(NetStream, ConnInfo) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let ListenOptions { tls, handshake_timeout, socket_buffer } = options;
@@ -129,7 +148,16 @@ where
                         }
                     },
                 };
-                handler(stream, peer).await;
+                let cert = match &stream {
+                    NetStream::Server(tls) => tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .map(|leaf| Arc::new(cert_identity(leaf))),
+                    _ => None,
+                };
+                handler(stream, ConnInfo { remote: peer, cert }).await;
             });
         }
         drop(listener);

@@ -14,7 +14,7 @@ pub mod tls;
 
 pub use dial::{host_of, jitter_seed, DialError, DialService, Dialer};
 pub use error::{error_chain, SetupError};
-pub use listen::{listen, ListenOptions, ServerHandle};
+pub use listen::{listen, ConnInfo, ListenOptions, ServerHandle};
 pub use snapshot_feed::feed_snapshot;
 pub use stream::NetStream;
 pub use tls::TlsError;

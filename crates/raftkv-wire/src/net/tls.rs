@@ -1,11 +1,13 @@
 //! rustls configurations from a [`TlsConfig`] (PEM data), with the ring
-//! provider: a server that presents the node's certificate (and, for mTLS,
-//! verifies clients against the cluster CA), and a client that verifies
-//! servers against the cluster CA (and presents the node's certificate).
+//! provider: a server that presents the node's certificate and verifies
+//! client certificates against the cluster CA (requiring one for mTLS,
+//! otherwise taking one if offered), and a client that verifies servers
+//! against the cluster CA (and presents the node's certificate). And
+//! [`cert_identity`]: what a verified certificate says of its holder.
 
 use std::sync::Arc;
 
-use raftkv_core::transport::{Identity, TlsConfig};
+use raftkv_core::transport::{parse_member_uri, CertIdentity, Identity, TlsConfig};
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
@@ -74,14 +76,12 @@ pub fn server_config(cfg: &TlsConfig, alpn: &[&[u8]]) -> Result<Arc<ServerConfig
     let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Rustls(e.to_string()))?;
-    let builder = if cfg.require_client_cert {
-        let verifier = WebPkiClientVerifier::builder_with_provider(roots(&cfg.ca_pem)?, provider())
-            .build()
-            .map_err(|e| TlsError::Rustls(e.to_string()))?;
-        builder.with_client_cert_verifier(verifier)
-    } else {
-        builder.with_no_client_auth()
-    };
+    // A client certificate is always verified when offered (a member proves
+    // itself with one); mTLS makes it required of every client.
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots(&cfg.ca_pem)?, provider());
+    let verifier = if cfg.require_client_cert { verifier } else { verifier.allow_unauthenticated() };
+    let verifier = verifier.build().map_err(|e| TlsError::Rustls(e.to_string()))?;
+    let builder = builder.with_client_cert_verifier(verifier);
     let mut config = builder.with_single_cert(chain, key).map_err(|e| TlsError::Rustls(e.to_string()))?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
@@ -102,6 +102,25 @@ pub fn client_config(cfg: &TlsConfig, alpn: &[&[u8]]) -> Result<Arc<ClientConfig
     };
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
+}
+
+/// What the verified leaf certificate `der` says of its holder: the members
+/// its URI subject alternative names name, and its subject. A certificate
+/// that cannot be parsed names no member.
+#[must_use]
+pub fn cert_identity(der: &[u8]) -> CertIdentity {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return CertIdentity { subject: "an unreadable certificate".into(), ..CertIdentity::default() };
+    };
+    let mut members = std::collections::BTreeSet::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            if let x509_parser::extensions::GeneralName::URI(uri) = name {
+                members.extend(parse_member_uri(uri));
+            }
+        }
+    }
+    CertIdentity { members, subject: cert.subject().to_string() }
 }
 
 /// The name a client verifies the server at `host` against.

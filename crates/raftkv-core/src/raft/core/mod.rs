@@ -121,6 +121,8 @@ pub struct RaftCore {
     ready: Ready,
     /// Proposals were appended and must be broadcast.
     pending_broadcast: bool,
+    /// Requests refused because they did not come from another member.
+    foreign_requests: u64,
 }
 
 impl RaftCore {
@@ -147,6 +149,7 @@ impl RaftCore {
             saved_hard_state: hard_state,
             ready: Ready::default(),
             pending_broadcast: false,
+            foreign_requests: 0,
         };
         core.saved_hard_state.commit = core.log.commit;
         core.reset_randomized_timeout();
@@ -224,7 +227,22 @@ impl RaftCore {
 
     /// Handle a request from `from`, returning the response. The driver must
     /// make the next [`Ready`]'s `write` durable before sending the response.
+    ///
+    /// A request from a node that is not another voter of the group, or one
+    /// that names a leader or candidate other than its sender, changes
+    /// nothing: it is answered with this member's term and a refusal, and
+    /// logged. Only members may move a group's term.
     pub fn handle_request(&mut self, from: NodeId, request: RaftRequest) -> RaftResponse {
+        if let Some(why) = self.foreign(from, &request) {
+            self.foreign_requests += 1;
+            // Logged the first time and then at every power of two, so a flood
+            // of them cannot flood the log.
+            if self.foreign_requests.is_power_of_two() {
+                tracing::warn!(group = %self.cfg.group, node = %self.cfg.id, term = %self.term, from = %from,
+                    rpc = request.name(), refused_so_far = self.foreign_requests, "refused a raft request: {why}");
+            }
+            return self.refusal(&request);
+        }
         match request {
             RaftRequest::AppendEntries(req) => RaftResponse::AppendEntries(self.handle_append(req)),
             RaftRequest::Heartbeat(req) => RaftResponse::Heartbeat(self.handle_heartbeat(req)),
@@ -238,6 +256,51 @@ impl RaftCore {
                     next_offset: 0,
                 }),
             },
+        }
+    }
+
+    /// Why a request from `from` must not be handled, if it must not.
+    fn foreign(&self, from: NodeId, request: &RaftRequest) -> Option<String> {
+        if from == self.cfg.id {
+            return Some(format!("it claims to come from this member ({from}): is another node running as it?"));
+        }
+        if !self.cfg.voters.contains(&from) {
+            return Some(format!("node {from} is not a member of this group"));
+        }
+        let claimed = match request {
+            RaftRequest::AppendEntries(r) => r.leader,
+            RaftRequest::Heartbeat(r) => r.leader,
+            RaftRequest::Vote(r) => r.candidate,
+            RaftRequest::InstallSnapshot(r) => r.leader,
+            RaftRequest::TimeoutNow(r) => r.leader,
+        };
+        (claimed != from).then(|| format!("sent by node {from} but names node {claimed} as its sender"))
+    }
+
+    /// The answer to a request that was not handled: this member's term, nothing granted or taken.
+    fn refusal(&self, request: &RaftRequest) -> RaftResponse {
+        let term = self.term;
+        match request {
+            RaftRequest::AppendEntries(r) => RaftResponse::AppendEntries(crate::raft::AppendEntriesResponse {
+                term,
+                success: false,
+                match_index: LogIndex(0),
+                rejected_prev: r.prev_log_index,
+                conflict_term: None,
+                conflict_index: LogIndex(0),
+                // Confirms no read round.
+                read_seq: 0,
+            }),
+            RaftRequest::Heartbeat(_) => RaftResponse::Heartbeat(crate::raft::HeartbeatResponse { term, read_seq: 0 }),
+            RaftRequest::Vote(r) => {
+                RaftResponse::Vote(crate::raft::VoteResponse { term, granted: false, pre_vote: r.pre_vote })
+            }
+            RaftRequest::InstallSnapshot(_) => RaftResponse::InstallSnapshot(crate::raft::InstallSnapshotResponse {
+                term,
+                accepted: false,
+                next_offset: 0,
+            }),
+            RaftRequest::TimeoutNow(_) => RaftResponse::TimeoutNow(crate::raft::TimeoutNowResponse { term }),
         }
     }
 

@@ -1518,3 +1518,49 @@ fn leader_ignores_a_success_claiming_entries_past_its_log() {
     net.run();
     assert_eq!(net.core(1).status().commit, last.next(), "replication goes on normally");
 }
+
+#[test]
+fn requests_from_non_members_or_naming_another_sender_change_nothing() {
+    let mut core = RaftCore::new(config(1, 3, 61), recovered(3, 2, log_of_terms(&[1, 2, 3]))).unwrap();
+    let before = (core.term(), core.leader(), core.log().last_index());
+    let huge = i64::MAX as u64;
+    let forged = [
+        // From outside the group.
+        (99, heartbeat_request(huge, 99, 100)),
+        (99, append_request(huge, 99, 3, 3, vec![command(4, huge, "x")], 4)),
+        (99, vote_request(huge, 99, 100, huge, false, true)),
+        // From a member, naming another sender.
+        (2, heartbeat_request(huge, 3, 100)),
+        (2, append_request(huge, 3, 3, 3, vec![command(4, huge, "x")], 4)),
+        (2, vote_request(huge, 3, 100, huge, false, true)),
+        // Claiming to come from this member itself.
+        (1, heartbeat_request(huge, 1, 100)),
+    ];
+    for (from, request) in forged {
+        let name = request.name();
+        let answer = core.handle_request(nid(from), request);
+        match &answer {
+            RaftResponse::Vote(v) => assert!(!v.granted, "{name} from {from} was granted"),
+            RaftResponse::AppendEntries(a) => assert!(!a.success, "{name} from {from} was appended"),
+            _ => {}
+        }
+        let term = match answer {
+            RaftResponse::AppendEntries(r) => r.term,
+            RaftResponse::Heartbeat(r) => r.term,
+            RaftResponse::Vote(r) => r.term,
+            RaftResponse::InstallSnapshot(r) => r.term,
+            RaftResponse::TimeoutNow(r) => r.term,
+        };
+        assert_eq!(term, Term(3), "{name} from {from}: answered with another term");
+        assert_eq!(
+            (core.term(), core.leader(), core.log().last_index()),
+            before,
+            "{name} from {from} changed the member"
+        );
+    }
+    let ready = core.ready();
+    assert!(ready.write.is_empty() && ready.messages.is_empty(), "a forged request made work: {ready:?}");
+    // A genuine member is still heard.
+    let answer = as_append(core.handle_request(nid(2), append_request(4, 2, 3, 3, vec![command(4, 4, "y")], 3)));
+    assert!(answer.success && core.term() == Term(4) && core.leader() == Some(nid(2)));
+}

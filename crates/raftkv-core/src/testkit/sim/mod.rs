@@ -7,6 +7,7 @@
 //! events happen in the same order. Every source of randomness (network
 //! faults, election timeouts, test schedules) derives from the seed.
 
+pub mod forgery;
 mod invariants;
 pub mod lab3;
 pub mod lab4;

@@ -158,6 +158,14 @@ impl SimNetwork {
         ep.reach = Some(reach);
     }
 
+    /// Let `node` reach exactly the nodes `nodes`, whatever it serves (a
+    /// client, or a forger of Raft requests).
+    pub fn set_reach_nodes(&self, node: NodeId, nodes: &[NodeId]) {
+        let mut st = self.lock();
+        let ep = st.nodes.entry(node).or_insert_with(Endpoint::new);
+        ep.reach = Some(nodes.iter().copied().collect());
+    }
+
     /// A client of service RPCs sending from `node` (as booted last).
     #[must_use]
     pub fn service_client(&self, node: NodeId) -> SimServiceClient {

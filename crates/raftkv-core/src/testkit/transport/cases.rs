@@ -131,8 +131,12 @@ pub fn every_service_request() -> Vec<ServiceRequest> {
             after: Some(key("k7")),
             max_bytes: 4 << 20,
         }),
-        ServiceRequest::DeleteShards(DeleteShardsRequest { config: ConfigNum(4), shards: vec![ShardId(1)] }),
-        ServiceRequest::DeleteShards(DeleteShardsRequest { config: ConfigNum(4), shards: vec![] }),
+        ServiceRequest::DeleteShards(DeleteShardsRequest {
+            config: ConfigNum(4),
+            shards: vec![ShardId(1)],
+            group: GroupId(2),
+        }),
+        ServiceRequest::DeleteShards(DeleteShardsRequest { config: ConfigNum(4), shards: vec![], group: GroupId(1) }),
         ServiceRequest::Status,
     ]
 }

@@ -357,10 +357,25 @@ impl EchoService {
                 },
                 config: ConfigNum(7),
                 shards: vec![
-                    ShardStatus { shard: ShardId(0), state: ShardState::Serving },
-                    ShardStatus { shard: ShardId(3), state: ShardState::Pulling },
-                    ShardStatus { shard: ShardId(4), state: ShardState::Sending },
-                    ShardStatus { shard: ShardId(9), state: ShardState::Collecting },
+                    ShardStatus { shard: ShardId(0), state: ShardState::Serving, from: None, frozen_at: None },
+                    ShardStatus {
+                        shard: ShardId(3),
+                        state: ShardState::Pulling,
+                        from: Some(GroupId(2)),
+                        frozen_at: Some(ConfigNum(6)),
+                    },
+                    ShardStatus {
+                        shard: ShardId(4),
+                        state: ShardState::Sending,
+                        from: None,
+                        frozen_at: Some(ConfigNum(7)),
+                    },
+                    ShardStatus {
+                        shard: ShardId(9),
+                        state: ShardState::Collecting,
+                        from: Some(GroupId(3)),
+                        frozen_at: Some(ConfigNum(5)),
+                    },
                 ],
             })),
         }

@@ -12,6 +12,7 @@
 //! [`transport_cluster_tests!`](crate::transport_cluster_tests). Each case is
 //! bounded in real time and panics with a description on failure.
 
+pub mod access;
 pub mod cases;
 pub mod cluster;
 pub mod fuzz;
@@ -84,15 +85,22 @@ pub trait TransportFixture: Send + Sync + 'static {
     fn ordered(&self) -> bool;
 }
 
-/// Certificates for the TLS cases: a cluster CA and a node certificate it
-/// signed, and a rogue certificate signed by an unrelated CA; each valid for
-/// `localhost` and `127.0.0.1`, for serving and for client authentication.
+/// Certificates for the TLS cases: a cluster CA and the certificates it
+/// signed — a node's, naming members 1 to 3 of groups 0, 1 and 7
+/// ([`member_uri`](crate::transport::member_uri)); a client's, naming no
+/// member; and one naming only member 3 of group 1 — and a rogue
+/// certificate signed by an unrelated CA; each valid for `localhost` and
+/// `127.0.0.1`, for serving and for client authentication.
 #[derive(Clone, Debug)]
 pub struct TestPki {
     /// The cluster CA.
     pub ca_pem: Vec<u8>,
-    /// A node certificate signed by the cluster CA.
+    /// A node certificate signed by the cluster CA, naming members 1–3 of groups 0, 1 and 7.
     pub node: Identity,
+    /// A client certificate signed by the cluster CA: it names no member.
+    pub client: Identity,
+    /// A certificate signed by the cluster CA naming only member 3 of group 1.
+    pub member_3: Identity,
     /// The unrelated CA.
     pub rogue_ca_pem: Vec<u8>,
     /// A certificate signed by the unrelated CA.
@@ -148,6 +156,7 @@ macro_rules! transport_conformance_tests {
             hostile_bodies_get_error_replies_and_the_server_keeps_serving,
             oversize_messages_are_refused_naming_the_limit,
             random_bytes_to_every_route_never_break_the_server,
+            peer_rpcs_need_the_cluster_token,
         );
     };
 }
@@ -160,6 +169,7 @@ macro_rules! tls_conformance_tests {
         $crate::__transport_cases!(
             $fixture, $pki;
             tls_calls_succeed_with_the_cluster_ca,
+            tls_peer_rpcs_need_a_certificate_naming_the_sender,
             tls_client_refuses_a_server_from_another_ca,
             tls_server_refuses_a_plaintext_client,
             mtls_accepts_a_client_with_a_cluster_certificate,
@@ -235,6 +245,7 @@ macro_rules! __transport_cases {
 /// Every case, under one path for the macros.
 #[doc(hidden)]
 pub mod cases_for {
+    pub use super::access::*;
     pub use super::cases::*;
     pub use super::cluster::*;
     pub use super::fuzz::*;
