@@ -97,10 +97,13 @@ impl Default for RaftSettings {
 pub struct TlsSettings {
     /// The cluster CA certificate (PEM).
     pub ca: PathBuf,
-    /// This node's certificate chain (PEM).
-    pub cert: PathBuf,
-    /// This node's private key (PEM).
-    pub key: PathBuf,
+    /// This node's certificate chain (PEM); a server needs one, a client
+    /// presents it when given (with `key`).
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    /// The private key of `cert` (PEM).
+    #[serde(default)]
+    pub key: Option<PathBuf>,
     /// Require client certificates signed by the CA (mTLS).
     #[serde(default)]
     pub require_client_cert: bool,
@@ -118,11 +121,20 @@ pub struct NetSettings {
     pub max_message_bytes: usize,
     /// TLS; absent: plaintext.
     pub tls: Option<TlsSettings>,
+    /// A file holding the cluster token (at least 16 printable characters):
+    /// members send it with every request, and peer RPCs without it are refused.
+    pub cluster_token_file: Option<PathBuf>,
 }
 
 impl Default for NetSettings {
     fn default() -> Self {
-        Self { connect_timeout_ms: 1000, request_timeout_ms: 3000, max_message_bytes: 64 << 20, tls: None }
+        Self {
+            connect_timeout_ms: 1000,
+            request_timeout_ms: 3000,
+            max_message_bytes: 64 << 20,
+            tls: None,
+            cluster_token_file: None,
+        }
     }
 }
 
@@ -409,6 +421,12 @@ impl Config {
         }
         if !self.admin_listen.is_empty() {
             address("admin_listen", &self.admin_listen)?;
+        }
+        if let Some(tls) = &self.net.tls {
+            if tls.cert.is_none() || tls.key.is_none() {
+                let key = if tls.cert.is_none() { "net.tls.cert" } else { "net.tls.key" };
+                return invalid(key, "(missing)".into(), "a PEM file: a server presents its certificate and key");
+            }
         }
         let url = |e: &str| e.starts_with("http://") || e.starts_with("https://");
         if !self.otlp_endpoint.is_empty() && !url(&self.otlp_endpoint) {
