@@ -57,6 +57,14 @@ fn stop(node: Dev) {
     assert!(status.success(), "{status:?}");
 }
 
+/// Start the one controller of a cluster of one in `dir`, see it answer a
+/// query (its Raft group works, and it handles SIGTERM by then), stop it.
+fn run_once(dir: &Path, base: u16, extra: &[&str]) {
+    let node = ctrler(dir, base, 1, 1, extra);
+    assert!(ctrl(&addr(base), &["query"]).starts_with("Config #0"));
+    stop(node);
+}
+
 #[test]
 fn a_replica_started_on_another_groups_data_dir_is_refused_and_its_data_is_untouched() {
     if !durable() {
@@ -114,7 +122,7 @@ fn a_different_cluster_shard_count_or_member_on_an_existing_data_dir_is_refused_
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("c1");
     let base = free_ports(2);
-    stop(ctrler(&dir, base, 1, 1, &["--cluster", "prod-a"]));
+    run_once(&dir, base, &["--cluster", "prod-a"]);
     let before = files_under(&dir);
     let d = dir.display();
 
@@ -141,7 +149,7 @@ fn a_different_cluster_shard_count_or_member_on_an_existing_data_dir_is_refused_
     assert!(stderr(&out).contains(&expected), "{}", stderr(&out));
     assert_eq!(files_under(&dir), before, "refused starts touched the data dir");
 
-    stop(ctrler(&dir, base, 1, 1, &["--cluster", "prod-a"]));
+    run_once(&dir, base, &["--cluster", "prod-a"]);
 }
 
 #[test]
@@ -152,7 +160,7 @@ fn a_damaged_identity_file_or_a_data_dir_without_one_is_refused_naming_it() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("c1");
     let base = free_ports(1);
-    stop(ctrler(&dir, base, 1, 1, &[]));
+    run_once(&dir, base, &[]);
     let identity = dir.join("IDENTITY");
     let good = std::fs::read(&identity).unwrap();
 
@@ -172,7 +180,7 @@ fn a_damaged_identity_file_or_a_data_dir_without_one_is_refused_naming_it() {
     assert!(e.contains(&format!("adopt it by checking and renaming {}", proposed.display())), "{e}");
     assert!(!identity.exists());
     std::fs::rename(&proposed, &identity).unwrap();
-    stop(ctrler(&dir, base, 1, 1, &[]));
+    run_once(&dir, base, &[]);
 }
 
 #[test]
