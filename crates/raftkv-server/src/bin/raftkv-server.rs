@@ -214,7 +214,8 @@ async fn run(cfg: Config) -> Result<()> {
                 () = node.stopped() => {
                     node.shutdown().await;
                     stop_admin(admin).await;
-                    anyhow::bail!("{:?} {} of group {} stopped: its Raft member failed (the error is logged above)", cfg.role, cfg.me, group);
+                    let (role, me) = (cfg.role, cfg.me);
+                    anyhow::bail!("{role:?} {me} of group {group} stopped: its Raft member failed (the error is logged above)");
                 }
             }
             let grace = Duration::from_millis(cfg.shutdown_grace_ms);
