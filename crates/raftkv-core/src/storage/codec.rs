@@ -5,6 +5,14 @@
 //! Hard state: `crc32c | term(u64 LE) | vote(u64 LE, 0 = none) | commit(u64 LE)`.
 //! Every record carries a CRC-32C of the bytes after it, so a damaged record
 //! is reported as corrupt, naming the index, instead of being misread.
+//!
+//! A backend whose files do not checksum the keys a record is stored under
+//! (SQLite's pages carry no checksum) uses the *keyed* variants
+//! ([`encode_entry_keyed`], [`seal_keyed`]): the CRC-32C then covers the key
+//! bytes too (`crc32c(key ‖ body)`), so a record whose key was damaged —
+//! moved to another log or index — fails its check instead of silently
+//! becoming another entry. A record keyed with no key bytes is the plain
+//! record.
 
 use bytes::Bytes;
 
@@ -53,24 +61,37 @@ fn record(body_len: usize) -> Vec<u8> {
     out
 }
 
-/// Fill in the checksum of the body after the first 4 bytes.
-fn seal(mut out: Vec<u8>) -> Vec<u8> {
-    let crc = crc32c(&out[4..]);
+/// Fill in the checksum of `key` and the body after the first 4 bytes.
+fn seal(mut out: Vec<u8>, key: &[u8]) -> Vec<u8> {
+    let crc = crc32c::crc32c_append(crc32c(key), &out[4..]);
     out[..4].copy_from_slice(&crc.to_le_bytes());
     out
 }
 
-fn open(record: &[u8], need: usize) -> Result<&[u8], CodecError> {
+fn open<'a>(record: &'a [u8], key: &[u8], need: usize) -> Result<&'a [u8], CodecError> {
     if record.len() < 4 + need {
         return Err(CodecError::Truncated { len: record.len(), need: 4 + need });
     }
     let stored = u32::from_le_bytes([record[0], record[1], record[2], record[3]]);
     let body = &record[4..];
-    let computed = crc32c(body);
+    let computed = crc32c::crc32c_append(crc32c(key), body);
     if stored != computed {
         return Err(CodecError::Checksum { stored, computed });
     }
     Ok(body)
+}
+
+/// A record of `body` stored under `key`: `crc32c(key ‖ body) u32 LE | body`.
+#[must_use]
+pub fn seal_keyed(key: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut out = record(body.len());
+    out.extend_from_slice(body);
+    seal(out, key)
+}
+
+/// The body of a record made by [`seal_keyed`] with `key`, at least `need` bytes long.
+pub fn open_keyed<'a>(key: &[u8], record: &'a [u8], need: usize) -> Result<&'a [u8], CodecError> {
+    open(record, key, need)
 }
 
 fn u64_at(b: &[u8], at: usize) -> u64 {
@@ -82,6 +103,13 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 /// Encode an entry's value (its index is stored as the key).
 #[must_use]
 pub fn encode_entry(entry: &Entry) -> Vec<u8> {
+    encode_entry_keyed(&[], entry)
+}
+
+/// Encode an entry's value whose checksum also covers `key`, the bytes of
+/// the key it is stored under (see the module docs).
+#[must_use]
+pub fn encode_entry_keyed(key: &[u8], entry: &Entry) -> Vec<u8> {
     let (kind, payload): (u8, &[u8]) = match &entry.payload {
         EntryPayload::Blank => (KIND_BLANK, &[]),
         EntryPayload::Command(b) => (KIND_COMMAND, b.as_ref()),
@@ -90,12 +118,18 @@ pub fn encode_entry(entry: &Entry) -> Vec<u8> {
     body.push(kind);
     body.extend_from_slice(&entry.term.0.to_le_bytes());
     body.extend_from_slice(payload);
-    seal(body)
+    seal(body, key)
 }
 
 /// Decode the entry stored under `index`.
 pub fn decode_entry(index: LogIndex, record: &[u8]) -> Result<Entry, CodecError> {
-    let body = open(record, 9)?;
+    decode_entry_keyed(&[], index, record)
+}
+
+/// Decode the entry stored under `index` whose checksum covers `key` too
+/// ([`encode_entry_keyed`]).
+pub fn decode_entry_keyed(key: &[u8], index: LogIndex, record: &[u8]) -> Result<Entry, CodecError> {
+    let body = open(record, key, 9)?;
     let term = Term(u64_at(body, 1));
     let payload = match body[0] {
         KIND_BLANK => EntryPayload::Blank,
@@ -112,12 +146,12 @@ pub fn encode_hard_state(hs: &HardState) -> Vec<u8> {
     body.extend_from_slice(&hs.term.0.to_le_bytes());
     body.extend_from_slice(&hs.vote.map_or(0, |v| v.0).to_le_bytes());
     body.extend_from_slice(&hs.commit.0.to_le_bytes());
-    seal(body)
+    seal(body, &[])
 }
 
 /// Decode a hard state. Node id 0 is reserved for "no vote".
 pub fn decode_hard_state(record: &[u8]) -> Result<HardState, CodecError> {
-    let body = open(record, 24)?;
+    let body = open(record, &[], 24)?;
     let vote = u64_at(body, 8);
     Ok(HardState {
         term: Term(u64_at(body, 0)),
@@ -151,5 +185,19 @@ mod tests {
         assert_eq!(decode_hard_state(&encode_hard_state(&hs)), Ok(hs));
         let none = HardState { vote: None, ..hs };
         assert_eq!(decode_hard_state(&encode_hard_state(&none)), Ok(none));
+    }
+
+    #[test]
+    fn keyed_records_check_their_key_and_an_empty_key_is_the_plain_record() {
+        let e = Entry { term: Term(2), index: LogIndex(5), payload: EntryPayload::Command(Bytes::from_static(b"y")) };
+        assert_eq!(encode_entry_keyed(&[], &e), encode_entry(&e));
+        let rec = encode_entry_keyed(b"log 1", &e);
+        assert_eq!(decode_entry_keyed(b"log 1", LogIndex(5), &rec), Ok(e));
+        assert!(matches!(decode_entry_keyed(b"log 2", LogIndex(5), &rec), Err(CodecError::Checksum { .. })));
+        assert!(matches!(decode_entry(LogIndex(5), &rec), Err(CodecError::Checksum { .. })));
+        let sealed = seal_keyed(b"k", b"body");
+        assert_eq!(open_keyed(b"k", &sealed, 4), Ok(&b"body"[..]));
+        assert!(open_keyed(b"j", &sealed, 4).is_err());
+        assert!(matches!(open_keyed(b"k", &sealed, 5), Err(CodecError::Truncated { .. })));
     }
 }
