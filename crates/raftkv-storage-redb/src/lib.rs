@@ -59,6 +59,7 @@
 //! tables, and truncations and purges remove entries from both.
 
 mod bounds;
+mod database;
 mod error;
 mod journal;
 mod log_store;

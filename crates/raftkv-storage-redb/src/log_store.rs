@@ -62,6 +62,7 @@ impl RedbLogStore {
     ) -> Result<T, StorageError> {
         let (db, file, log) = (self.shared.db.clone(), self.shared.file.clone(), self.log);
         blocking(&self.shared.file, op, move || {
+            let db = db.get(&file)?;
             let txn = db.begin_read().at(&file, "begin read transaction")?;
             read(&txn, &file, log)
         })

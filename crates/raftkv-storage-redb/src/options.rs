@@ -31,10 +31,21 @@ pub struct RedbOptions {
     /// snapshot in memory, so the log is read back only to catch up a
     /// lagging follower or on restart.
     pub cache_bytes: usize,
+    /// Size of the write-ahead log past which the next batch checkpoints:
+    /// a durable redb commit of everything applied since the last one, after
+    /// which the log starts over (default 4 MiB). A checkpoint stalls the
+    /// writer while redb writes those pages; smaller ones are shorter and
+    /// more frequent. Opening replays at most this much log.
+    pub wal_checkpoint_bytes: u64,
 }
 
 impl Default for RedbOptions {
     fn default() -> Self {
-        Self { sync: SyncMode::Always, check_integrity_on_open: true, cache_bytes: 32 << 20 }
+        Self {
+            sync: SyncMode::Always,
+            check_integrity_on_open: true,
+            cache_bytes: 32 << 20,
+            wal_checkpoint_bytes: crate::wal::WAL_CHECKPOINT_BYTES,
+        }
     }
 }

@@ -9,17 +9,18 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use raftkv_core::storage::codec;
 use raftkv_core::storage::{FileSnapshotStore, StorageError};
-use raftkv_core::{GroupId, NodeId};
+use raftkv_core::{GroupId, LogIndex, NodeId};
 use redb::{Database, ReadableDatabase};
 use tokio::sync::mpsc;
 
+use crate::database::{open_database, DbSlot};
 use crate::error::{blocking, corrupt_hard_state, ResultExt};
-use crate::journal::{self, JOURNAL};
+use crate::journal::JOURNAL;
 use crate::log_store::RedbLogStore;
-use crate::options::{RedbOptions, SyncMode};
-use crate::tables::{load_bounds, read_meta, LogId, LOG, META};
-use crate::wal::{self, Wal, WAL_FILE_NAME, WAL_STATE};
-use crate::writer::{apply_ops, BoundsMap, Tables, WriteRequest, Writer};
+use crate::options::RedbOptions;
+use crate::tables::{load_bounds, read_meta, verify_entries, LogId, LOG, META};
+use crate::wal::Wal;
+use crate::writer::{BoundsMap, WriteRequest, Writer};
 
 /// Name of the database file inside the storage directory.
 pub const DB_FILE_NAME: &str = "raftkv.redb";
@@ -29,7 +30,8 @@ pub const SNAPSHOTS_DIR_NAME: &str = "snapshots";
 
 /// What every handle of one open database shares.
 pub(crate) struct Shared {
-    pub db: Arc<Database>,
+    /// The database; the writer reopens it after a failed write.
+    pub db: Arc<DbSlot>,
     /// The database file, for error locations.
     pub file: Arc<PathBuf>,
     pub dir: PathBuf,
@@ -73,17 +75,25 @@ impl RedbStorage {
         };
         let (db, wal) = blocking(&file, "open database", db).await?;
         tracing::debug!(file = %file.display(), ?options, "opened redb storage");
-        Ok(Self::start(dir, file, db, options.sync, wal))
+        Ok(Self::start(dir, file, db, options, wal))
     }
 
     /// Wraps an open database whose tables exist and starts its writer task.
-    fn start(dir: PathBuf, file: Arc<PathBuf>, db: Database, sync: SyncMode, wal: Wal) -> Self {
-        let db = Arc::new(db);
+    fn start(dir: PathBuf, file: Arc<PathBuf>, db: Database, options: RedbOptions, wal: Wal) -> Self {
+        let db = Arc::new(DbSlot::new(db));
         let (writes, requests) = mpsc::unbounded_channel();
         let bounds: BoundsMap = Arc::new(Mutex::new(HashMap::new()));
         let commits = Arc::new(AtomicU64::new(0));
-        let writer =
-            Writer::new(requests, Arc::downgrade(&db), file.clone(), sync, bounds.clone(), commits.clone(), wal);
+        let writer = Writer::new(
+            requests,
+            Arc::downgrade(&db),
+            dir.clone(),
+            file.clone(),
+            options,
+            bounds.clone(),
+            commits.clone(),
+            wal,
+        );
         tokio::spawn(writer.run());
         Self { shared: Arc::new(Shared { db, file, dir, writes, bounds, commits }) }
     }
@@ -91,8 +101,14 @@ impl RedbStorage {
     /// The log store and snapshot store of one member: its log in the shared
     /// database, and a [`FileSnapshotStore`] at `dir/snapshots/g<group>-n<node>`.
     ///
-    /// Reads the log's bounds (checking them and the hard state); may be
-    /// called again for the same member, and all its handles share one log.
+    /// Reads the log's bounds, checking them, the hard state and the
+    /// checksum of every stored entry, and that the latest snapshot covers
+    /// the purged part of the log; may be called again for the same member,
+    /// and all its handles share one log.
+    ///
+    /// # Errors
+    /// [`StorageError::Corrupt`] naming the database file and the entry, or
+    /// the snapshot directory or file, that is damaged or missing.
     pub async fn member(
         &self,
         group: GroupId,
@@ -101,7 +117,7 @@ impl RedbStorage {
         let log = LogId::new(group, node);
         let (db, file) = (self.shared.db.clone(), self.shared.file.clone());
         let loaded = blocking(&self.shared.file, "load log", move || {
-            let txn = db.begin_read().at(&file, "begin read transaction")?;
+            let txn = db.get(&file)?.begin_read().at(&file, "begin read transaction")?;
             let meta_table = txn.open_table(META).at(&file, "open meta table")?;
             let log_table = txn.open_table(LOG).at(&file, "open log table")?;
             let journal_table = txn.open_table(JOURNAL).at(&file, "open journal table")?;
@@ -109,14 +125,21 @@ impl RedbStorage {
             if let Some(record) = &meta.hard_state {
                 codec::decode_hard_state(record).map_err(|e| corrupt_hard_state(&file, log, &e))?;
             }
-            load_bounds(&log_table, &journal_table, &meta, &file, log)
+            let bounds = load_bounds(&log_table, &journal_table, &meta, &file, log)?;
+            verify_entries(&log_table, &journal_table, &file, log)?;
+            Ok(bounds)
         })
         .await?;
         // Keep bounds already cached: the writer may have moved them since we read.
-        self.shared.bounds.lock().unwrap_or_else(PoisonError::into_inner).entry(log).or_insert(loaded);
+        let purged = {
+            let mut all = self.shared.bounds.lock().unwrap_or_else(PoisonError::into_inner);
+            all.entry(log).or_insert(loaded).purged
+        };
 
         let snapshots_dir = self.shared.dir.join(SNAPSHOTS_DIR_NAME).join(format!("g{}-n{}", group.0, node.0));
         let snapshots = FileSnapshotStore::open(snapshots_dir).await?;
+        // A log purged past every snapshot lost one: refuse it, naming the directory.
+        snapshots.check_covers(LogIndex(purged)).await?;
         Ok((RedbLogStore::new(self.shared.clone(), log), snapshots))
     }
 
@@ -135,101 +158,6 @@ impl RedbStorage {
     }
 }
 
-/// Creates the directories, opens the file, creates the tables and replays
-/// the write-ahead log.
-fn open_database(dir: &Path, file: &Path, options: RedbOptions) -> Result<(Database, Wal), StorageError> {
-    let snapshots = dir.join(SNAPSHOTS_DIR_NAME);
-    std::fs::create_dir_all(&snapshots)
-        .map_err(|source| StorageError::Io { location: snapshots.display().to_string(), source })?;
-    refuse_emptied_file(file, &snapshots)?;
-    let db = Database::builder()
-        .set_check_integrity_on_open(options.check_integrity_on_open)
-        .set_cache_size(options.cache_bytes)
-        .create(file)
-        .at(file, "open database")?;
-    create_tables(&db, file)?;
-    let wal = replay_wal(&db, file, &dir.join(WAL_FILE_NAME))?;
-    Ok((db, wal))
-}
-
-/// Applies the write-ahead log's batches that came after the database's
-/// last durable commit, in order and through the writer's validation,
-/// commits them durably and empties the log.
-fn replay_wal(db: &Database, file: &Path, path: &Path) -> Result<Wal, StorageError> {
-    let txn = db.begin_write().at(file, "begin write transaction")?;
-    let (applied, epoch) = wal::wal_state(&txn, file)?;
-    let (mut wal, pending) = Wal::open(path, epoch, applied)?;
-    let batches = pending.len();
-    let last = pending.last().map_or(applied, |(seq, _)| *seq);
-    if !pending.is_empty() {
-        let mut log_table = txn.open_table(LOG).at(file, "open log table")?;
-        let mut meta_table = txn.open_table(META).at(file, "open meta table")?;
-        let mut journal_table = txn.open_table(JOURNAL).at(file, "open journal table")?;
-        let mut bounds = HashMap::new();
-        for (log, _) in pending.iter().flat_map(|(_, ops)| ops) {
-            if !bounds.contains_key(log) {
-                let meta = read_meta(&meta_table, file, *log)?;
-                bounds.insert(*log, load_bounds(&log_table, &journal_table, &meta, file, *log)?);
-            }
-        }
-        let mut seq = journal::next_seq(&journal_table, file)?;
-        let mut tables = Tables { log: &mut log_table, meta: &mut meta_table, journal: &mut journal_table };
-        for (batch, ops) in pending {
-            let (results, _) = apply_ops(&mut tables, file, &mut bounds, ops, &mut seq, None)?;
-            if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
-                return Err(StorageError::Corrupt {
-                    location: format!("{} (batch {batch})", path.display()),
-                    reason: format!("a logged write does not apply to the database: {e}"),
-                });
-            }
-        }
-        wal::set_applied_seq(&txn, file, last)?;
-    }
-    // A new generation of the log starts now: its epoch is durable first.
-    let next_epoch = wal::new_epoch();
-    wal::set_epoch(&txn, file, next_epoch)?;
-    txn.commit().at(file, "commit replayed writes")?;
-    if batches > 0 {
-        tracing::info!(file = %path.display(), batches, "replayed the write-ahead log");
-    }
-    wal.next_seq = last + 1;
-    wal.reset(next_epoch)?;
-    Ok(wal)
-}
-
-/// redb initializes an empty file as a new database. That is right for a
-/// file whose creation crashed, but not for one that was opened before (a
-/// member's snapshot directory exists, made after a successful open): that
-/// one was truncated, and starting with an empty log would forget votes.
-fn refuse_emptied_file(file: &Path, snapshots: &Path) -> Result<(), StorageError> {
-    let empty = std::fs::metadata(file).is_ok_and(|m| m.len() == 0);
-    if !empty {
-        return Ok(());
-    }
-    let mut members = std::fs::read_dir(snapshots)
-        .map_err(|source| StorageError::Io { location: snapshots.display().to_string(), source })?;
-    if members.next().is_some() {
-        return Err(StorageError::Corrupt {
-            location: file.display().to_string(),
-            reason: format!("file is empty (truncated?) although {} holds member directories", snapshots.display()),
-        });
-    }
-    Ok(())
-}
-
-/// Creates the tables if they do not exist, so that readers can always open
-/// them, and checkpoints the journal: moves every entry it holds into
-/// `raft_log`, whatever its size.
-fn create_tables(db: &Database, file: &Path) -> Result<(), StorageError> {
-    let txn = db.begin_write().at(file, "begin write transaction")?;
-    txn.open_table(LOG).at(file, "create log table")?;
-    txn.open_table(META).at(file, "create meta table")?;
-    txn.open_table(JOURNAL).at(file, "create journal table")?;
-    txn.open_table(WAL_STATE).at(file, "create wal state table")?;
-    journal::checkpoint(&txn, file, 0)?;
-    txn.commit().at(file, "create tables")
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -239,6 +167,8 @@ mod tests {
     use redb::ReadableTable;
 
     use super::*;
+    use crate::journal;
+    use crate::wal::WAL_FILE_NAME;
 
     fn ents(range: std::ops::RangeInclusive<u64>) -> Vec<Entry> {
         range.map(|i| Entry { term: Term(1), index: LogIndex(i), payload: EntryPayload::Blank }).collect()
@@ -315,8 +245,8 @@ mod tests {
     /// Opens `dir` without the checkpoint `open` runs, so the journal stays as it is.
     fn open_without_checkpoint(dir: &Path, file: &Path) -> RedbStorage {
         let db = Database::create(file).unwrap();
-        let wal = replay_wal(&db, file, &dir.join(WAL_FILE_NAME)).unwrap();
-        RedbStorage::start(dir.to_path_buf(), Arc::new(file.to_path_buf()), db, SyncMode::Always, wal)
+        let wal = crate::database::replay_for_test(&db, file, &dir.join(WAL_FILE_NAME)).unwrap();
+        RedbStorage::start(dir.to_path_buf(), Arc::new(file.to_path_buf()), db, RedbOptions::default(), wal)
     }
 
     #[tokio::test]
@@ -568,65 +498,6 @@ mod tests {
         assert!(err.to_string().contains(&first.db_path().display().to_string()), "{err}");
         drop(first);
         RedbStorage::open(dir.path(), RedbOptions::default()).await.expect("reopen once the first handle is gone");
-    }
-
-    /// An in-memory file whose fsyncs fail while `fail` is set.
-    #[derive(Debug)]
-    struct FailingSync {
-        inner: redb::backends::InMemoryBackend,
-        fail: Arc<std::sync::atomic::AtomicBool>,
-    }
-
-    impl redb::StorageBackend for FailingSync {
-        fn len(&self) -> Result<u64, std::io::Error> {
-            self.inner.len()
-        }
-        fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
-            self.inner.read(offset, out)
-        }
-        fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
-            self.inner.set_len(len)
-        }
-        fn sync_data(&self) -> Result<(), std::io::Error> {
-            if self.fail.load(Ordering::SeqCst) {
-                return Err(std::io::Error::other("injected fsync failure"));
-            }
-            self.inner.sync_data()
-        }
-        fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
-            self.inner.write(offset, data)
-        }
-    }
-
-    #[tokio::test]
-    async fn a_failed_checkpoint_refuses_every_later_write() {
-        let dir = tempfile::tempdir().unwrap();
-        let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let backend = FailingSync { inner: redb::backends::InMemoryBackend::new(), fail: fail.clone() };
-        let file = Arc::new(dir.path().join("in-memory.redb"));
-        let db = Database::builder().create_with_backend(backend).unwrap();
-        create_tables(&db, &file).unwrap();
-        // Every batch checkpoints: a durable commit, whose sync the backend fails on demand.
-        let mut wal = replay_wal(&db, &file, &dir.path().join(WAL_FILE_NAME)).unwrap();
-        wal.checkpoint_bytes = 0;
-        let storage = RedbStorage::start(dir.path().to_path_buf(), file.clone(), db, SyncMode::Always, wal);
-        let (a, _) = storage.member(GroupId(1), NodeId(1)).await.unwrap();
-        let (b, _) = storage.member(GroupId(1), NodeId(2)).await.unwrap();
-        a.append(ents(1..=2)).await.unwrap();
-
-        fail.store(true, Ordering::SeqCst);
-        // The batch itself is durable in the write-ahead log before its checkpoint fails.
-        let (ra, rb) = tokio::join!(a.append(ents(3..=3)), b.append(ents(1..=1)));
-        ra.unwrap();
-        rb.unwrap();
-
-        fail.store(false, Ordering::SeqCst);
-        let err = a.append(ents(4..=4)).await.expect_err("writes after a failed checkpoint must fail");
-        assert!(err.to_string().contains("reopen"), "{err}");
-        assert!(err.to_string().contains(&file.display().to_string()), "{err}");
-        let err = b.purge_through(LogIndex(1)).await.expect_err("writes after a failed checkpoint must fail");
-        assert!(err.to_string().contains("reopen"), "{err}");
-        assert_eq!(a.entries(LogIndex(1), LogIndex(4)).await.unwrap(), ents(1..=3));
     }
 
     #[tokio::test]

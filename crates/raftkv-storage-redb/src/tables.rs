@@ -17,8 +17,8 @@
 
 use std::path::Path;
 
-use raftkv_core::storage::StorageError;
-use raftkv_core::{GroupId, NodeId};
+use raftkv_core::storage::{codec, StorageError};
+use raftkv_core::{GroupId, LogIndex, NodeId};
 use redb::{ReadableTable, TableDefinition};
 
 use crate::bounds::LogBounds;
@@ -144,6 +144,28 @@ pub(crate) fn stored_range(
         (Some((f1, l1)), Some((f2, l2))) => Some((f1.min(f2), l1.max(l2))),
         (one, other) => one.or(other),
     })
+}
+
+/// Decodes every stored entry of `log` (in `raft_log` and the journal),
+/// so that a damaged one is reported when the member opens rather than when
+/// it is read.
+pub(crate) fn verify_entries(
+    log_table: &impl ReadableTable<LogKey, &'static [u8]>,
+    journal_table: &impl ReadableTable<JournalKey, &'static [u8]>,
+    file: &Path,
+    log: LogId,
+) -> Result<(), StorageError> {
+    for item in log_table.range(log.key(0)..=log.key(u64::MAX)).at(file, "read log entries")? {
+        let (key, value) = item.at(file, "read log entries")?;
+        let index = key.value().2;
+        codec::decode_entry(LogIndex(index), value.value())
+            .map_err(|e| crate::error::corrupt_entry(file, log, index, e))?;
+    }
+    for (index, row) in journal::log_entries(journal_table, file, log, 0, u64::MAX)? {
+        codec::decode_entry(LogIndex(index), &row.record)
+            .map_err(|e| crate::error::corrupt_journal_entry(file, log, index, row.seq, e))?;
+    }
+    Ok(())
 }
 
 /// The bounds of `log` as stored (in `raft_log` and the journal), checked for consistency.

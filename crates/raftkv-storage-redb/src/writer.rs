@@ -5,13 +5,13 @@
 //! blocking pool, commits once (one fsync), and only then answers each
 //! request. Each request is validated against its log's bounds as left by the
 //! requests before it; an invalid one gets its error and changes nothing,
-//! without failing the others. A failed commit fails the whole batch and
-//! poisons the writer: every later write fails until the database is reopened.
+//! without failing the others.
 //!
 //! Durability comes from the write-ahead log ([`crate::wal`]): the batch's
 //! mutations are appended there as one record and synced, and the redb
 //! transaction is committed without a sync; every
-//! [`WAL_CHECKPOINT_BYTES`](crate::wal::WAL_CHECKPOINT_BYTES) of log, a durable redb commit persists it all and the log starts over.
+//! [`WAL_CHECKPOINT_BYTES`](crate::wal::WAL_CHECKPOINT_BYTES) of log, a
+//! durable redb commit persists it all and the log starts over.
 //!
 //! Appended entries go only to the shared journal (`raft_journal`, see
 //! [`crate::journal`]) under a sequence number the writer owns, so that one
@@ -19,6 +19,20 @@
 //! [`JOURNAL_CHECKPOINT`] rows, the next batch first moves them into
 //! `raft_log` in the same transaction. Truncations and purges remove entries
 //! from both tables.
+//!
+//! # A failed batch changed nothing
+//!
+//! If a batch fails (a full disk, an I/O error), every request in it gets
+//! the error and nothing of it stays: a record that did not reach the log
+//! whole is zeroed before the next one, a record whose redb commit failed is
+//! taken back ([`Wal::discard_from`]), and since redb refuses every
+//! operation after an I/O failure, the writer then reopens the database
+//! ([`DbSlot::reopen`]: redb recovers its last durable commit and the log
+//! replays the acknowledged batches after it). Until a reopen succeeds,
+//! each new batch tries it first and fails with its error. So once the
+//! cause is gone, the same write submitted again succeeds, and nothing
+//! acknowledged is lost or applied twice. A failed checkpoint does not fail
+//! its batch, which is durable in the log; it reopens the database too.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -32,11 +46,12 @@ use redb::{Database, Durability};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::bounds::{LogBounds, Plan};
+use crate::database::DbSlot;
 use crate::error::{blocking, duplicate, ResultExt};
 use crate::journal::{self, JournalTable, JOURNAL, JOURNAL_CHECKPOINT};
-use crate::options::SyncMode;
+use crate::options::RedbOptions;
 use crate::tables::{read_meta, write_meta, LogId, LogTable, MetaTable, ENTRY_KEY_BYTES, LOG, META};
-use crate::wal::{self, Wal};
+use crate::wal::{self, stored, Stored, Wal, WalState};
 
 /// Most requests applied in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -63,22 +78,28 @@ pub(crate) struct WriteRequest {
     pub reply: oneshot::Sender<Result<(), StorageError>>,
 }
 
+/// What the writer needs to reopen the database.
+struct Location {
+    dir: PathBuf,
+    file: Arc<PathBuf>,
+    options: RedbOptions,
+}
+
 /// The writer task's state.
 pub(crate) struct Writer {
     requests: mpsc::UnboundedReceiver<WriteRequest>,
     /// Weak, so that dropping the last store handle closes the database at once.
-    db: Weak<Database>,
-    file: Arc<PathBuf>,
-    sync: SyncMode,
+    db: Weak<DbSlot>,
+    at: Arc<Location>,
     bounds: BoundsMap,
     commits: Arc<AtomicU64>,
-    /// Why writes are refused, after a commit failed.
-    poisoned: Option<String>,
     /// Sequence number of the next journal row; read from the journal's last
-    /// key by the first batch.
+    /// key by the first batch (and after a reopen).
     next_seq: Option<u64>,
     /// The write-ahead log (used by one batch at a time, on the blocking pool).
     wal: Arc<Mutex<Wal>>,
+    /// Set while the database must be reopened before the next batch.
+    broken: bool,
 }
 
 /// What a successful batch did.
@@ -88,35 +109,45 @@ struct Applied {
     committed: bool,
     /// The next journal sequence number once this batch is committed.
     next_seq: u64,
-    /// The checkpoint after the batch failed: later writes are refused.
+    /// The checkpoint after the batch failed: the database must be reopened.
     failed_checkpoint: Option<StorageError>,
 }
 
 /// Why a whole batch failed.
 struct BatchFailure {
     error: StorageError,
-    /// The failure leaves the database in an unknown state (a failed commit).
-    poison: bool,
+    /// The database must be reopened (redb failed, or may have).
+    reopen: bool,
 }
 
 impl From<StorageError> for BatchFailure {
     fn from(error: StorageError) -> Self {
-        Self { error, poison: false }
+        Self { error, reopen: true }
     }
 }
 
+/// The outcome of one batch, with the reopen that followed a failure.
+struct Outcome {
+    result: Result<Applied, BatchFailure>,
+    /// Whether the database is open and healthy afterwards.
+    healthy: bool,
+}
+
 impl Writer {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         requests: mpsc::UnboundedReceiver<WriteRequest>,
-        db: Weak<Database>,
+        db: Weak<DbSlot>,
+        dir: PathBuf,
         file: Arc<PathBuf>,
-        sync: SyncMode,
+        options: RedbOptions,
         bounds: BoundsMap,
         commits: Arc<AtomicU64>,
         wal: Wal,
     ) -> Self {
         let wal = Arc::new(Mutex::new(wal));
-        Self { requests, db, file, sync, bounds, commits, poisoned: None, next_seq: None, wal }
+        let at = Arc::new(Location { dir, file, options });
+        Self { requests, db, at, bounds, commits, next_seq: None, wal, broken: false }
     }
 
     /// Serves requests until every sender is gone.
@@ -148,14 +179,7 @@ impl Writer {
         if batch.is_empty() {
             return;
         }
-        if let Some(reason) = &self.poisoned {
-            let message = format!("{}: writes refused: {reason}; reopen the database", self.file.display());
-            for request in batch {
-                let _ = request.reply.send(Err(StorageError::Backend(message.clone())));
-            }
-            return;
-        }
-        let Some(db) = self.db.upgrade() else {
+        let Some(slot) = self.db.upgrade() else {
             for request in batch {
                 let _ = request.reply.send(Err(StorageError::Closed));
             }
@@ -168,28 +192,48 @@ impl Writer {
             ops.push((request.log, request.op));
             replies.push(request.reply);
         }
-        let bounds: HashMap<LogId, LogBounds> = {
-            let all = self.bounds.lock().unwrap_or_else(PoisonError::into_inner);
-            ops.iter().filter_map(|(log, _)| all.get(log).map(|b| (*log, *b))).collect()
-        };
-        let (file, sync, count, next_seq) = (self.file.clone(), self.sync, ops.len(), self.next_seq);
-        let wal = self.wal.clone();
-        let outcome = blocking(&self.file, "group commit", move || {
-            // `db` is dropped when this returns, before any caller is answered.
+        let (at, bounds_map, broken) = (self.at.clone(), self.bounds.clone(), self.broken);
+        let (next_seq, wal) = (if broken { None } else { self.next_seq }, self.wal.clone());
+        let count = ops.len();
+        let outcome = blocking(&self.at.file, "group commit", move || {
             let mut wal = wal.lock().unwrap_or_else(PoisonError::into_inner);
-            Ok(apply_batch(&db, &file, sync, ops, bounds, next_seq, &mut wal))
+            if broken {
+                // A failed write left the database closed: reopen it first.
+                if let Err(error) = reopen(&slot, &at, &bounds_map, &mut wal) {
+                    return Ok(Outcome { result: Err(BatchFailure { error, reopen: false }), healthy: false });
+                }
+            }
+            let bounds: HashMap<LogId, LogBounds> = {
+                let all = bounds_map.lock().unwrap_or_else(PoisonError::into_inner);
+                ops.iter().filter_map(|(log, _)| all.get(log).map(|b| (*log, *b))).collect()
+            };
+            let result = slot.get(&at.file).map_err(BatchFailure::from).and_then(|db| {
+                // `db` is dropped when this returns, before any caller is answered.
+                apply_batch(&db, &at.file, ops, bounds, next_seq, &mut wal)
+            });
+            let must_reopen = match &result {
+                Ok(applied) => applied.failed_checkpoint.is_some(),
+                Err(failure) => failure.reopen,
+            };
+            let healthy = !must_reopen || reopen(&slot, &at, &bounds_map, &mut wal).is_ok();
+            Ok(Outcome { result, healthy })
         })
         .await
-        .unwrap_or_else(|error| Err(BatchFailure { error, poison: true }));
+        .unwrap_or_else(|error| Outcome { result: Err(BatchFailure { error, reopen: true }), healthy: false });
 
-        match outcome {
+        if !outcome.healthy || broken {
+            self.next_seq = None;
+        }
+        self.broken = !outcome.healthy;
+        match outcome.result {
             Ok(applied) => {
                 if let Some(error) = &applied.failed_checkpoint {
-                    tracing::error!(error = %error, "redb checkpoint failed; later writes are refused");
-                    self.poisoned = Some(error.to_string());
+                    tracing::error!(error = %error, reopened = outcome.healthy, "redb checkpoint failed");
                 }
                 if applied.committed {
-                    self.next_seq = Some(applied.next_seq);
+                    if outcome.healthy && applied.failed_checkpoint.is_none() {
+                        self.next_seq = Some(applied.next_seq);
+                    }
                     self.commits.fetch_add(1, Ordering::Relaxed);
                     let mut all = self.bounds.lock().unwrap_or_else(PoisonError::into_inner);
                     all.extend(applied.bounds);
@@ -200,10 +244,12 @@ impl Writer {
                 }
             }
             Err(failure) => {
-                tracing::error!(requests = count, error = %failure.error, poison = failure.poison, "redb group commit failed");
-                if failure.poison {
-                    self.poisoned = Some(failure.error.to_string());
-                }
+                tracing::error!(
+                    requests = count,
+                    error = %failure.error,
+                    reopened = outcome.healthy,
+                    "redb group commit failed; the writes changed nothing and may be retried"
+                );
                 for reply in replies {
                     let _ = reply.send(Err(duplicate(&failure.error)));
                 }
@@ -212,14 +258,19 @@ impl Writer {
     }
 }
 
-/// Applies `ops` in one write transaction, logs them in `wal` (synced
-/// unless `sync` is [`SyncMode::Never`]) and commits the transaction without
-/// a sync — unless no request changed anything. Checkpoints once the log is
-/// large enough.
+/// Takes back what a failed batch may have left in the log and reopens the database.
+fn reopen(slot: &DbSlot, at: &Location, bounds: &BoundsMap, wal: &mut Wal) -> Result<(), StorageError> {
+    wal.clean(0)?;
+    *wal = slot.reopen(&at.dir, &at.file, at.options, bounds)?;
+    Ok(())
+}
+
+/// Applies `ops` in one write transaction, logs them in `wal` and commits
+/// the transaction without a sync — unless no request changed anything.
+/// Checkpoints once the log is large enough.
 fn apply_batch(
     db: &Database,
     file: &Path,
-    sync: SyncMode,
     ops: Vec<(LogId, WriteOp)>,
     mut bounds: HashMap<LogId, LogBounds>,
     next_seq: Option<u64>,
@@ -247,14 +298,19 @@ fn apply_batch(
         txn.abort().at(file, "abort write transaction")?;
         return Ok(Applied { results, bounds, committed: false, next_seq: seq, failed_checkpoint: None });
     }
-    let poison = |error| BatchFailure { error, poison: true };
-    let wal_seq = wal.next_seq;
-    wal::set_applied_seq(&txn, file, wal_seq)?;
-    wal.append(wal_seq, &body, sync == SyncMode::Always).map_err(poison)?;
+    let (wal_seq, before) = (wal.next_seq, wal.len());
+    stored::set_applied(&txn, file, wal_seq)?;
+    // A failed append leaves the log as it was; the transaction is dropped
+    // (rolled back) and redb did no I/O for it: nothing to reopen.
+    wal.append(wal_seq, &body).map_err(|error| BatchFailure { error, reopen: false })?;
     wal.next_seq += 1;
-    txn.commit().at(file, "commit").map_err(poison)?;
+    if let Err(e) = txn.commit().at(file, "commit") {
+        // Not applied: take the record back before the database is reopened.
+        wal.discard_from(before, wal_seq);
+        return Err(BatchFailure { error: e, reopen: true });
+    }
     // The batch is durable in the log whatever happens now: a failed
-    // checkpoint refuses the writes after it, not this batch.
+    // checkpoint reopens the database, which replays it.
     let failed_checkpoint = if wal.wants_checkpoint() { checkpoint(db, file, wal).err() } else { None };
     Ok(Applied { results, bounds, committed: true, next_seq: seq, failed_checkpoint })
 }
@@ -263,10 +319,14 @@ fn apply_batch(
 /// stores the next generation's epoch), then start the log over.
 pub(crate) fn checkpoint(db: &Database, file: &Path, wal: &mut Wal) -> Result<(), StorageError> {
     let txn = db.begin_write().at(file, "begin checkpoint")?;
+    let Stored::Current(state) = stored::read(&txn, file)? else {
+        return Err(StorageError::Backend(format!("{}: the write-ahead log was not upgraded", file.display())));
+    };
     let epoch = wal::new_epoch();
-    wal::set_epoch(&txn, file, epoch)?;
+    let start = wal.next_seq;
+    stored::write(&txn, file, WalState { applied: start - 1, epoch, prev_epoch: state.epoch })?;
     txn.commit().at(file, "checkpoint commit")?;
-    wal.reset(epoch)
+    wal.reset(epoch, state.epoch, start)
 }
 
 /// Validates and applies each of `ops` in turn against `bounds` (updated as

@@ -3,78 +3,100 @@
 //! A redb commit that is made durable writes and syncs several B-tree pages
 //! at scattered offsets; an append to one file plus one `fdatasync` is about
 //! three times cheaper. So each group commit is made durable here — one
-//! record holding every mutation of the batch — and applied to the database
-//! in a non-durable redb commit (visible to readers at once, persisted
-//! later). Once the log holds [`WAL_CHECKPOINT_BYTES`], a durable redb commit
-//! persists everything applied so far and the log starts over.
+//! record holding every mutation of the batch ([`body`]) — and applied to the
+//! database in a non-durable redb commit (visible to readers at once,
+//! persisted later). Once the log holds [`WAL_CHECKPOINT_BYTES`], a durable
+//! redb commit persists everything applied so far (a **checkpoint**) and a
+//! new **generation** of the log starts at the beginning of the file, which
+//! keeps its size (overwriting allocated blocks needs no metadata update in
+//! the next syncs).
 //!
-//! Record: `body length u32 LE | crc32c(epoch ‖ seq ‖ body) u32 LE | seq u64 LE | body`.
-//! Every batch records its `seq` in the database too (table `raft_wal`), so
-//! reopening replays exactly the records after the last durable commit, in
-//! order, through the same validation as the writer. The `epoch` is a random
-//! number chosen at every checkpoint and stored, durably, in the same commit:
-//! after a checkpoint the file is overwritten from its start (so that syncs of
-//! allocated blocks need no metadata update), and a record left from an
-//! earlier generation — or a frame planted inside an entry's payload, or a log
-//! beside another database — fails its checksum. Reading stops at the first
-//! record that is torn (a crash during an append: never acknowledged), fails
-//! its checksum, or whose number does not follow on from the last durable
-//! batch.
+//! Every batch has a number; the database records the last one it holds
+//! ([`state`]), so reopening replays exactly the batches after the last
+//! durable commit, in order, through the writer's validation. Each
+//! generation has a random **epoch**, stored durably by the checkpoint that
+//! starts it together with the previous one, and written in the file header
+//! ([`record`] has the byte layout).
 //!
-//! Body: one mutation after another — `group u64 | node u64 | tag u8`, then
-//! for a write (tag 1): `flags u8` (1: truncation, 2: hard state),
-//! `[truncate_after u64]`, `[term u64, vote u64 (0: none), commit u64]`,
-//! `count u32`, then per entry `index u64 | length u32 | entry record`
-//! ([`codec::encode_entry`]); for a purge (tag 2): `index u64`.
+//! # Damage is never mistaken for the end of the log
+//!
+//! The writer keeps the bytes past the last record zero on disk before it
+//! writes there: it zeroes the file a chunk ((a quarter of the checkpoint size, at most 1 MiB)) ahead of the
+//! records and syncs the zeros before the first record lands in them. So a
+//! crash in the middle of an append (never acknowledged) leaves zeros where
+//! the write did not reach, and opening reads the log as follows:
+//!
+//! - The file header names the generation. That of the database's epoch is
+//!   read; that of its previous epoch is a crash between a checkpoint's
+//!   commit and the reset of the log (the database holds all of it); a
+//!   header whose *previous* epoch is the database's means the database lost
+//!   its last checkpoint (redb fell back to an older commit, say after a
+//!   damaged commit slot), which is reported naming the database file. Any
+//!   other header, or a damaged one, is reported naming the log.
+//! - Records must number on from the generation's first batch. An all-zero
+//!   record header ends the log; a header that is not zero and fails its
+//!   checksum is damage. A record whose payload fails its checksum is torn
+//!   (ended by the crash) only if it runs past the end of the file or one of
+//!   its sector pieces is all zero; otherwise it is damage.
+//! - After the end, no intact record of this generation may follow (a
+//!   damaged record in the middle, whatever the damage): the rest of the
+//!   file is scanned for one.
+//!
+//! Damage fails the open with [`StorageError::Corrupt`] naming the file and
+//! the byte offset. Every record read is verified, including those the
+//! database already holds. Records are read whole at open; the log holds at
+//! most [`WAL_CHECKPOINT_BYTES`] plus one batch.
+//!
+//! # A failed append changes nothing
+//!
+//! If writing or syncing a record fails, the bytes it may have left past the
+//! end of the log are zeroed (and synced) before the next record is written
+//! ([`Wal::clean`]), and [`Wal::discard_from`] takes back a record whose
+//! batch could not be applied to the database. Either way the log reads as
+//! if the failed attempt never happened, and the same batch can be appended
+//! again.
+
+mod body;
+mod legacy;
+mod record;
+mod state;
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use raftkv_core::raft::HardState;
-use raftkv_core::storage::{codec, LogWrite, StorageError};
-use raftkv_core::{LogIndex, NodeId, Term};
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use raftkv_core::storage::StorageError;
 
-use crate::error::ResultExt;
+pub(crate) use body::encode_op;
+pub(crate) use state::{Stored, WalState};
+
 use crate::tables::LogId;
 use crate::writer::WriteOp;
+use record::{FileHeader, Header, FIRST_RECORD, RECORD_HEADER_LEN};
 
 /// Name of the write-ahead log inside the storage directory.
 pub const WAL_FILE_NAME: &str = "raftkv.wal";
 
-/// Log size past which the next batch checkpoints (a durable redb commit,
-/// then an empty log). A checkpoint stalls the writer while redb writes and
-/// syncs what the batches since the last one changed: small ones keep those
-/// stalls short (the tail latency of writes), at the price of more of them.
+/// Default log size past which the next batch checkpoints (a durable redb
+/// commit, then a new generation). A checkpoint stalls the writer while redb
+/// writes and syncs what the batches since the last one changed: small ones
+/// keep those stalls short (the tail latency of writes), at the price of
+/// more of them.
 pub(crate) const WAL_CHECKPOINT_BYTES: u64 = 4 << 20;
 
-/// The sequence number of the last batch applied to the database.
-pub(crate) const WAL_STATE: TableDefinition<&str, u64> = TableDefinition::new("raft_wal");
-const APPLIED_KEY: &str = "applied";
-const EPOCH_KEY: &str = "epoch";
-
-const HEADER: usize = 16;
-const TAG_WRITE: u8 = 1;
-const TAG_PURGE: u8 = 2;
-const HAS_TRUNCATE: u8 = 1;
-const HAS_HARD_STATE: u8 = 2;
-
-/// The open write-ahead log.
-pub(crate) struct Wal {
-    file: File,
-    path: PathBuf,
-    len: u64,
-    /// Sequence number of the next record.
-    pub(crate) next_seq: u64,
-    /// This generation's epoch (mixed into every checksum).
-    epoch: u64,
-    /// Size past which the writer checkpoints.
-    pub(crate) checkpoint_bytes: u64,
+/// Bytes zeroed (and synced) at a time ahead of the records: a quarter of
+/// the checkpoint size, between 64 KiB and 1 MiB.
+fn zero_chunk(checkpoint_bytes: u64) -> u64 {
+    (checkpoint_bytes / 4).clamp(64 << 10, 1 << 20)
 }
 
-/// A batch read back from the log: its sequence number and mutations.
+/// A batch read back from the log: its number and mutations.
 pub(crate) type Recorded = (u64, Vec<(LogId, WriteOp)>);
+
+/// Re-exports for the storage's open path.
+pub(crate) mod stored {
+    pub(crate) use super::state::{read, set_applied, set_applied_v1, upgrade, write};
+}
 
 fn io(path: &Path, what: &str) -> impl FnOnce(std::io::Error) -> StorageError {
     let location = format!("{} ({what})", path.display());
@@ -85,56 +107,264 @@ fn corrupt(path: &Path, offset: u64, reason: impl Into<String>) -> StorageError 
     StorageError::Corrupt { location: format!("{} at byte {offset}", path.display()), reason: reason.into() }
 }
 
-impl Wal {
-    /// Open (creating it) the log at `path` and read back the records of
-    /// generation `epoch` that follow batch `applied`, the last one the
-    /// database holds durably.
-    pub(crate) fn open(path: &Path, epoch: u64, applied: u64) -> Result<(Self, Vec<Recorded>), StorageError> {
-        let existed = path.exists();
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(io(path, "open"))?;
-        if !existed {
-            sync_parent(path)?;
+/// The open write-ahead log.
+pub(crate) struct Wal {
+    file: File,
+    path: PathBuf,
+    /// End of the last record: where the next one goes.
+    len: u64,
+    /// Bytes in `len..dirty` may hold a failed attempt (to be zeroed).
+    dirty: u64,
+    /// Bytes in `dirty..zeroed` are zero on disk.
+    zeroed: u64,
+    /// Number of the next batch.
+    pub(crate) next_seq: u64,
+    /// This generation's epoch (mixed into every checksum).
+    epoch: u64,
+    /// Whether writes are synced ([`SyncMode::Always`](crate::SyncMode::Always)).
+    sync: bool,
+    /// Size past which the writer checkpoints.
+    checkpoint_bytes: u64,
+    /// Bytes zeroed at a time ahead of the records.
+    zero_chunk: u64,
+}
+
+/// Make a new file's directory entry durable.
+fn sync_parent(path: &Path) -> Result<(), StorageError> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir, "sync directory"))
+}
+
+/// Opens (creating it) the log at `path` and reads it whole.
+fn read_file(path: &Path) -> Result<(File, Vec<u8>), StorageError> {
+    let existed = path.exists();
+    let mut file =
+        OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(io(path, "open"))?;
+    if !existed {
+        sync_parent(path)?;
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(io(path, "read"))?;
+    Ok((file, bytes))
+}
+
+fn to_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+/// The batches after `state.applied` in the log `bytes` (of file `path`,
+/// in front of database `db_file`); see the module docs for the rules.
+fn read_generation(bytes: &[u8], path: &Path, db_file: &Path, state: WalState) -> Result<Vec<Recorded>, StorageError> {
+    let header = match FileHeader::decode(bytes) {
+        Err(reason) => return Err(corrupt(path, 0, reason)),
+        Ok(None) => {
+            // A generation whose header never reached the disk has no records.
+            check_nothing_follows(bytes, path, FIRST_RECORD, state.epoch, state.applied + 1)?;
+            return Ok(Vec::new());
         }
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).map_err(io(path, "read"))?;
-        let mut records: Vec<Recorded> = Vec::new();
-        let mut at = 0usize;
-        while let Some((seq, body, next)) = frame_at(&bytes, at, epoch) {
-            let expected = records.last().map_or(applied + 1, |(last, _)| last + 1);
-            if seq != expected {
-                break;
+        Ok(Some(header)) => header,
+    };
+    if header.epoch != state.epoch {
+        if header.epoch == state.prev_epoch {
+            // The database's last checkpoint committed before the log was reset: it holds all of it.
+            return Ok(Vec::new());
+        }
+        if header.prev_epoch == state.epoch {
+            return Err(StorageError::Corrupt {
+                location: db_file.display().to_string(),
+                reason: format!(
+                    "the database is at generation {:#x} of its write-ahead log but {} already holds the next one \
+                     ({:#x}): the database lost its last checkpoint (a damaged commit slot?)",
+                    state.epoch,
+                    path.display(),
+                    header.epoch
+                ),
+            });
+        }
+        return Err(corrupt(
+            path,
+            0,
+            format!(
+                "the log is generation {:#x} (after {:#x}) but the database {} expects generation {:#x}: \
+                 a log of another database?",
+                header.epoch,
+                header.prev_epoch,
+                db_file.display(),
+                state.epoch
+            ),
+        ));
+    }
+    if header.start_seq > state.applied + 1 {
+        return Err(StorageError::Corrupt {
+            location: db_file.display().to_string(),
+            reason: format!(
+                "the database holds batches through {} but its write-ahead log {} starts at batch {}: \
+                 the batches in between are lost",
+                state.applied,
+                path.display(),
+                header.start_seq
+            ),
+        });
+    }
+    let mut records = Vec::new();
+    let mut at = FIRST_RECORD;
+    let mut expected = header.start_seq;
+    // The loop ends where the file ends (or inside a header cut short by a crash).
+    while let Some(head) = bytes.get(to_usize(at)..to_usize(at + RECORD_HEADER_LEN)) {
+        let (len, seq) = match record::header(head, state.epoch) {
+            Header::Zero => break,
+            Header::Invalid => return Err(corrupt(path, at, "damaged record header (checksum mismatch)")),
+            Header::Valid { len, seq } => (len, seq),
+        };
+        if seq != expected {
+            return Err(corrupt(path, at, format!("record of batch {seq} where batch {expected} should follow")));
+        }
+        let end = at + record::record_len(len);
+        let Some(payload) = bytes.get(to_usize(at + RECORD_HEADER_LEN)..to_usize(end)) else {
+            break; // runs past the end of the file: torn
+        };
+        let Some(body) = record::body(payload, state.epoch, seq, len) else {
+            if record::has_zero_sector(bytes, at + RECORD_HEADER_LEN..end) {
+                break; // a sector of it was never written: torn
             }
-            let ops = decode_body(body).map_err(|why| corrupt(path, at as u64, why))?;
+            return Err(corrupt(path, at, format!("damaged record of batch {seq} (checksum mismatch)")));
+        };
+        let ops = body::decode_body(&body).map_err(|why| corrupt(path, at, why))?;
+        if seq > state.applied {
             records.push((seq, ops));
-            at = next;
         }
-        file.seek(SeekFrom::Start(at as u64)).map_err(io(path, "seek"))?;
-        let next_seq = records.last().map_or(applied + 1, |(seq, _)| seq + 1);
-        let checkpoint_bytes = WAL_CHECKPOINT_BYTES;
-        Ok((Self { file, path: path.to_path_buf(), len: at as u64, next_seq, epoch, checkpoint_bytes }, records))
+        at = end;
+        expected += 1;
+    }
+    check_nothing_follows(bytes, path, at, state.epoch, expected)?;
+    Ok(records)
+}
+
+/// Fails if an intact record of generation `epoch`, of batch `expected` or
+/// later, lies after `end`, where the log ended: the record at `end` was
+/// damaged, not torn.
+fn check_nothing_follows(bytes: &[u8], path: &Path, end: u64, epoch: u64, expected: u64) -> Result<(), StorageError> {
+    let mut at = end.next_multiple_of(record::ALIGN).max(FIRST_RECORD);
+    while let Some(head) = bytes.get(to_usize(at)..to_usize(at + RECORD_HEADER_LEN)) {
+        if let Header::Valid { len, seq } = record::header(head, epoch) {
+            let payload = bytes.get(to_usize(at + RECORD_HEADER_LEN)..to_usize(at + record::record_len(len)));
+            if seq >= expected && payload.is_some_and(|p| record::body(p, epoch, seq, len).is_some()) {
+                return Err(corrupt(
+                    path,
+                    end,
+                    format!("the log ends here but the record of batch {seq} follows at byte {at}: damaged in between"),
+                ));
+            }
+        }
+        at += record::ALIGN;
+    }
+    Ok(())
+}
+
+impl Wal {
+    /// Opens (creating it) the log at `path`, in front of the database
+    /// `db_file` whose place in it is `state`, and reads back the batches
+    /// the database does not hold. The caller applies them and then starts
+    /// a new generation with [`Wal::reset`].
+    pub(crate) fn open(
+        path: &Path,
+        db_file: &Path,
+        state: WalState,
+        sync: bool,
+        checkpoint_bytes: u64,
+    ) -> Result<(Self, Vec<Recorded>), StorageError> {
+        let (file, bytes) = read_file(path)?;
+        let records = read_generation(&bytes, path, db_file, state)?;
+        let wal = Self {
+            file,
+            path: path.to_path_buf(),
+            len: FIRST_RECORD,
+            dirty: bytes.len() as u64,
+            zeroed: bytes.len() as u64,
+            next_seq: records.last().map_or(state.applied + 1, |(seq, _)| seq + 1),
+            epoch: state.epoch,
+            sync,
+            checkpoint_bytes,
+            zero_chunk: zero_chunk(checkpoint_bytes),
+        };
+        Ok((wal, records))
     }
 
-    /// Append batch `seq` (its [`encode_op`]s in `body`); durable on return if `sync`.
-    pub(crate) fn append(&mut self, seq: u64, body: &[u8], sync: bool) -> Result<(), StorageError> {
-        let len = u32::try_from(body.len())
-            .map_err(|_| StorageError::Backend(format!("a batch of {} bytes is too large to log", body.len())))?;
-        let mut record = Vec::with_capacity(HEADER + body.len());
-        record.extend_from_slice(&len.to_le_bytes());
-        record.extend_from_slice(&checksum(self.epoch, seq, body).to_le_bytes());
-        record.extend_from_slice(&seq.to_le_bytes());
-        record.extend_from_slice(body);
-        self.file.write_all(&record).map_err(io(&self.path, "append"))?;
-        if sync {
+    /// Reads a format-1 log (older versions) at `path`: the batches after
+    /// `applied` of generation `epoch`.
+    pub(crate) fn read_format1(path: &Path, epoch: u64, applied: u64) -> Result<Vec<Recorded>, StorageError> {
+        let (_, bytes) = read_file(path)?;
+        legacy::read(&bytes, epoch, applied).map_err(|(at, why)| corrupt(path, at, why))
+    }
+
+    /// Zeroes the whole file at `path` and syncs it (the end of a format-1 log).
+    pub(crate) fn erase_file(path: &Path) -> Result<(), StorageError> {
+        let (mut file, bytes) = read_file(path)?;
+        write_zeros(&mut file, path, 0, bytes.len() as u64)?;
+        file.sync_data().map_err(io(path, "sync"))
+    }
+
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), StorageError> {
+        self.file.seek(SeekFrom::Start(offset)).map_err(io(&self.path, "seek"))?;
+        self.file.write_all(data).map_err(io(&self.path, "append"))
+    }
+
+    fn sync_data(&mut self) -> Result<(), StorageError> {
+        if self.sync {
             self.file.sync_data().map_err(io(&self.path, "sync"))?;
         }
-        self.len += record.len() as u64;
         Ok(())
+    }
+
+    /// Zeroes what a failed attempt may have left past the end of the log,
+    /// and makes sure at least `need` bytes from it are zero on disk (a
+    /// chunk more at a time), syncing before any record lands there.
+    pub(crate) fn clean(&mut self, need: u64) -> Result<(), StorageError> {
+        if self.dirty == self.len && self.zeroed >= self.len + need {
+            return Ok(());
+        }
+        let from = self.len;
+        // Zero a chunk ahead when the zeros run out, else just the failed attempt.
+        let ahead = if self.zeroed >= self.len + need { self.len + need } else { self.len + need + self.zero_chunk };
+        let to = ahead.max(self.dirty).next_multiple_of(4096);
+        write_zeros(&mut self.file, &self.path, from, to)?;
+        self.sync_data()?;
+        // `dirty..zeroed` was zero already; `from..to` is now, with `to >= dirty`.
+        self.zeroed = self.zeroed.max(to);
+        self.dirty = from;
+        Ok(())
+    }
+
+    /// Appends batch `seq` (its [`encode_op`]s in `body`); durable on
+    /// return unless writes are not synced. On failure the log is as before
+    /// (see [`Wal::clean`]) and the batch may be appended again.
+    pub(crate) fn append(&mut self, seq: u64, body: &[u8]) -> Result<(), StorageError> {
+        let record = record::encode(self.epoch, seq, body)
+            .ok_or_else(|| StorageError::Backend(format!("a batch of {} bytes is too large to log", body.len())))?;
+        let size = record.len() as u64;
+        // One more record header's worth of zeros: where the next reader stops.
+        self.clean(size + RECORD_HEADER_LEN)?;
+        self.dirty = self.len + size;
+        let at = self.len;
+        self.write_at(at, &record)?;
+        self.sync_data()?;
+        self.len += size;
+        self.dirty = self.len;
+        Ok(())
+    }
+
+    /// Takes back the records from offset `from` (a value of [`Wal::len`]
+    /// taken before them) whose batch `seq` on could not be applied: they are
+    /// zeroed on disk before the next append (or by [`Wal::clean`]).
+    pub(crate) fn discard_from(&mut self, from: u64, seq: u64) {
+        self.dirty = self.dirty.max(self.len);
+        self.len = from;
+        self.next_seq = seq;
+    }
+
+    /// Where the next record goes.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
     }
 
     /// Whether the log has grown past its checkpoint size.
@@ -142,35 +372,37 @@ impl Wal {
         self.len >= self.checkpoint_bytes
     }
 
-    /// Bytes in the log.
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> u64 {
-        self.len
-    }
-
-    /// Start generation `epoch` at the beginning of the file, once the
-    /// database holds everything durably and `epoch` with it. The file keeps
-    /// its size: overwriting allocated blocks needs no metadata update in the
-    /// next syncs, and the records left behind fail their checksums.
-    pub(crate) fn reset(&mut self, epoch: u64) -> Result<(), StorageError> {
-        self.file.seek(SeekFrom::Start(0)).map_err(io(&self.path, "seek"))?;
-        self.len = 0;
+    /// Starts generation `epoch` (after `prev_epoch`), whose first batch is
+    /// `start_seq`, at the beginning of the file, once the database holds
+    /// everything durably and the new epochs with it. The file keeps its
+    /// size: overwriting allocated blocks needs no metadata update in the
+    /// next syncs, and the records left behind fail the new checksums.
+    pub(crate) fn reset(&mut self, epoch: u64, prev_epoch: u64, start_seq: u64) -> Result<(), StorageError> {
+        let header = FileHeader { epoch, prev_epoch, start_seq }.encode();
+        self.dirty = self.dirty.max(self.len).max(self.zeroed);
+        write_zeros(&mut self.file, &self.path, 0, self.zero_chunk)?;
+        self.write_at(0, &header)?;
+        self.sync_data()?;
+        self.len = FIRST_RECORD;
+        self.dirty = FIRST_RECORD;
+        self.zeroed = self.zero_chunk;
         self.epoch = epoch;
+        self.next_seq = start_seq;
         Ok(())
     }
 }
 
-fn checksum(epoch: u64, seq: u64, body: &[u8]) -> u32 {
-    let mut head = [0u8; 16];
-    head[..8].copy_from_slice(&epoch.to_le_bytes());
-    head[8..].copy_from_slice(&seq.to_le_bytes());
-    crc32c::crc32c_append(crc32c::crc32c(&head), body)
-}
-
-/// Make a new file's directory entry durable.
-fn sync_parent(path: &Path) -> Result<(), StorageError> {
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir, "sync directory"))
+/// Writes zeros over `from..to` of `file`.
+fn write_zeros(file: &mut File, path: &Path, from: u64, to: u64) -> Result<(), StorageError> {
+    static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+    file.seek(SeekFrom::Start(from)).map_err(io(path, "seek"))?;
+    let mut left = to.saturating_sub(from);
+    while left > 0 {
+        let n = to_usize(left.min(ZEROS.len() as u64));
+        file.write_all(&ZEROS[..n]).map_err(io(path, "zero"))?;
+        left -= n as u64;
+    }
+    Ok(())
 }
 
 /// A fresh epoch: random per process (std's hasher seeds) and time.
@@ -181,258 +413,208 @@ pub(crate) fn new_epoch() -> u64 {
     h.finish()
 }
 
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
-}
-
-/// The complete, intact record at `at`: (seq, body, offset after it).
-fn frame_at(bytes: &[u8], at: usize, epoch: u64) -> Option<(u64, &[u8], usize)> {
-    let len = u32_at(bytes, at)? as usize;
-    let crc = u32_at(bytes, at + 4)?;
-    let seq = u64_at(bytes, at + 8)?;
-    let body = bytes.get(at + HEADER..at + HEADER + len)?;
-    (checksum(epoch, seq, body) == crc).then_some((seq, body, at + HEADER + len))
-}
-
-/// Append `op` on `log` to a batch body.
-pub(crate) fn encode_op(body: &mut Vec<u8>, log: LogId, op: &WriteOp) {
-    body.extend_from_slice(&log.group.to_le_bytes());
-    body.extend_from_slice(&log.node.to_le_bytes());
-    match op {
-        WriteOp::Write(w) => {
-            body.push(TAG_WRITE);
-            let flags = if w.truncate_after.is_some() { HAS_TRUNCATE } else { 0 }
-                | if w.hard_state.is_some() { HAS_HARD_STATE } else { 0 };
-            body.push(flags);
-            if let Some(t) = w.truncate_after {
-                body.extend_from_slice(&t.0.to_le_bytes());
-            }
-            if let Some(hs) = &w.hard_state {
-                body.extend_from_slice(&hs.term.0.to_le_bytes());
-                body.extend_from_slice(&hs.vote.map_or(0, |v| v.0).to_le_bytes());
-                body.extend_from_slice(&hs.commit.0.to_le_bytes());
-            }
-            // A batch never holds 2^32 entries (the engine's appends are far smaller).
-            body.extend_from_slice(&(w.entries.len() as u32).to_le_bytes());
-            for entry in &w.entries {
-                let record = codec::encode_entry(entry);
-                body.extend_from_slice(&entry.index.0.to_le_bytes());
-                body.extend_from_slice(&(record.len() as u32).to_le_bytes());
-                body.extend_from_slice(&record);
-            }
-        }
-        WriteOp::Purge(index) => {
-            body.push(TAG_PURGE);
-            body.extend_from_slice(&index.0.to_le_bytes());
-        }
-    }
-}
-
-/// A reader over a batch body that names what is missing.
-struct Cursor<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], String> {
-        let got = self.bytes.get(self.at..self.at + n).ok_or_else(|| format!("record ends inside {what}"))?;
-        self.at += n;
-        Ok(got)
-    }
-
-    fn u8(&mut self, what: &str) -> Result<u8, String> {
-        Ok(self.take(1, what)?[0])
-    }
-
-    fn u32(&mut self, what: &str) -> Result<u32, String> {
-        u32_at(self.take(4, what)?, 0).ok_or_else(|| format!("record ends inside {what}"))
-    }
-
-    fn u64(&mut self, what: &str) -> Result<u64, String> {
-        u64_at(self.take(8, what)?, 0).ok_or_else(|| format!("record ends inside {what}"))
-    }
-}
-
-fn decode_body(bytes: &[u8]) -> Result<Vec<(LogId, WriteOp)>, String> {
-    let mut c = Cursor { bytes, at: 0 };
-    let mut ops = Vec::new();
-    while c.at < bytes.len() {
-        let log = LogId { group: c.u64("a group id")?, node: c.u64("a node id")? };
-        let op = match c.u8("a mutation tag")? {
-            TAG_WRITE => {
-                let flags = c.u8("write flags")?;
-                let truncate_after =
-                    if flags & HAS_TRUNCATE != 0 { Some(LogIndex(c.u64("a truncation index")?)) } else { None };
-                let hard_state = if flags & HAS_HARD_STATE != 0 {
-                    let term = Term(c.u64("a hard state")?);
-                    let vote = c.u64("a hard state")?;
-                    let commit = LogIndex(c.u64("a hard state")?);
-                    Some(HardState { term, vote: (vote != 0).then_some(NodeId(vote)), commit })
-                } else {
-                    None
-                };
-                let count = c.u32("an entry count")?;
-                let mut entries = Vec::with_capacity(count.min(1 << 16) as usize);
-                for _ in 0..count {
-                    let index = LogIndex(c.u64("an entry index")?);
-                    let len = c.u32("an entry length")? as usize;
-                    let record = c.take(len, "an entry")?;
-                    entries.push(codec::decode_entry(index, record).map_err(|e| format!("entry {}: {e}", index.0))?);
-                }
-                WriteOp::Write(LogWrite { truncate_after, entries, hard_state })
-            }
-            TAG_PURGE => WriteOp::Purge(LogIndex(c.u64("a purge index")?)),
-            other => return Err(format!("unknown mutation tag {other}")),
-        };
-        ops.push((log, op));
-    }
-    Ok(ops)
-}
-
-/// The sequence number of the last batch the database holds, and the
-/// epoch of the log's current generation.
-pub(crate) fn wal_state(txn: &WriteTransaction, file: &Path) -> Result<(u64, u64), StorageError> {
-    let table = txn.open_table(WAL_STATE).at(file, "open wal state table")?;
-    let applied = table.get(APPLIED_KEY).at(file, "read wal state")?.map_or(0, |v| v.value());
-    let epoch = table.get(EPOCH_KEY).at(file, "read wal state")?.map_or(0, |v| v.value());
-    Ok((applied, epoch))
-}
-
-/// Record, in `txn`, the epoch of the log's next generation.
-pub(crate) fn set_epoch(txn: &WriteTransaction, file: &Path, epoch: u64) -> Result<(), StorageError> {
-    let mut table = txn.open_table(WAL_STATE).at(file, "open wal state table")?;
-    table.insert(EPOCH_KEY, epoch).at(file, "write wal state")?;
-    Ok(())
-}
-
-/// Record, in `txn`, that it holds batch `seq`.
-pub(crate) fn set_applied_seq(txn: &WriteTransaction, file: &Path, seq: u64) -> Result<(), StorageError> {
-    let mut table = txn.open_table(WAL_STATE).at(file, "open wal state table")?;
-    table.insert(APPLIED_KEY, seq).at(file, "write wal state")?;
-    Ok(())
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
-    use bytes::Bytes;
-    use raftkv_core::raft::{Entry, EntryPayload};
-
     use super::*;
-
-    fn ops() -> Vec<(LogId, WriteOp)> {
-        let entry = |i| Entry { term: Term(3), index: LogIndex(i), payload: EntryPayload::Command(Bytes::from("cmd")) };
-        vec![
-            (
-                LogId { group: 1, node: 2 },
-                WriteOp::Write(LogWrite {
-                    truncate_after: Some(LogIndex(4)),
-                    entries: vec![entry(5), entry(6)],
-                    hard_state: Some(HardState { term: Term(3), vote: Some(NodeId(2)), commit: LogIndex(4) }),
-                }),
-            ),
-            (LogId { group: 7, node: 1 }, WriteOp::Purge(LogIndex(9))),
-            (LogId { group: 7, node: 1 }, WriteOp::Write(LogWrite::default())),
-        ]
-    }
 
     fn body() -> Vec<u8> {
         let mut body = Vec::new();
-        for (log, op) in &ops() {
+        for (log, op) in &body::tests::ops() {
             encode_op(&mut body, *log, op);
         }
         body
     }
 
-    fn same(a: &[(LogId, WriteOp)], b: &[(LogId, WriteOp)]) -> bool {
-        format!("{a:?}") == format!("{b:?}")
+    const DB: &str = "/db/raftkv.redb";
+
+    fn state(applied: u64, epoch: u64, prev_epoch: u64) -> WalState {
+        WalState { applied, epoch, prev_epoch }
     }
 
-    #[test]
-    fn records_read_back_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(WAL_FILE_NAME);
-        let (mut wal, none) = Wal::open(&path, 7, 0).unwrap();
+    /// A log of generation 7 (after 6) starting at batch 1, holding batches 1..=n.
+    fn log_with(path: &Path, n: u64) -> Wal {
+        let (mut wal, none) = Wal::open(path, Path::new(DB), state(0, 6, 5), true, WAL_CHECKPOINT_BYTES).unwrap();
         assert!(none.is_empty());
-        wal.append(1, &body(), true).unwrap();
-        wal.append(2, &body(), true).unwrap();
-        drop(wal);
-        let (wal, records) = Wal::open(&path, 7, 0).unwrap();
-        assert_eq!(records.iter().map(|r| r.0).collect::<Vec<_>>(), vec![1, 2]);
-        assert!(same(&records[1].1, &ops()));
-        assert_eq!(wal.next_seq, 3);
-    }
-
-    #[test]
-    fn a_torn_tail_is_ignored_and_appends_go_on() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(WAL_FILE_NAME);
-        let (mut wal, _) = Wal::open(&path, 7, 0).unwrap();
-        wal.append(1, &body(), true).unwrap();
-        let whole = wal.len();
-        wal.append(2, &body(), true).unwrap();
-        drop(wal);
-        // A crash in the middle of the second append.
-        let file = OpenOptions::new().write(true).open(&path).unwrap();
-        file.set_len(whole + 20).unwrap();
-        drop(file);
-        let (mut wal, records) = Wal::open(&path, 7, 0).unwrap();
-        assert_eq!(records.len(), 1);
-        assert_eq!(wal.len(), whole);
-        wal.append(2, &body(), true).unwrap();
-        drop(wal);
-        let (_, records) = Wal::open(&path, 7, 0).unwrap();
-        assert_eq!(records.iter().map(|r| r.0).collect::<Vec<_>>(), vec![1, 2]);
-    }
-
-    #[test]
-    fn after_a_reset_older_records_are_not_read_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(WAL_FILE_NAME);
-        let (mut wal, _) = Wal::open(&path, 7, 0).unwrap();
-        for seq in 1..=3 {
-            wal.append(seq, &body(), true).unwrap();
+        wal.reset(7, 6, 1).unwrap();
+        for seq in 1..=n {
+            wal.append(seq, &body()).unwrap();
         }
-        wal.reset(9).unwrap();
-        wal.append(4, &body(), true).unwrap();
-        drop(wal);
-        let (wal, records) = Wal::open(&path, 9, 3).unwrap();
-        // Record 4 overwrote record 1; records 2 and 3 follow it in the file.
-        assert_eq!(records.iter().map(|r| r.0).collect::<Vec<_>>(), vec![4]);
-        assert_eq!(wal.next_seq, 5);
-        // Under another epoch (another generation, another database) nothing is current.
-        let (wal, records) = Wal::open(&path, 7, 0).unwrap();
-        assert!(records.is_empty());
-        assert_eq!(wal.next_seq, 1);
-        // Nor are records that do not follow the last durable batch.
-        let (_, records) = Wal::open(&path, 9, 1).unwrap();
-        assert!(records.is_empty());
+        wal
+    }
+
+    fn seqs(records: &[Recorded]) -> Vec<u64> {
+        records.iter().map(|r| r.0).collect()
+    }
+
+    fn open(path: &Path, applied: u64) -> Result<Vec<Recorded>, StorageError> {
+        Wal::open(path, Path::new(DB), state(applied, 7, 6), true, WAL_CHECKPOINT_BYTES).map(|(_, records)| records)
+    }
+
+    fn damage(path: &Path, at: u64) {
+        let mut bytes = std::fs::read(path).unwrap();
+        bytes[to_usize(at)] ^= 0x01;
+        std::fs::write(path, &bytes).unwrap();
+    }
+
+    fn corrupt_at(result: Result<Vec<Recorded>, StorageError>, offset: u64) -> String {
+        match result {
+            Err(StorageError::Corrupt { location, reason }) => {
+                assert!(location.ends_with(&format!("raftkv.wal at byte {offset}")), "{location}: {reason}");
+                reason
+            }
+            other => panic!("expected Corrupt at byte {offset}, got {other:?}"),
+        }
     }
 
     #[test]
-    fn a_damaged_record_ends_the_log_and_a_bad_body_is_corrupt() {
+    fn records_read_back_in_order_and_those_the_database_holds_are_skipped() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(WAL_FILE_NAME);
-        let (mut wal, _) = Wal::open(&path, 7, 0).unwrap();
-        wal.append(1, &body(), true).unwrap();
+        drop(log_with(&path, 3));
+        let records = open(&path, 0).unwrap();
+        assert_eq!(seqs(&records), vec![1, 2, 3]);
+        assert_eq!(format!("{:?}", records[1].1), format!("{:?}", body::tests::ops()));
+        assert_eq!(seqs(&open(&path, 2).unwrap()), vec![3]);
+        assert!(open(&path, 3).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_torn_last_record_is_dropped_and_appends_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(WAL_FILE_NAME);
+        let mut wal = log_with(&path, 1);
+        let whole = wal.len();
+        wal.append(2, &body()).unwrap();
+        let end = wal.len();
+        drop(wal);
+        let pristine = std::fs::read(&path).unwrap();
+        // Cut inside the second record's payload, or its last sector never written.
+        for torn in [&pristine[..to_usize(whole + 40)], &pristine[..to_usize(whole + 10)]] {
+            std::fs::write(&path, torn).unwrap();
+            assert_eq!(seqs(&open(&path, 0).unwrap()), vec![1]);
+        }
+        let mut zeroed = pristine.clone();
+        let last_sector = ((end - 1) / record::SECTOR * record::SECTOR).max(whole + RECORD_HEADER_LEN);
+        zeroed[to_usize(last_sector)..to_usize(end)].fill(0);
+        std::fs::write(&path, &zeroed).unwrap();
+        assert_eq!(seqs(&open(&path, 0).unwrap()), vec![1]);
+
+        // The next generation overwrites the torn record.
+        let (mut wal, records) = Wal::open(&path, Path::new(DB), state(0, 7, 6), true, WAL_CHECKPOINT_BYTES).unwrap();
+        assert_eq!(seqs(&records), vec![1]);
+        wal.reset(8, 7, 2).unwrap();
+        wal.append(2, &body()).unwrap();
+        drop(wal);
+        let records = Wal::open(&path, Path::new(DB), state(1, 8, 7), true, WAL_CHECKPOINT_BYTES).unwrap().1;
+        assert_eq!(seqs(&records), vec![2]);
+    }
+
+    #[test]
+    fn a_flipped_byte_in_any_record_is_damage_even_in_the_last_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(WAL_FILE_NAME);
+        let mut wal = log_with(&path, 2);
+        let second = wal.len();
+        wal.append(3, &body()).unwrap();
+        let end = wal.len();
+        drop(wal);
+        let pristine = std::fs::read(&path).unwrap();
+        for at in 0..end {
+            std::fs::write(&path, &pristine).unwrap();
+            damage(&path, at);
+            let result = open(&path, 0);
+            let offset = if at < FIRST_RECORD {
+                0
+            } else if at < second {
+                // The record holding `at`: records 1 and 2 are the same size.
+                FIRST_RECORD + (at - FIRST_RECORD) / ((second - FIRST_RECORD) / 2) * ((second - FIRST_RECORD) / 2)
+            } else {
+                second
+            };
+            corrupt_at(result, offset);
+        }
+        // Where the next header would be, the bytes must be zero; further on only intact records matter.
+        std::fs::write(&path, &pristine).unwrap();
+        damage(&path, end + 5);
+        corrupt_at(open(&path, 0), end);
+        std::fs::write(&path, &pristine).unwrap();
+        damage(&path, end + 100);
+        assert_eq!(seqs(&open(&path, 0).unwrap()), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn a_zeroed_record_followed_by_intact_ones_is_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(WAL_FILE_NAME);
+        let mut wal = log_with(&path, 1);
+        let second = wal.len();
+        wal.append(2, &body()).unwrap();
+        wal.append(3, &body()).unwrap();
         drop(wal);
         let mut bytes = std::fs::read(&path).unwrap();
-        let last = bytes.len() - 1;
-        bytes[last] ^= 0xff;
+        bytes[to_usize(second)..to_usize(second + 16)].fill(0);
         std::fs::write(&path, &bytes).unwrap();
-        let (_, records) = Wal::open(&path, 7, 0).unwrap();
-        assert!(records.is_empty(), "a record whose checksum fails is not replayed");
+        let reason = corrupt_at(open(&path, 0), second);
+        assert!(reason.contains("batch 3 follows"), "{reason}");
+    }
 
-        assert!(decode_body(&[1, 2, 3]).unwrap_err().contains("group id"));
-        let mut bad = Vec::new();
-        bad.extend_from_slice(&1u64.to_le_bytes());
-        bad.extend_from_slice(&1u64.to_le_bytes());
-        bad.push(9);
-        assert!(decode_body(&bad).unwrap_err().contains("tag 9"));
+    #[test]
+    fn generations_are_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(WAL_FILE_NAME);
+        drop(log_with(&path, 2));
+        let db = Path::new(DB);
+        // The database committed the next generation (8 after 7) before the log was reset.
+        assert!(Wal::open(&path, db, state(2, 8, 7), true, WAL_CHECKPOINT_BYTES).unwrap().1.is_empty());
+        // The database fell back to the generation before (6): it lost its last checkpoint.
+        let err = Wal::open(&path, db, state(0, 6, 5), true, WAL_CHECKPOINT_BYTES).err().unwrap();
+        assert!(matches!(&err, StorageError::Corrupt { location, .. } if location == DB), "{err:?}");
+        // A log of another database.
+        let err = Wal::open(&path, db, state(0, 99, 98), true, WAL_CHECKPOINT_BYTES).err().unwrap();
+        assert!(err.to_string().contains("raftkv.wal at byte 0"), "{err}");
+        // A database older than the generation's first batch.
+        let (mut wal, _) = Wal::open(&path, db, state(2, 7, 6), true, WAL_CHECKPOINT_BYTES).unwrap();
+        wal.reset(9, 7, 10).unwrap();
+        drop(wal);
+        let err = Wal::open(&path, db, state(5, 9, 7), true, WAL_CHECKPOINT_BYTES).err().unwrap();
+        assert!(err.to_string().contains("starts at batch 10"), "{err}");
+    }
+
+    #[test]
+    fn a_failed_attempt_is_taken_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(WAL_FILE_NAME);
+        let mut wal = log_with(&path, 1);
+        let before = wal.len();
+        wal.append(2, &body()).unwrap();
+        // The batch could not be applied: the record is taken back, then batch 2 is appended again.
+        wal.discard_from(before, 2);
+        assert!(open(&path, 0).is_ok());
+        wal.clean(0).unwrap();
+        assert_eq!(seqs(&open(&path, 0).unwrap()), vec![1]);
+        wal.append(2, &body()).unwrap();
+        wal.append(3, &body()).unwrap();
+        drop(wal);
+        assert_eq!(seqs(&open(&path, 0).unwrap()), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn a_format_1_log_is_read_as_older_versions_did() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(WAL_FILE_NAME);
+        let mut bytes = Vec::new();
+        for seq in 1..=3 {
+            bytes.extend_from_slice(&legacy::encode(7, seq, &body()));
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(seqs(&Wal::read_format1(&path, 7, 0).unwrap()), vec![1, 2, 3]);
+        // As before: records the database holds are not read (they precede the first to replay).
+        assert!(Wal::read_format1(&path, 7, 3).unwrap().is_empty());
+        Wal::erase_file(&path).unwrap();
+        assert!(Wal::read_format1(&path, 7, 0).unwrap().is_empty());
+        // A format-1 log is no format-2 log.
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(open(&path, 0).is_err());
     }
 }
