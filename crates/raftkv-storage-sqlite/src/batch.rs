@@ -6,13 +6,14 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use raftkv_core::storage::{codec, LogWrite, StorageError};
+use raftkv_core::storage::{LogWrite, StorageError};
 use raftkv_core::LogIndex;
 use sqlx::{Connection, SqliteConnection};
 
 use crate::bounds::{LogId, LogMeta};
 use crate::error::{index_too_large, DbFile};
 use crate::journal::{self, JOURNAL_CHECKPOINT};
+use crate::records;
 
 /// A mutation queued for the writer.
 #[derive(Debug)]
@@ -41,8 +42,8 @@ enum Step {
     /// Append rows to the journal. Consecutive appends, of any logs, share
     /// one step (and so as few statements as possible).
     Insert { rows: Vec<JournalRow> },
-    /// Store the meta row (hard state and purged index).
-    PutMeta { log: LogId, hard_state: Option<Vec<u8>>, purged: i64 },
+    /// Store the meta row (its record holds the hard state and purged index).
+    PutMeta { log: LogId, record: Vec<u8>, purged: i64 },
 }
 
 /// A journal row to insert: `(grp, node, idx, encoded entry)`.
@@ -86,7 +87,7 @@ pub(crate) fn plan(
     for log in dirty {
         let meta = &metas[&log];
         let purged = i64::try_from(meta.purged).unwrap_or(i64::MAX);
-        steps.push(Step::PutMeta { log, hard_state: meta.hard_state.map(|hs| codec::encode_hard_state(&hs)), purged });
+        steps.push(Step::PutMeta { log, record: records::encode_meta(log, meta.hard_state, meta.purged), purged });
     }
     let batch = (!steps.is_empty()).then_some(Batch { steps, metas });
     (outcomes, batch)
@@ -109,7 +110,9 @@ fn plan_write(log: LogId, meta: &mut LogMeta, write: LogWrite, steps: &mut Vec<S
     let rows = write
         .entries
         .iter()
-        .map(|e| Ok((i64::try_from(e.index.0).map_err(|_| index_too_large(log, e.index.0))?, codec::encode_entry(e))))
+        .map(|e| {
+            Ok((i64::try_from(e.index.0).map_err(|_| index_too_large(log, e.index.0))?, records::encode_entry(log, e)))
+        })
         .collect::<Result<Vec<_>, StorageError>>()?;
 
     if new_last < meta.last {
@@ -196,7 +199,7 @@ impl Batch {
                     journal_rows += rows.len() as u64;
                     insert(&mut tx, rows).await.map_err(|e| db.sqlx("appending", e))?;
                 }
-                Step::PutMeta { log, hard_state, purged } => {
+                Step::PutMeta { log, record, purged } => {
                     let (grp, node) = log.key();
                     sqlx::query(
                         "INSERT INTO meta (grp, node, hard_state, purged) VALUES (?, ?, ?, ?) \
@@ -204,7 +207,7 @@ impl Batch {
                     )
                     .bind(grp)
                     .bind(node)
-                    .bind(hard_state)
+                    .bind(record)
                     .bind(purged)
                     .execute(&mut *tx)
                     .await

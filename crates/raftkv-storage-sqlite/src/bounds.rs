@@ -13,6 +13,7 @@ use raftkv_core::{GroupId, LogIndex, NodeId};
 use sqlx::SqliteConnection;
 
 use crate::error::DbFile;
+use crate::records;
 
 /// Identifies one member's log inside the shared tables.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -124,8 +125,8 @@ const LOAD_SQL: &str = "SELECT MIN(idx), MAX(idx), COUNT(*), COUNT(DISTINCT idx)
            UNION ALL SELECT idx, value FROM journal WHERE grp = ?1 AND node = ?2)";
 
 /// Reads the bounds of `log` from the tables (`log` and the journal), checking
-/// that its entries are contiguous from `purged + 1` and that its hard state
-/// decodes.
+/// that its entries are contiguous from `purged + 1` and that its meta record
+/// decodes and agrees with its `purged` column.
 pub(crate) async fn load(conn: &mut SqliteConnection, db: &DbFile, log: LogId) -> Result<LogMeta, StorageError> {
     let (grp, node) = log.key();
     let row: Option<(Option<Vec<u8>>, i64)> =
@@ -135,12 +136,17 @@ pub(crate) async fn load(conn: &mut SqliteConnection, db: &DbFile, log: LogId) -
             .fetch_optional(&mut *conn)
             .await
             .map_err(|e| db.sqlx("reading the meta table", e))?;
-    let (hard_state, purged) = row.unwrap_or((None, 0));
-    let hard_state = hard_state
-        .map(|record| codec::decode_hard_state(&record))
-        .transpose()
-        .map_err(|e| db.corrupt_meta(log, format!("hard state: {e}")))?;
-    let purged = u64::try_from(purged).map_err(|_| db.corrupt_meta(log, format!("negative purged index {purged}")))?;
+    let (hard_state, purged) = match row {
+        None => (None, 0),
+        Some((None, _)) => return Err(db.corrupt_meta(log, "the meta record is missing".to_owned())),
+        Some((Some(record), column)) => {
+            let (hard_state, purged) = records::decode_meta(log, &record).map_err(|e| db.corrupt_meta(log, e))?;
+            if i64::try_from(purged).ok() != Some(column) {
+                return Err(db.corrupt_meta(log, format!("purged index {column}, but its record says {purged}")));
+            }
+            (hard_state, purged)
+        }
+    };
 
     let (min, max, count, distinct, bytes): (Option<i64>, Option<i64>, i64, i64, i64) = sqlx::query_as(LOAD_SQL)
         .bind(grp)

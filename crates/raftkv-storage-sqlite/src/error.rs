@@ -15,6 +15,9 @@ use crate::bounds::LogId;
 /// SQLite's primary result codes that mean the file itself is damaged.
 const SQLITE_CORRUPT: i32 = 11;
 const SQLITE_NOTADB: i32 = 26;
+/// SQLite's generic error: while opening a file, a damaged header or schema
+/// ("unsupported file format", "malformed database schema").
+const SQLITE_ERROR: i32 = 1;
 
 /// The database file, named by every error this crate returns.
 #[derive(Clone, Debug)]
@@ -29,18 +32,37 @@ impl DbFile {
         &self.0
     }
 
+    /// SQLite's write-ahead log beside the database.
+    pub(crate) fn wal_path(&self) -> PathBuf {
+        let mut name = self.0.as_os_str().to_owned();
+        name.push("-wal");
+        PathBuf::from(name)
+    }
+
     fn location(&self, what: &str) -> String {
         format!("{} ({what})", self.0.display())
     }
 
     /// A failed sqlx call during `what` (an operation such as "commit").
     pub(crate) fn sqlx(&self, what: &str, err: sqlx::Error) -> StorageError {
+        self.classify(what, err, false)
+    }
+
+    /// A failed sqlx call during `what`, while the file is being opened and
+    /// checked: a generic SQLite error there means its header or schema is
+    /// damaged.
+    pub(crate) fn sqlx_opening(&self, what: &str, err: sqlx::Error) -> StorageError {
+        self.classify(what, err, true)
+    }
+
+    fn classify(&self, what: &str, err: sqlx::Error, opening: bool) -> StorageError {
         let location = self.location(what);
         match err {
             sqlx::Error::Io(source) => StorageError::Io { location, source },
             sqlx::Error::Database(db) => {
                 let primary = db.code().and_then(|c| c.parse::<i32>().ok()).map(|c| c & 0xff);
-                if matches!(primary, Some(SQLITE_CORRUPT | SQLITE_NOTADB)) {
+                if matches!(primary, Some(SQLITE_CORRUPT | SQLITE_NOTADB)) || (opening && primary == Some(SQLITE_ERROR))
+                {
                     StorageError::Corrupt { location, reason: db.to_string() }
                 } else {
                     StorageError::Io { location, source: io::Error::other(db.to_string()) }
@@ -54,7 +76,7 @@ impl DbFile {
     /// A failed schema migration.
     pub(crate) fn migrate(&self, err: MigrateError) -> StorageError {
         match err {
-            MigrateError::Execute(e) | MigrateError::ExecuteMigration(e, _) => self.sqlx("schema migration", e),
+            MigrateError::Execute(e) | MigrateError::ExecuteMigration(e, _) => self.sqlx_opening("schema migration", e),
             other => StorageError::Corrupt {
                 location: self.0.display().to_string(),
                 reason: format!("schema migration failed (was the file written by another version?): {other}"),
@@ -88,6 +110,14 @@ impl DbFile {
     /// The meta row of `log` is damaged or inconsistent with its entries.
     pub(crate) fn corrupt_meta(&self, log: LogId, reason: String) -> StorageError {
         StorageError::Corrupt { location: format!("{} meta ({log})", self.0.display()), reason }
+    }
+
+    /// The schema is not what the migrations create.
+    pub(crate) fn corrupt_schema(&self, reason: String) -> StorageError {
+        StorageError::Corrupt {
+            location: format!("{} schema", self.0.display()),
+            reason: format!("the tables are not RaftKV's (damaged?): {reason}"),
+        }
     }
 
     /// `PRAGMA quick_check` found damage (its report, one line per problem).

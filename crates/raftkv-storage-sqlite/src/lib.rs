@@ -58,8 +58,10 @@ mod journal;
 mod log_store;
 mod options;
 mod read_pool;
+mod records;
 mod schema;
 mod storage;
+mod wal_check;
 mod writer;
 
 pub use log_store::SqliteLogStore;

@@ -5,13 +5,14 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use raftkv_core::raft::Entry;
-use raftkv_core::storage::{codec, LogState, LogStore, LogWrite, StorageError};
+use raftkv_core::storage::{LogState, LogStore, LogWrite, StorageError};
 use raftkv_core::{GroupId, LogIndex, NodeId};
 use sqlx::SqliteConnection;
 
 use crate::batch::Command;
 use crate::bounds::{LogId, LogMeta};
 use crate::error::DbFile;
+use crate::records;
 use crate::storage::Shared;
 
 /// The [`LogStore`] of one (group, node) member of a
@@ -93,7 +94,7 @@ async fn fetch(
         if u64::try_from(idx).ok() != Some(expected) {
             return Ok(Fetched::Missing(expected));
         }
-        let entry = codec::decode_entry(LogIndex(expected), &value).map_err(|e| match seq {
+        let entry = records::decode_entry(log, expected, &value).map_err(|e| match seq {
             Some(seq) => db.corrupt_journal_entry(log, expected, seq, &e),
             None => db.corrupt_entry(log, expected, &e),
         })?;

@@ -39,11 +39,22 @@ pub struct SqliteOptions {
     /// truncated or damaged file fails to open instead of failing later.
     /// It reads the whole file once.
     pub check_on_open: bool,
+    /// Pages in SQLite's write-ahead log after which a commit copies them
+    /// into the database file (`PRAGMA wal_autocheckpoint`; default 1000,
+    /// SQLite's own). Opening after a crash reads and checks at most about
+    /// this much log.
+    pub wal_autocheckpoint_pages: u32,
 }
 
 impl Default for SqliteOptions {
     fn default() -> Self {
-        Self { sync: SyncMode::Always, busy_timeout: Duration::from_secs(5), read_connections: 2, check_on_open: true }
+        Self {
+            sync: SyncMode::Always,
+            busy_timeout: Duration::from_secs(5),
+            read_connections: 2,
+            check_on_open: true,
+            wal_autocheckpoint_pages: 1000,
+        }
     }
 }
 
@@ -61,6 +72,7 @@ impl SqliteOptions {
             .synchronous(synchronous)
             .busy_timeout(self.busy_timeout)
             .foreign_keys(false)
+            .pragma("wal_autocheckpoint", self.wal_autocheckpoint_pages.to_string())
             .disable_statement_logging()
     }
 }

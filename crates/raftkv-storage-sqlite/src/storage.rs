@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use raftkv_core::storage::{FileSnapshotStore, StorageError};
-use raftkv_core::{GroupId, NodeId};
+use raftkv_core::{GroupId, LogIndex, NodeId};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, SqliteConnection};
 
@@ -17,6 +17,8 @@ use crate::error::DbFile;
 use crate::journal;
 use crate::log_store::SqliteLogStore;
 use crate::read_pool::ReadPool;
+use crate::records;
+use crate::wal_check;
 use crate::writer::WriterHandle;
 use crate::{schema, SqliteOptions, SyncMode};
 
@@ -92,13 +94,17 @@ impl SqliteStorage {
     /// tables, and a [`FileSnapshotStore`] at `dir/snapshots/g<group>-n<node>`.
     ///
     /// The first call for a member reads its bounds (first and last index,
-    /// hard state) and checks that its stored entries are contiguous; later
-    /// calls share them. Log stores of different members never see each
-    /// other's entries.
+    /// hard state) and checks that its stored entries are contiguous (every
+    /// entry's checksum was verified when the storage opened); later calls
+    /// share them. Every call checks that a purged log's snapshot is not
+    /// missing. Log stores of different members never see each other's
+    /// entries.
     ///
     /// # Errors
-    /// [`StorageError::Corrupt`] when the member's hard state does not decode
-    /// or its entries have gaps; [`StorageError::Closed`] after [`Self::close`].
+    /// [`StorageError::Corrupt`] when the member's hard state or an entry
+    /// does not decode, its entries have gaps, or the snapshot covering its
+    /// purged entries is missing (naming the file, entry or directory);
+    /// [`StorageError::Closed`] after [`Self::close`].
     pub async fn member(
         &self,
         group: GroupId,
@@ -128,6 +134,9 @@ impl SqliteStorage {
         })
         .await??;
         let snapshots = FileSnapshotStore::open(snapshot_dir).await?;
+        // A log purged past every snapshot lost one: refuse it, naming the directory.
+        let purged = shared.bounds.get(log).map_or(0, |meta| meta.purged);
+        snapshots.check_covers(LogIndex(purged)).await?;
         Ok((SqliteLogStore::new(self.shared.clone(), log), snapshots))
     }
 
@@ -181,12 +190,17 @@ async fn prepare(
     check: bool,
 ) -> Result<SqliteConnection, StorageError> {
     fs::create_dir_all(dir.join(SNAPSHOT_DIR)).map_err(|e| DbFile::io(dir, e))?;
-    let mut conn = connect.connect().await.map_err(|e| db.sqlx("opening", e))?;
+    // SQLite would stop reading its log at a damaged frame without a word.
+    wal_check::check(&db.wal_path())?;
+    let mut conn = connect.connect().await.map_err(|e| db.sqlx_opening("opening", e))?;
     let ready = async {
         if check {
             schema::check(&mut conn, db).await?;
         }
         schema::migrate(&mut conn, db).await?;
+        schema::verify(&mut conn, db).await?;
+        records::upgrade(&mut conn, db).await?;
+        records::verify_all(&mut conn, db).await?;
         // Entries left in the journal by a crash (or a failed close) go to `log`.
         journal::checkpoint_now(&mut conn, db).await
     };

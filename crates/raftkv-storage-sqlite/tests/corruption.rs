@@ -102,27 +102,22 @@ async fn a_damaged_entry_is_reported_with_file_member_and_index() {
     *value.last_mut().expect("non-empty record") ^= 0xff;
     sqlx::query("UPDATE log SET value = ? WHERE idx = 3").bind(value).execute(&mut conn).await.expect("tamper");
     conn.close().await.expect("close raw connection");
-    let storage = SqliteStorage::open(dir.path(), SqliteOptions::default()).await.expect("open");
-    let (log, _snapshots) = storage.member(GroupId(1), NodeId(1)).await.expect("member");
-    assert_eq!(log.entries(LogIndex(1), LogIndex(3)).await.expect("undamaged entries"), entries(1..=2, 10));
-    let err = log.entries(LogIndex(1), LogIndex(6)).await.expect_err("entry 3 is damaged");
+    // Every entry's checksum is verified when the storage opens.
+    let err = SqliteStorage::open(dir.path(), SqliteOptions::default()).await.expect_err("entry 3 is damaged");
     assert!(matches!(err, StorageError::Corrupt { .. }), "{err:?}");
-    let location = format!("{} log (group 1, node 1, index 3)", storage.path().display());
+    let location = format!("{} log (group 1, node 1, index 3)", dir.path().join(DB_FILE).display());
     assert_names(&err, &location);
     assert_names(&err, "checksum");
 }
 
 #[tokio::test]
-async fn a_damaged_hard_state_fails_the_member() {
+async fn a_damaged_hard_state_fails_the_open() {
     let dir = tempfile::tempdir().expect("temp dir");
     filled(dir.path(), 5, 10).await;
     tamper(dir.path(), "UPDATE meta SET hard_state = X'0102030405'").await;
-    let storage = SqliteStorage::open(dir.path(), SqliteOptions::default()).await.expect("open");
-    let err = storage.member(GroupId(1), NodeId(1)).await.expect_err("hard state is damaged");
+    let err = SqliteStorage::open(dir.path(), SqliteOptions::default()).await.expect_err("hard state is damaged");
     assert!(matches!(err, StorageError::Corrupt { .. }), "{err:?}");
-    assert_names(&err, &format!("{} meta (group 1, node 1)", storage.path().display()));
-    // Other members are unaffected.
-    storage.member(GroupId(1), NodeId(2)).await.expect("another member");
+    assert_names(&err, &format!("{} meta (group 1, node 1)", dir.path().join(DB_FILE).display()));
 }
 
 #[tokio::test]

@@ -17,6 +17,16 @@ fn ents(range: std::ops::RangeInclusive<u64>, term: u64, tag: &str) -> Vec<Entry
     raftkv_core::testkit::tagged_entries(range, term, tag)
 }
 
+/// The value the store keeps for entry `entry` of member (1, 1): the entry
+/// record whose checksum also covers its key (record format 2).
+fn stored_value(entry: &Entry) -> Vec<u8> {
+    let mut key = Vec::with_capacity(24);
+    key.extend_from_slice(&1i64.to_le_bytes());
+    key.extend_from_slice(&1i64.to_le_bytes());
+    key.extend_from_slice(&entry.index.0.to_le_bytes());
+    codec::encode_entry_keyed(&key, entry)
+}
+
 fn bytes_of(entries: &[Entry]) -> u64 {
     entries.iter().map(|e| codec::encode_entry(e).len() as u64).sum()
 }
@@ -157,7 +167,7 @@ async fn opening_moves_a_leftover_journal_into_the_log() {
     for entry in ents(3..=4, 1, "a") {
         sqlx::query("INSERT INTO journal (grp, node, idx, value) VALUES (1, 1, ?, ?)")
             .bind(entry.index.0 as i64)
-            .bind(codec::encode_entry(&entry))
+            .bind(stored_value(&entry))
             .execute(&mut conn)
             .await
             .expect("insert");
@@ -270,7 +280,7 @@ async fn a_journal_row_wins_over_a_log_row_with_the_same_index() {
     let replacement = ents(2..=2, 1, "replacement-for-two");
     let mut conn = SqliteConnectOptions::new().filename(storage.path()).connect().await.expect("raw connection");
     sqlx::query("INSERT INTO journal (grp, node, idx, value) VALUES (1, 1, 2, ?)")
-        .bind(codec::encode_entry(&replacement[0]))
+        .bind(stored_value(&replacement[0]))
         .execute(&mut conn)
         .await
         .expect("insert");
