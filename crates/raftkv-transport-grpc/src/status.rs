@@ -31,6 +31,16 @@ pub(crate) fn route(e: &RouteError) -> Status {
     }
 }
 
+/// A request body that broke a budget rule (too large, too slow).
+pub(crate) fn budget(e: &raftkv_wire::net::BudgetError) -> Status {
+    use raftkv_wire::net::BudgetError;
+    match e {
+        BudgetError::TooLarge { .. } => marked(Code::OutOfRange, e.to_string(), "too_large"),
+        BudgetError::TooSlow { .. } => marked(Code::DeadlineExceeded, e.to_string(), "too_slow"),
+        _ => marked(Code::InvalidArgument, e.to_string(), "bad_body"),
+    }
+}
+
 /// A handler that answered with the wrong kind of message (a server bug).
 pub(crate) fn mismatch(what: &str) -> Status {
     marked(Code::Internal, format!("the handler answered {what} with another kind of message"), "mismatch")

@@ -29,7 +29,7 @@ pub use access::{
 pub use backoff::{Backoff, Reconnect};
 pub use error::TransportError;
 pub use local::LocalTransport;
-pub use net_config::{Identity, NetConfig, TlsConfig};
+pub use net_config::{Identity, NetConfig, ServerLimits, TlsConfig};
 pub use peer::Peer;
 pub use routes::{RaftRoute, RouteError, Routes};
 pub use snapshot::{OutgoingSnapshot, SnapshotSendError};

@@ -28,6 +28,53 @@ pub struct NetConfig {
     /// The cluster's shared secret: sent with every request, and required
     /// of peer traffic by servers ([`AccessPolicy`]).
     pub cluster_token: Option<ClusterToken>,
+    /// What a server holds for its callers at most.
+    pub server: ServerLimits,
+}
+
+/// Bounds on what callers can make a server hold: connections, time, and
+/// bytes of requests still arriving.
+///
+/// Peers (callers proven members, see [`AccessPolicy`]) keep priority:
+/// part of the connections and a budget of their own are theirs, so a flood
+/// of clients or strangers cannot keep a group from talking to itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Most connections open at once. Past it, the oldest connection that
+    /// has not yet sent a request makes room, or the new one is closed.
+    pub max_connections: usize,
+    /// Of `max_connections`, how many only peers may use.
+    pub reserved_for_peers: usize,
+    /// Most connections that have not yet sent a request; past it the
+    /// oldest of them is closed.
+    pub max_silent_connections: usize,
+    /// A connection must finish its TLS handshake and send its first request within this.
+    pub first_request_timeout: Duration,
+    /// A connection with no request in progress for this long is closed.
+    pub idle_timeout: Duration,
+    /// Largest client request (key-value, controller, status and migration
+    /// requests); Raft messages may be up to `max_message_bytes`.
+    pub max_client_message_bytes: usize,
+    /// Most bytes of requests still arriving that clients' connections may
+    /// hold at once, all together; peers have a budget of the same size of
+    /// their own. A request waits (its sender is slowed by flow control)
+    /// while the budget is spent, and fails if it does not arrive whole
+    /// within its deadline.
+    pub max_buffered_bytes: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            reserved_for_peers: 256,
+            max_silent_connections: 1024,
+            first_request_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            max_client_message_bytes: 4 << 20,
+            max_buffered_bytes: 256 << 20,
+        }
+    }
 }
 
 impl NetConfig {
@@ -51,6 +98,7 @@ impl Default for NetConfig {
             socket_buffer_bytes: None,
             tls: None,
             cluster_token: None,
+            server: ServerLimits::default(),
         }
     }
 }

@@ -10,14 +10,15 @@ use std::net::SocketAddr;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use raftkv_core::transport::{NetConfig, Routes};
-use raftkv_wire::net::{self, ListenOptions, ServerHandle};
+use raftkv_wire::net::{self, Budgets, ConnCounts, ListenOptions, ServerHandle};
 use raftkv_wire::pb::{admin_server, calls_server, ctrler_server, kv_server, migration_server, raft_server};
 
 use crate::error::GrpcError;
 use crate::{CONNECTION_WINDOW, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, STREAM_WINDOW};
 
-/// Most concurrent streams one client connection may open.
-const MAX_CONCURRENT_STREAMS: u32 = 4096;
+/// Most concurrent streams one client connection may open (each costs
+/// state and a task even before its messages draw on the byte budgets).
+const MAX_CONCURRENT_STREAMS: u32 = 1024;
 
 /// A running gRPC server.
 #[derive(Debug)]
@@ -25,9 +26,11 @@ pub struct GrpcServer {
     handle: ServerHandle,
 }
 
+/// A service server that decodes requests of up to `$decode` bytes and
+/// encodes answers of up to `$encode`.
 macro_rules! limited {
-    ($server:expr, $limit:expr) => {
-        $server.max_decoding_message_size($limit).max_encoding_message_size($limit)
+    ($server:expr, $decode:expr, $encode:expr) => {
+        $server.max_decoding_message_size($decode).max_encoding_message_size($encode)
     };
 }
 
@@ -38,18 +41,30 @@ impl GrpcServer {
         let options = ListenOptions::new(cfg, &[b"h2"])?;
         routes.set_access(cfg.access_policy());
         let limit = cfg.max_message_bytes;
+        let client = cfg.server.max_client_message_bytes.min(limit);
         let api = services::ApiService { routes: routes.clone(), limit };
+        let limits = router::RequestLimits {
+            max_message: limit,
+            max_client_message: client,
+            client_deadline: cfg.request_timeout,
+            peer_deadline: cfg.snapshot_idle_timeout.max(cfg.request_timeout),
+        };
         let router = router::Router {
             conn: None,
+            conn_budget: None,
+            routes: routes.clone(),
+            budgets: Budgets::new(cfg.server.max_buffered_bytes.max(cfg.max_message_bytes)),
+            limits,
             raft: limited!(
                 raft_server::RaftServer::new(raft::RaftService { routes, snapshot_idle: cfg.snapshot_idle_timeout }),
+                limit,
                 limit
             ),
-            kv: limited!(kv_server::KvServer::new(api.clone()), limit),
-            ctrler: limited!(ctrler_server::CtrlerServer::new(api.clone()), limit),
-            migration: limited!(migration_server::MigrationServer::new(api.clone()), limit),
-            admin: limited!(admin_server::AdminServer::new(api.clone()), limit),
-            calls: limited!(calls_server::CallsServer::new(api), limit),
+            kv: limited!(kv_server::KvServer::new(api.clone()), client, limit),
+            ctrler: limited!(ctrler_server::CtrlerServer::new(api.clone()), client, limit),
+            migration: limited!(migration_server::MigrationServer::new(api.clone()), client, limit),
+            admin: limited!(admin_server::AdminServer::new(api.clone()), client, limit),
+            calls: limited!(calls_server::CallsServer::new(api), client, limit),
         };
         let handle = net::listen(addr, options, move |stream, conn| {
             let remote = conn.remote;
@@ -78,6 +93,12 @@ impl GrpcServer {
     #[must_use]
     pub fn addr(&self) -> SocketAddr {
         self.handle.addr()
+    }
+
+    /// Its connections, counted by kind.
+    #[must_use]
+    pub fn connections(&self) -> ConnCounts {
+        self.handle.connections()
     }
 
     /// Stop: close the listener and every connection (in-flight calls fail

@@ -1,25 +1,57 @@
 //! Dispatch of incoming HTTP/2 requests to the generated service servers by
 //! path (`/raftkv.v1.<Service>/<Method>`); anything else is `UNIMPLEMENTED`.
+//!
+//! Before a request reaches its service, the router registers it with its
+//! connection (which may refuse a client past the clients' share of
+//! connections), refuses peer RPCs (Raft, migration) from callers that are
+//! not peers without reading their bodies, and makes the body draw on the
+//! byte budgets ([`GrpcBody`]) with the message limit of its kind.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use http::{Request, Response};
+use http_body_util::combinators::MapErr;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use raftkv_core::transport::{Credentials, TOKEN_HEADER};
-use raftkv_wire::net::ConnInfo;
+use raftkv_core::transport::{Credentials, RouteError, Routes, TOKEN_HEADER};
+use raftkv_wire::net::{BudgetError, Budgets, ConnInfo, GrpcBody, HeldBody, Pool};
 use raftkv_wire::pb::{admin_server, calls_server, ctrler_server, kv_server, migration_server, raft_server};
 use tonic::body::Body;
 use tonic::codegen::Service;
 
 use super::raft::RaftService;
 use super::services::ApiService;
+use crate::status;
+
+/// How large and how slow requests may be.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RequestLimits {
+    /// Largest Raft message.
+    pub(crate) max_message: usize,
+    /// Largest client (and migration) request.
+    pub(crate) max_client_message: usize,
+    /// A client request must arrive whole within this of its start.
+    pub(crate) client_deadline: Duration,
+    /// A peer message must arrive whole within this of its start.
+    pub(crate) peer_deadline: Duration,
+}
+
+/// A request body as the services read it: drawing on the budgets, its
+/// failures as the statuses the caller gets.
+pub(crate) type RequestBody = MapErr<GrpcBody<Incoming>, fn(BudgetError) -> tonic::Status>;
 
 #[derive(Clone)]
 pub(crate) struct Router {
     /// The connection this router serves (set per connection).
     pub(crate) conn: Option<ConnInfo>,
+    /// Bytes the connection's partial requests may hold (set per connection).
+    pub(crate) conn_budget: Option<Pool>,
+    pub(crate) routes: Routes,
+    pub(crate) budgets: Budgets,
+    pub(crate) limits: RequestLimits,
     pub(crate) raft: raft_server::RaftServer<RaftService>,
     pub(crate) kv: kv_server::KvServer<ApiService>,
     pub(crate) ctrler: ctrler_server::CtrlerServer<ApiService>,
@@ -31,8 +63,14 @@ pub(crate) struct Router {
 impl Router {
     /// This router, serving the connection `conn`.
     pub(crate) fn with_connection(&self, conn: ConnInfo) -> Self {
-        Self { conn: Some(conn), ..self.clone() }
+        let conn_budget = Some(Pool::new(self.limits.max_message.max(self.limits.max_client_message)));
+        Self { conn: Some(conn), conn_budget, ..self.clone() }
     }
+}
+
+/// An answer made here, without a service: `status` as a gRPC response.
+fn refused(status: &tonic::Status) -> Answer {
+    Box::pin(std::future::ready(Ok(status.clone().into_http())))
 }
 
 /// The credentials a request presents: its connection's certificate and
@@ -44,9 +82,9 @@ pub(crate) fn credentials_of<T>(request: &tonic::Request<T>) -> Credentials {
 
 type Answer = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
-fn call<S>(mut service: S, request: Request<Incoming>) -> Answer
+fn call<S>(mut service: S, request: Request<RequestBody>) -> Answer
 where
-    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible> + Send + 'static,
+    S: Service<Request<RequestBody>, Response = Response<Body>, Error = Infallible> + Send + 'static,
     S::Future: Send,
 {
     Box::pin(async move {
@@ -60,14 +98,51 @@ impl hyper::service::Service<Request<Incoming>> for Router {
     type Error = Infallible;
     type Future = Answer;
 
-    fn call(&self, mut request: Request<Incoming>) -> Answer {
-        if let Some(conn) = &self.conn {
-            let token = request.headers().get(TOKEN_HEADER).map(|v| v.as_bytes().to_vec());
-            let creds = conn.credentials(token.as_deref());
-            request.extensions_mut().insert(creds);
-        }
-        let path = request.uri().path();
+    fn call(&self, request: Request<Incoming>) -> Answer {
+        let (Some(conn), Some(conn_budget)) = (&self.conn, &self.conn_budget) else {
+            return refused(&tonic::Status::internal("a request outside any connection"));
+        };
+        let token = request.headers().get(TOKEN_HEADER).map(|v| v.as_bytes().to_vec());
+        let creds = conn.credentials(token.as_deref());
+        let caller = self.routes.caller(&creds);
+        let peer = caller.is_peer();
+        let guard = match conn.conn.request(peer) {
+            Ok(guard) => guard,
+            Err(e) => return refused(&tonic::Status::resource_exhausted(e.to_string())),
+        };
+        let path = request.uri().path().to_string();
         let service = path.trim_start_matches('/').split('/').next().unwrap_or_default();
+        let peer_rpc = service == raft_server::SERVICE_NAME || service == migration_server::SERVICE_NAME;
+        if peer_rpc && !peer {
+            let e = RouteError::Unauthorized {
+                what: path.trim_start_matches('/').to_string(),
+                needs: "the cluster token or a member's certificate".into(),
+                caller: caller.describe(),
+            };
+            return refused(&status::route(&e));
+        }
+        let (limit, deadline) = if service == raft_server::SERVICE_NAME {
+            (self.limits.max_message, self.limits.peer_deadline)
+        } else if peer {
+            (self.limits.max_client_message, self.limits.peer_deadline)
+        } else {
+            (self.limits.max_client_message, self.limits.client_deadline)
+        };
+        let pools = vec![conn_budget.clone(), self.budgets.pool(peer)];
+        let to_status: fn(BudgetError) -> tonic::Status = |e| status::budget(&e);
+        let mut request = request.map(|body| GrpcBody::new(body, pools, limit, deadline).map_err(to_status));
+        request.extensions_mut().insert(creds);
+        let answer = self.dispatch(service, request);
+        Box::pin(async move {
+            let response = answer.await?;
+            Ok(response.map(|body| Body::new(HeldBody::new(body, guard))))
+        })
+    }
+}
+
+impl Router {
+    fn dispatch(&self, service: &str, request: Request<RequestBody>) -> Answer {
+        let path = request.uri().path().to_string();
         match service {
             raft_server::SERVICE_NAME => call(self.raft.clone(), request),
             kv_server::SERVICE_NAME => call(self.kv.clone(), request),
@@ -75,10 +150,7 @@ impl hyper::service::Service<Request<Incoming>> for Router {
             migration_server::SERVICE_NAME => call(self.migration.clone(), request),
             admin_server::SERVICE_NAME => call(self.admin.clone(), request),
             calls_server::SERVICE_NAME => call(self.calls.clone(), request),
-            _ => {
-                let status = tonic::Status::unimplemented(format!("no service at {path}"));
-                Box::pin(std::future::ready(Ok(status.into_http())))
-            }
+            _ => refused(&tonic::Status::unimplemented(format!("no service at {path}"))),
         }
     }
 }

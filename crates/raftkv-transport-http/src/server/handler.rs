@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use raftkv_core::trace::TRACEPARENT;
 use raftkv_core::transport::{Credentials, RouteError, Routes, TOKEN_HEADER};
 use raftkv_wire::frame::FrameDecoder;
-use raftkv_wire::net::ConnInfo;
+use raftkv_wire::net::{Budgets, ConnInfo, Pool, RawBody};
 use raftkv_wire::trace::{
     accept_traceparent, raft_rpc_span, receive_snapshot, service_rpc_span, snapshot_chunk_from_pb_traced, TracedChunk,
 };
@@ -27,17 +27,52 @@ use crate::wire::{error, ok, rpc_of, STOPPED};
 /// What every request handler needs.
 pub(crate) struct Context {
     pub(crate) routes: Routes,
+    /// Largest Raft message.
     pub(crate) limit: usize,
+    /// Largest client (and migration) request.
+    pub(crate) client_limit: usize,
+    /// Bytes partial requests may hold, for clients and for peers.
+    pub(crate) budgets: Budgets,
     pub(crate) body_timeout: Duration,
     pub(crate) snapshot_idle: Duration,
 }
 
 type Reply = Response<Full<Bytes>>;
 
-pub(crate) async fn handle(ctx: &Context, conn: &ConnInfo, request: Request<Incoming>) -> Result<Reply, Infallible> {
+/// What one request may hold and who sent it.
+struct Admitted<'a> {
+    creds: &'a Credentials,
+    /// The byte pools its body draws on: its connection's, then its kind's.
+    pools: Vec<Pool>,
+}
+
+pub(crate) async fn handle(
+    ctx: &Context,
+    conn: &ConnInfo,
+    conn_budget: &Pool,
+    request: Request<Incoming>,
+) -> Result<Reply, Infallible> {
     let token = request.headers().get(TOKEN_HEADER).map(|v| v.as_bytes().to_vec());
     let creds = conn.credentials(token.as_deref());
-    Ok(dispatch(ctx, &creds, request).await.unwrap_or_else(|refusal| refusal))
+    let caller = ctx.routes.caller(&creds);
+    let peer = caller.is_peer();
+    let _in_progress = match conn.conn.request(peer) {
+        Ok(guard) => guard,
+        Err(e) => return Ok(error(StatusCode::SERVICE_UNAVAILABLE, "too_many_connections", e.to_string())),
+    };
+    if !peer {
+        let path = request.uri().path();
+        if path.starts_with("/raft/") || path.starts_with("/migration/") {
+            let e = RouteError::Unauthorized {
+                what: path.trim_start_matches('/').to_string(),
+                needs: "the cluster token or a member's certificate".into(),
+                caller: caller.describe(),
+            };
+            return Ok(route_error(&e));
+        }
+    }
+    let admitted = Admitted { creds: &creds, pools: vec![conn_budget.clone(), ctx.budgets.pool(peer)] };
+    Ok(dispatch(ctx, &admitted, request).await.unwrap_or_else(|refusal| refusal))
 }
 
 fn route_error(e: &RouteError) -> Reply {
@@ -60,13 +95,17 @@ fn decode_error(e: &DecodeError) -> Reply {
     }
 }
 
-async fn read_body(ctx: &Context, body: Incoming) -> Result<Bytes, Reply> {
-    match tokio::time::timeout(ctx.body_timeout, Limited::new(body, ctx.limit).collect()).await {
+/// The whole body of a request, at most `limit` bytes, drawing on `pools`
+/// while it arrives.
+async fn read_body(ctx: &Context, body: Incoming, limit: usize, pools: &[Pool]) -> Result<Bytes, Reply> {
+    // The limit first, so that an oversize body is refused before it waits for budget.
+    let body = RawBody::new(Limited::new(body, limit), pools.to_vec(), false);
+    match tokio::time::timeout(ctx.body_timeout, body.collect()).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(error(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
-            format!("request body exceeds the configured limit of {} bytes (max_message_bytes)", ctx.limit),
+            format!("request body exceeds the limit of {limit} bytes for this request"),
         )),
         Ok(Err(e)) => Err(error(StatusCode::BAD_REQUEST, "bad_body", format!("cannot read the request body: {e}"))),
         Err(_) => Err(error(
@@ -77,7 +116,8 @@ async fn read_body(ctx: &Context, body: Incoming) -> Result<Bytes, Reply> {
     }
 }
 
-async fn dispatch(ctx: &Context, creds: &Credentials, request: Request<Incoming>) -> Result<Reply, Reply> {
+async fn dispatch(ctx: &Context, admitted: &Admitted<'_>, request: Request<Incoming>) -> Result<Reply, Reply> {
+    let creds = admitted.creds;
     if request.method() != Method::POST {
         return Err(error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -88,9 +128,11 @@ async fn dispatch(ctx: &Context, creds: &Credentials, request: Request<Incoming>
     let rpc = rpc_of(request.uri().path()).map_err(|m| error(StatusCode::NOT_FOUND, "unknown_rpc", m))?;
     let (parts, body) = request.into_parts();
     match rpc.split_once('/') {
-        Some(("raft", "install_snapshot")) => snapshot(ctx, creds, body).await,
+        Some(("raft", "install_snapshot")) => {
+            snapshot(ctx, creds, RawBody::new(body, admitted.pools.clone(), true)).await
+        }
         Some(("raft", method)) => {
-            let bytes = read_body(ctx, body).await?;
+            let bytes = read_body(ctx, body, ctx.limit, &admitted.pools).await?;
             let mut wire = RaftRequestPb::decode(method, bytes).map_err(|e| decode_error(&e))?;
             let traceparent = wire.take_traceparent();
             let (route, request) = wire.into_core().map_err(|e| decode_error(&e))?;
@@ -100,7 +142,7 @@ async fn dispatch(ctx: &Context, creds: &Credentials, request: Request<Incoming>
             Ok(ok(RaftResponsePb::from_core(response).encode_to_vec()))
         }
         _ => {
-            let bytes = read_body(ctx, body).await?;
+            let bytes = read_body(ctx, body, ctx.client_limit, &admitted.pools).await?;
             let request = ServiceRequestPb::decode(&rpc, bytes)
                 .and_then(ServiceRequestPb::into_core)
                 .map_err(|e| decode_error(&e))?;
@@ -129,7 +171,10 @@ type Chunk = Result<TracedChunk, String>;
 
 /// A snapshot body being read: the body and the frames buffered from it;
 /// `None` once it ended or broke.
-type BodyState = Option<(Incoming, FrameDecoder)>;
+type BodyState = Option<(SnapshotBody, FrameDecoder)>;
+
+/// A snapshot body: each frame draws on the budgets until the next is read.
+type SnapshotBody = RawBody<Incoming>;
 
 /// The chunks of a snapshot body, one frame each, decoded as they arrive.
 /// Borrows the body, so that what is left of it can be drained afterwards.
@@ -184,7 +229,7 @@ fn chunks(state: &mut BodyState, idle: Duration) -> impl futures::Stream<Item = 
 const DRAIN_LIMIT: usize = 64 << 20;
 
 /// Read and discard the rest of `body`, within `DRAIN_LIMIT` bytes and `idle` per frame.
-async fn drain(mut body: Incoming, idle: Duration) {
+async fn drain(mut body: SnapshotBody, idle: Duration) {
     let mut drained = 0usize;
     while drained < DRAIN_LIMIT {
         match tokio::time::timeout(idle, body.frame()).await {
@@ -194,7 +239,7 @@ async fn drain(mut body: Incoming, idle: Duration) {
     }
 }
 
-async fn snapshot(ctx: &Context, creds: &Credentials, body: Incoming) -> Result<Reply, Reply> {
+async fn snapshot(ctx: &Context, creds: &Credentials, body: SnapshotBody) -> Result<Reply, Reply> {
     let mut state: BodyState = Some((body, FrameDecoder::new(ctx.limit)));
     let answer = receive_snapshot(&ctx.routes, creds, Box::pin(chunks(&mut state, ctx.snapshot_idle))).await;
     if let Some((rest, _)) = state.take() {

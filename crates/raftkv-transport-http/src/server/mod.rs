@@ -9,7 +9,7 @@ use std::sync::Arc;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use raftkv_core::transport::{NetConfig, Routes};
-use raftkv_wire::net::{self, ListenOptions, ServerHandle};
+use raftkv_wire::net::{self, Budgets, ConnCounts, ListenOptions, Pool, ServerHandle};
 
 use crate::error::HttpError;
 
@@ -31,6 +31,8 @@ impl HttpServer {
         let ctx = Arc::new(handler::Context {
             routes,
             limit: cfg.max_message_bytes,
+            client_limit: cfg.server.max_client_message_bytes.min(cfg.max_message_bytes),
+            budgets: Budgets::new(cfg.server.max_buffered_bytes.max(cfg.max_message_bytes)),
             body_timeout: cfg.request_timeout,
             snapshot_idle: cfg.snapshot_idle_timeout,
         });
@@ -41,10 +43,12 @@ impl HttpServer {
         let handle = net::listen(addr, options, move |stream, conn| {
             let ctx = ctx.clone();
             let peer = conn.remote;
+            // What this connection's partial requests may hold (one at a time on HTTP/1.1).
+            let conn_budget = Pool::new(ctx.limit);
             async move {
                 let service = service_fn(move |request| {
-                    let (ctx, conn) = (ctx.clone(), conn.clone());
-                    async move { handler::handle(&ctx, &conn, request).await }
+                    let (ctx, conn, conn_budget) = (ctx.clone(), conn.clone(), conn_budget.clone());
+                    async move { handler::handle(&ctx, &conn, &conn_budget, request).await }
                 });
                 let served = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -66,6 +70,12 @@ impl HttpServer {
     #[must_use]
     pub fn addr(&self) -> SocketAddr {
         self.handle.addr()
+    }
+
+    /// Its connections, counted by kind.
+    #[must_use]
+    pub fn connections(&self) -> ConnCounts {
+        self.handle.connections()
     }
 
     /// Stop: close the listener and every connection, and free the port.

@@ -1,6 +1,7 @@
 //! [`listen`]: accept connections (TLS if configured) and hand each to a
-//! handler on its own task; [`ServerHandle::stop`] closes the listener and
-//! every connection at once.
+//! handler on its own task, within the connection limits of [`ConnTable`]
+//! (each connection is closed when its [`Conn::watch`] says so);
+//! [`ServerHandle::stop`] closes the listener and every connection at once.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,19 +13,24 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
-use raftkv_core::transport::{CertIdentity, Credentials, NetConfig};
+use raftkv_core::transport::{CertIdentity, Credentials, NetConfig, ServerLimits};
 
+use super::connections::{Conn, ConnCounts, ConnTable};
 use super::tls::{cert_identity, server_config, TlsError};
 use super::NetStream;
 
-/// What is known of an accepted connection: where it comes from, and what
-/// its verified client certificate (if it sent one) says of its holder.
+/// What is known of an accepted connection: where it comes from, what its
+/// verified client certificate (if it sent one) says of its holder, and its
+/// place in the server's connection limits (every request must be
+/// registered with [`Conn::request`]).
 #[derive(Clone, Debug)]
 pub struct ConnInfo {
     /// The remote address.
     pub remote: SocketAddr,
     /// The verified client certificate's identity.
     pub cert: Option<Arc<CertIdentity>>,
+    /// The connection's state in the server's table.
+    pub conn: Arc<Conn>,
 }
 
 impl ConnInfo {
@@ -40,6 +46,7 @@ impl ConnInfo {
 #[derive(Debug)]
 pub struct ServerHandle {
     addr: SocketAddr,
+    table: Arc<ConnTable>,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -49,6 +56,12 @@ impl ServerHandle {
     #[must_use]
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The server's connections, counted by kind.
+    #[must_use]
+    pub fn connections(&self) -> ConnCounts {
+        self.table.counts()
     }
 
     /// Stop accepting, close every connection, and wait until the port is free.
@@ -75,6 +88,8 @@ pub struct ListenOptions {
     pub handshake_timeout: Duration,
     /// Kernel send and receive buffers of every accepted connection, if set.
     pub socket_buffer: Option<u32>,
+    /// Connection limits and deadlines.
+    pub limits: ServerLimits,
 }
 
 impl ListenOptions {
@@ -84,6 +99,7 @@ impl ListenOptions {
             tls: cfg.tls.as_ref().map(|t| server_config(t, alpn)).transpose()?,
             handshake_timeout: cfg.connect_timeout,
             socket_buffer: cfg.socket_buffer_bytes,
+            limits: cfg.server.clone(),
         })
     }
 }
@@ -108,9 +124,11 @@ where
     H: Fn(NetStream, ConnInfo) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let ListenOptions { tls, handshake_timeout, socket_buffer } = options;
+    let ListenOptions { tls, handshake_timeout, socket_buffer, limits } = options;
     let listener = bind(addr, socket_buffer)?;
     let addr = listener.local_addr()?;
+    let table = ConnTable::new(limits);
+    let accepting = table.clone();
     let (shutdown, mut stopped) = oneshot::channel();
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let handler = Arc::new(handler);
@@ -131,37 +149,52 @@ where
                     continue;
                 }
             };
+            let Some(conn) = accepting.admit() else {
+                // No room, not even by closing a silent connection: close this one at once.
+                tracing::debug!(%addr, %peer, "connection refused: the server holds its maximum");
+                continue;
+            };
             let _ = tcp.set_nodelay(true);
             let (acceptor, handler) = (acceptor.clone(), handler.clone());
             connections.spawn(async move {
-                let stream = match acceptor {
-                    None => NetStream::Plain(tcp),
-                    Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                        Ok(Ok(s)) => NetStream::Server(Box::new(s)),
-                        Ok(Err(e)) => {
-                            tracing::debug!(%addr, %peer, error = %e, "tls handshake refused");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%addr, %peer, "tls handshake timed out");
-                            return;
-                        }
-                    },
+                let watched = conn.clone();
+                let served = async move {
+                    let stream = match acceptor {
+                        None => NetStream::Plain(tcp),
+                        Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                            Ok(Ok(s)) => NetStream::Server(Box::new(s)),
+                            Ok(Err(e)) => {
+                                tracing::debug!(%addr, %peer, error = %e, "tls handshake refused");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%addr, %peer, "tls handshake timed out");
+                                return;
+                            }
+                        },
+                    };
+                    let cert = match &stream {
+                        NetStream::Server(tls) => tls
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|chain| chain.first())
+                            .map(|leaf| Arc::new(cert_identity(leaf))),
+                        _ => None,
+                    };
+                    handler(stream, ConnInfo { remote: peer, cert, conn }).await;
                 };
-                let cert = match &stream {
-                    NetStream::Server(tls) => tls
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|chain| chain.first())
-                        .map(|leaf| Arc::new(cert_identity(leaf))),
-                    _ => None,
-                };
-                handler(stream, ConnInfo { remote: peer, cert }).await;
+                tokio::select! {
+                    () = served => {}
+                    reason = watched.watch() => {
+                        tracing::debug!(%addr, %peer, ?reason, "connection closed by the server");
+                    }
+                }
+                watched.release();
             });
         }
         drop(listener);
         connections.shutdown().await;
     });
-    Ok(ServerHandle { addr, shutdown: Some(shutdown), task })
+    Ok(ServerHandle { addr, table, shutdown: Some(shutdown), task })
 }

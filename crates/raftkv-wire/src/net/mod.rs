@@ -5,6 +5,8 @@
 //! [`TlsConfig`](raftkv_core::transport::TlsConfig) ([`tls`]), and
 //! streaming a snapshot into a request body ([`feed_snapshot`]).
 
+pub mod budget;
+pub mod connections;
 mod dial;
 mod error;
 mod listen;
@@ -12,6 +14,8 @@ mod snapshot_feed;
 mod stream;
 pub mod tls;
 
+pub use budget::{BudgetError, Budgets, GrpcBody, HeldBody, Pool, RawBody};
+pub use connections::{CloseReason, Conn, ConnCounts, ConnTable, RequestGuard, TooManyClients};
 pub use dial::{host_of, jitter_seed, DialError, DialService, Dialer};
 pub use error::{error_chain, SetupError};
 pub use listen::{listen, ConnInfo, ListenOptions, ServerHandle};

@@ -17,6 +17,7 @@ pub mod cases;
 pub mod cluster;
 pub mod fuzz;
 mod handlers;
+pub mod limits;
 pub mod tls;
 pub mod trace;
 
@@ -157,6 +158,9 @@ macro_rules! transport_conformance_tests {
             oversize_messages_are_refused_naming_the_limit,
             random_bytes_to_every_route_never_break_the_server,
             peer_rpcs_need_the_cluster_token,
+            silent_connections_are_closed_at_the_first_request_deadline,
+            a_flood_of_silent_connections_does_not_keep_callers_out,
+            clients_cannot_take_the_connections_kept_for_peers,
         );
     };
 }
@@ -249,6 +253,7 @@ pub mod cases_for {
     pub use super::cases::*;
     pub use super::cluster::*;
     pub use super::fuzz::*;
+    pub use super::limits::*;
     pub use super::tls::*;
     pub use super::trace::*;
 }
