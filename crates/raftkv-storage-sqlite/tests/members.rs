@@ -130,6 +130,9 @@ async fn acknowledged_writes_are_found_in_the_wal_without_a_clean_close() {
     for name in [DB_FILE, wal.as_str()] {
         std::fs::copy(dir.path().join(name), copy.path().join(name)).expect("copy");
     }
+    // (The member's snapshot directory belongs to the copy too: its record
+    // says no snapshot was taken, which a purged log needs.)
+    raftkv_core::testkit::crash::copy_dir(&dir.path().join("snapshots"), &copy.path().join("snapshots")).expect("copy");
 
     let reopened = SqliteStorage::open(copy.path(), SqliteOptions::default()).await.expect("open the copy");
     let (log, _) = reopened.member(GroupId(1), NodeId(1)).await.expect("member");
