@@ -9,6 +9,14 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+/// Smallest `net.max_message_bytes`: a run of a shard holding a value of
+/// the largest size a key may hold, with room to spare.
+pub const MIN_MESSAGE_BYTES: usize = 4 * raftkv_core::shardkv::MAX_STORED_VALUE_BYTES;
+
+/// Smallest `net.max_client_message_bytes`: the largest key and value a
+/// client may send, with framing.
+pub const MIN_CLIENT_MESSAGE_BYTES: usize = 2 << 20;
+
 /// What a process runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -124,6 +132,22 @@ pub struct NetSettings {
     /// A file holding the cluster token (at least 16 printable characters):
     /// members send it with every request, and peer RPCs without it are refused.
     pub cluster_token_file: Option<PathBuf>,
+    /// Most connections a listener holds (lowered to fit the process's
+    /// file descriptor limit).
+    pub max_connections: usize,
+    /// Of `max_connections`, how many only peers may use.
+    pub reserved_for_peers: usize,
+    /// Most connections yet to send their first request (the oldest is closed past it).
+    pub max_silent_connections: usize,
+    /// A connection must send its first request within this, in milliseconds.
+    pub first_request_timeout_ms: u64,
+    /// A connection with no request in progress for this long is closed, in milliseconds.
+    pub idle_timeout_ms: u64,
+    /// Largest client (key-value, controller, status, migration) request, in bytes.
+    pub max_client_message_bytes: usize,
+    /// Bytes of requests still arriving that clients may make a listener
+    /// hold; peers get as much again of their own.
+    pub max_buffered_bytes: usize,
 }
 
 impl Default for NetSettings {
@@ -134,6 +158,13 @@ impl Default for NetSettings {
             max_message_bytes: 64 << 20,
             tls: None,
             cluster_token_file: None,
+            max_connections: 4096,
+            reserved_for_peers: 256,
+            max_silent_connections: 1024,
+            first_request_timeout_ms: 10_000,
+            idle_timeout_ms: 300_000,
+            max_client_message_bytes: 4 << 20,
+            max_buffered_bytes: 256 << 20,
         }
     }
 }
@@ -346,8 +377,62 @@ impl Config {
                 "at least 1 millisecond",
             );
         }
-        if self.net.max_message_bytes < 64 << 10 {
-            return invalid("net.max_message_bytes", self.net.max_message_bytes.to_string(), "at least 65536 bytes");
+        // A value of the largest size a key may hold, with a pull run, must fit in one message.
+        if self.net.max_message_bytes < MIN_MESSAGE_BYTES {
+            return invalid(
+                "net.max_message_bytes",
+                self.net.max_message_bytes.to_string(),
+                &format!("at least {MIN_MESSAGE_BYTES} bytes (twice the largest value a key may hold, and more)"),
+            );
+        }
+        let net = &self.net;
+        if net.max_client_message_bytes < MIN_CLIENT_MESSAGE_BYTES
+            || net.max_client_message_bytes > net.max_message_bytes
+        {
+            return invalid(
+                "net.max_client_message_bytes",
+                net.max_client_message_bytes.to_string(),
+                &format!(
+                    "from {MIN_CLIENT_MESSAGE_BYTES} (the largest key and value, and framing) to net.max_message_bytes ({})",
+                    net.max_message_bytes
+                ),
+            );
+        }
+        if net.max_buffered_bytes < net.max_message_bytes {
+            return invalid(
+                "net.max_buffered_bytes",
+                net.max_buffered_bytes.to_string(),
+                &format!("at least net.max_message_bytes ({})", net.max_message_bytes),
+            );
+        }
+        if net.max_connections < 16 {
+            return invalid("net.max_connections", net.max_connections.to_string(), "at least 16");
+        }
+        if net.reserved_for_peers >= net.max_connections {
+            return invalid(
+                "net.reserved_for_peers",
+                net.reserved_for_peers.to_string(),
+                &format!("fewer than net.max_connections ({})", net.max_connections),
+            );
+        }
+        if net.max_silent_connections == 0 || net.max_silent_connections > net.max_connections {
+            return invalid(
+                "net.max_silent_connections",
+                net.max_silent_connections.to_string(),
+                &format!("from 1 to net.max_connections ({})", net.max_connections),
+            );
+        }
+        if net.first_request_timeout_ms < 100 || net.idle_timeout_ms < net.first_request_timeout_ms {
+            let (key, value) = if net.first_request_timeout_ms < 100 {
+                ("net.first_request_timeout_ms", net.first_request_timeout_ms)
+            } else {
+                ("net.idle_timeout_ms", net.idle_timeout_ms)
+            };
+            return invalid(
+                key,
+                value.to_string(),
+                "at least 100 ms, and net.idle_timeout_ms at least net.first_request_timeout_ms",
+            );
         }
         // A run, with the framing of its entries, must fit in one message.
         if self.pull_chunk_bytes == 0 || self.pull_chunk_bytes > self.net.max_message_bytes / 2 {

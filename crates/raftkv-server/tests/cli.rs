@@ -204,3 +204,110 @@ fn the_repl_works_on_a_terminal_and_keeps_its_history() {
     let history = std::fs::read_to_string(home.path().join(".raftkv_history")).unwrap_or_default();
     assert!(history.contains("Query") && history.contains("Qurey"), "history kept: {history:?}");
 }
+
+/// Keys and values are stored exactly as given: quoted words keep their
+/// spaces in the REPL, and every command-line word is one word.
+#[test]
+fn quoted_keys_and_values_with_spaces_round_trip_through_the_repl_and_one_shot() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::start(dir.path(), &[]);
+    let peers = format!("--ctrl-peers={}", dev.ctrl_peers);
+
+    let session = concat!(
+        "Put \"my key\" \"  padded value \"\n",
+        "Get \"my key\"\n",
+        "Get my\n",
+        "Append 'my key' ' and \"more\" '\n",
+        "Get 'my key'\n",
+        "Put k \"unterminated\n",
+        "Put \"esc\\\\aped\" \"say \\\"hi\\\"\"\n",
+        "Get \"esc\\\\aped\"\n",
+        "Put plain two   words\n",
+        "Get plain\n",
+    );
+    let out = cli(&["kv", &peers], session);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        stdout(&out),
+        "Supported commands: Put key value | Get key | Append key suffix | Delete key\n\
+> OK\n\
+> Value:   padded value \n\
+> Value: \n\
+> OK\n\
+> Value:   padded value  and \"more\" \n\
+> Invalid quoting: the \" at column 7 is never closed\n\
+> OK\n\
+> Value: say \"hi\"\n\
+> OK\n\
+> Value: two   words\n\
+> "
+    );
+
+    // One-shot: each argument is one word, spaces and quotes included.
+    let out = cli(&["kv", &peers, "put", "one shot key", " v "], "");
+    assert_eq!((out.status.code(), stdout(&out).as_str()), (Some(0), "OK\n"), "{out:?}");
+    let out = cli(&["kv", &peers, "-w", "json", "get", "one shot key"], "");
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap(), serde_json::json!({"value": " v "}));
+    let out = cli(&["kv", &peers, "put", "q", "\"quoted\""], "");
+    assert!(out.status.success(), "{out:?}");
+    let out = cli(&["kv", &peers, "get", "q"], "");
+    assert_eq!(stdout(&out), "Value: \"quoted\"\n", "quotes in an argument are the argument's own");
+    // The REPL reads what one-shot stored, and the other way round.
+    let out = cli(&["kv", &peers], "Get \"one shot key\"\n");
+    assert!(stdout(&out).ends_with("> Value:  v \n> "), "{out:?}");
+    let out = cli(&["kv", &peers, "get", "my key"], "");
+    assert_eq!(stdout(&out), "Value:   padded value  and \"more\" \n");
+}
+
+/// A request larger than the message limit can never be sent: the CLI says
+/// so at once instead of retrying until its timeout.
+#[test]
+fn a_value_over_the_message_limit_fails_at_once_with_a_size_error() {
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::start(dir.path(), &[]);
+    let peers = format!("--ctrl-peers={}", dev.ctrl_peers);
+    let timeout = Duration::from_secs(30);
+    let timeout_flag = format!("--timeout-secs={}", timeout.as_secs());
+
+    // 100 MiB typed into the REPL (a command line cannot hold that much).
+    let mut session = String::with_capacity((100 << 20) + 64);
+    session.push_str("Put big ");
+    session.extend(std::iter::repeat_n('x', 100 << 20));
+    session.push_str("\nPut small v\nGet small\n");
+    let started = Instant::now();
+    let out = cli(&["kv", &peers, &timeout_flag], &session);
+    let took = started.elapsed();
+    let text = stdout(&out);
+    assert!(took < timeout / 6, "took {took:?} of a {timeout:?} timeout: {text:.300}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines.iter().any(|l| l.starts_with("> Error: ") && l.contains("exceeds") && l.contains("max_message_bytes")),
+        "{text:.500}"
+    );
+    assert!(text.ends_with("> OK\n> Value: v\n> "), "the REPL carries on: {text:.500}");
+
+    // One-shot, with the limit lowered through the server's variable: exit status 1.
+    let started = Instant::now();
+    let value = "y".repeat(100 << 10);
+    let out =
+        cli_with_env(&["kv", &peers, &timeout_flag, "put", "k", &value], &[("RAFTKV_NET__MAX_MESSAGE_BYTES", "65536")]);
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(stdout(&out).starts_with("Error: ") && stdout(&out).contains("65536"), "{out:?}");
+    assert!(took < timeout / 6, "took {took:?}");
+}
+
+/// The CLI with extra environment variables.
+fn cli_with_env(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    use std::process::{Command, Stdio};
+    let (transport, _) = support::backend();
+    Command::new(env!("CARGO_BIN_EXE_raftkv"))
+        .args(args)
+        .args(["--transport", &transport])
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("raftkv runs")
+}

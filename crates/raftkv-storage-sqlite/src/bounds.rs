@@ -109,6 +109,11 @@ impl Bounds {
         logs.into_iter().filter_map(|log| map.get(&log).map(|meta| (log, *meta))).collect()
     }
 
+    /// The logs whose bounds are cached.
+    pub(crate) fn logs(&self) -> Vec<LogId> {
+        self.lock().keys().copied().collect()
+    }
+
     /// Publishes the bounds after a commit.
     pub(crate) fn publish(&self, metas: HashMap<LogId, LogMeta>) {
         self.lock().extend(metas);

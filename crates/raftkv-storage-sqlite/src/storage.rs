@@ -84,7 +84,7 @@ impl SqliteStorage {
         };
         let bounds = Arc::new(Bounds::default());
         let commits = Arc::new(AtomicU64::new(0));
-        let writer = WriterHandle::spawn(conn, db.clone(), bounds.clone(), commits.clone());
+        let writer = WriterHandle::spawn(conn, connect.clone(), db.clone(), bounds.clone(), commits.clone());
         let readers = ReadPool::new(db.clone(), connect, options.read_connections);
         let shared = Shared { db, dir, bounds, readers, writer, commits, closed: AtomicBool::new(false) };
         Ok(Self { shared: Arc::new(shared) })

@@ -7,20 +7,34 @@
 //! Requests of one caller stay in the order they were queued. Appended entries
 //! go to the journal, which a batch moves into `log` first once it is long
 //! enough and which is moved once more when the writer shuts down (see
-//! [`crate::journal`]). After a failed
-//! commit the state on disk is unknown, so every later write fails too: the
-//! store must be reopened (the `LogStore` contract's rule for `Io` errors).
+//! [`crate::journal`].
+//!
+//! # A failed batch changed nothing
+//!
+//! When a batch fails (a full disk, an I/O error), its transaction is rolled
+//! back — SQLite commits whole transactions or nothing — and every request
+//! in it gets the error. The writer then gets back to a known state by
+//! itself: it drops its connection, opens a new one, and reloads the bounds
+//! of every cached log and the journal's size from what is committed. Until
+//! that succeeds, each new batch tries it first and fails with its error.
+//! So once the cause is gone, the same write submitted again succeeds, and
+//! nothing acknowledged is lost or applied twice. (A commit whose sync
+//! failed may have left its frames in SQLite's log, invisible to this
+//! process and overwritten by the next commit; only a crash before that
+//! could bring them back, as for any write that was not acknowledged.)
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use raftkv_core::storage::StorageError;
-use sqlx::{Connection, SqliteConnection};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions, Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::batch::{plan, Command};
 use crate::blocking::run_db;
-use crate::bounds::Bounds;
+use crate::bounds::{self, Bounds, LogId, LogMeta};
 use crate::error::{duplicate, DbFile};
 use crate::journal;
 
@@ -45,10 +59,17 @@ pub(crate) struct WriterHandle {
 
 impl WriterHandle {
     /// Starts the writer task on the current runtime; the journal of `conn`'s
-    /// database must be empty (checkpointed when opening).
-    pub(crate) fn spawn(conn: SqliteConnection, db: DbFile, bounds: Arc<Bounds>, commits: Arc<AtomicU64>) -> Self {
+    /// database must be empty (checkpointed when opening). `connect` opens a
+    /// new connection after a failed batch.
+    pub(crate) fn spawn(
+        conn: SqliteConnection,
+        connect: SqliteConnectOptions,
+        db: DbFile,
+        bounds: Arc<Bounds>,
+        commits: Arc<AtomicU64>,
+    ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        let writer = Writer { conn: Some(conn), db, bounds, commits, rx, failed: None, journal_rows: 0 };
+        let writer = Writer { conn: Some(conn), connect, db, bounds, commits, rx, broken: false, journal_rows: 0 };
         tokio::spawn(writer.run());
         Self { tx }
     }
@@ -72,12 +93,13 @@ impl WriterHandle {
 
 struct Writer {
     conn: Option<SqliteConnection>,
+    connect: SqliteConnectOptions,
     db: DbFile,
     bounds: Arc<Bounds>,
     commits: Arc<AtomicU64>,
     rx: mpsc::UnboundedReceiver<Message>,
-    /// The error of a failed commit; every later request fails.
-    failed: Option<StorageError>,
+    /// Set after a failed batch until [`Writer::recover`] succeeds.
+    broken: bool,
     /// Rows in the journal (committed).
     journal_rows: u64,
 }
@@ -125,15 +147,13 @@ impl Writer {
     /// Commits one batch and answers its requests.
     async fn commit(&mut self, batch: Vec<(Command, Reply)>) {
         let (commands, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-        if let Some(failed) = &self.failed {
-            let err = StorageError::Io {
-                location: self.db.path().display().to_string(),
-                source: std::io::Error::other(format!("an earlier commit failed ({failed}); reopen the store")),
-            };
-            for reply in replies {
-                let _ = reply.send(Err(duplicate(&err)));
+        if self.broken {
+            if let Err(err) = self.recover().await {
+                for reply in replies {
+                    let _ = reply.send(Err(duplicate(&err)));
+                }
+                return;
             }
-            return;
         }
         let metas = self.bounds.snapshot(commands.iter().map(Command::log));
         let requests = commands.len();
@@ -165,11 +185,14 @@ impl Writer {
                     tracing::trace!(requests, "group commit");
                 }
                 Err(err) => {
-                    tracing::error!(error = %err, requests, "group commit failed; the store must be reopened");
+                    tracing::error!(error = %err, requests, "group commit failed; the writes changed nothing and may be retried");
                     for (reply, outcome) in replies.into_iter().zip(outcomes) {
                         let _ = reply.send(outcome.and_then(|()| Err(duplicate(&err))));
                     }
-                    self.failed = Some(err);
+                    self.broken = true;
+                    if let Err(e) = self.recover().await {
+                        tracing::warn!(error = %e, "getting back to the committed state failed; the next batch retries");
+                    }
                     return;
                 }
             }
@@ -179,12 +202,42 @@ impl Writer {
         }
     }
 
-    /// Checkpoints the journal (unless a commit failed: the state on disk is
-    /// unknown then, and opening checkpoints it anyway) and closes the
-    /// connection.
+    /// Gets back to the committed state after a failed batch: a new
+    /// connection, and the bounds of every cached log and the journal's
+    /// size as committed. Clears [`Writer::broken`] on success.
+    async fn recover(&mut self) -> Result<(), StorageError> {
+        let old = self.conn.take();
+        let (connect, db) = (self.connect.clone(), self.db.clone());
+        let logs = self.bounds.logs();
+        let reloaded = run_db(move || async move {
+            if let Some(old) = old {
+                // Whatever it was in the middle of is rolled back with it.
+                let _ = old.close().await;
+            }
+            let mut conn = connect.connect().await.map_err(|e| db.sqlx("reconnecting after a failed write", e))?;
+            let mut metas: HashMap<LogId, LogMeta> = HashMap::with_capacity(logs.len());
+            for log in logs {
+                metas.insert(log, bounds::load(&mut conn, &db, log).await?);
+            }
+            let rows = journal::rows(&mut conn).await.map_err(|e| db.sqlx("reading the journal", e))?;
+            Ok::<_, StorageError>((conn, metas, rows))
+        })
+        .await
+        .and_then(|r| r);
+        let (conn, metas, rows) = reloaded?;
+        self.conn = Some(conn);
+        self.bounds.publish(metas);
+        self.journal_rows = rows;
+        self.broken = false;
+        tracing::info!(path = %self.db.path().display(), "back to the committed state after a failed write");
+        Ok(())
+    }
+
+    /// Checkpoints the journal (unless a batch failed and the writer did not
+    /// recover: opening checkpoints it anyway) and closes the connection.
     async fn shut_down(&mut self) {
         let Some(mut conn) = self.conn.take() else { return };
-        let (db, checkpoint) = (self.db.clone(), self.failed.is_none() && self.journal_rows > 0);
+        let (db, checkpoint) = (self.db.clone(), !self.broken && self.journal_rows > 0);
         let closed = run_db(move || async move {
             if checkpoint {
                 if let Err(e) = journal::checkpoint_now(&mut conn, &db).await {

@@ -1,47 +1,72 @@
-//! After a commit fails, the state on disk is unknown: that write and every
-//! later one fail with `Io`, and the cached bounds keep the last committed state.
+//! A failed write changes nothing, and the same write succeeds once the
+//! cause is gone, on the same open store: the writer gets back to the
+//! committed state by itself (the Raft driver retries failed writes).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers outside #[test] fns panic on purpose
 
+use std::path::Path;
+
 use bytes::Bytes;
-use raftkv_core::raft::{Entry, EntryPayload};
-use raftkv_core::storage::{LogStore, StorageError};
+use raftkv_core::raft::{Entry, EntryPayload, HardState};
+use raftkv_core::storage::{LogStore, LogWrite, StorageError};
 use raftkv_core::{GroupId, LogIndex, NodeId, Term};
 use raftkv_storage_sqlite::{SqliteOptions, SqliteStorage};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 
 fn entry(index: u64) -> Entry {
-    Entry { term: Term(1), index: LogIndex(index), payload: EntryPayload::Command(Bytes::from_static(b"x")) }
+    Entry { term: Term(1), index: LogIndex(index), payload: EntryPayload::Command(Bytes::from(format!("x{index}"))) }
+}
+
+/// Runs `sql` on the open database behind the store's back.
+async fn behind_its_back(db: &Path, sql: &str) {
+    let mut raw = SqliteConnectOptions::new().filename(db).connect().await.expect("raw connection");
+    sqlx::query(sql).execute(&mut raw).await.expect("raw statement");
+    raw.close().await.expect("close raw connection");
 }
 
 #[tokio::test]
-async fn a_failed_commit_fails_every_later_write_until_reopened() {
+async fn a_failed_write_changes_nothing_and_succeeds_when_retried() {
     let dir = tempfile::tempdir().expect("temp dir");
     let storage = SqliteStorage::open(dir.path(), SqliteOptions::default()).await.expect("open");
     let (log, _) = storage.member(GroupId(1), NodeId(1)).await.expect("member");
     let (other, _) = storage.member(GroupId(2), NodeId(1)).await.expect("another member");
     log.append(vec![entry(1), entry(2)]).await.expect("append");
 
-    // Behind the store's back, make the next commit fail.
-    let mut raw = SqliteConnectOptions::new().filename(storage.path()).connect().await.expect("raw connection");
-    // (Appends go to the journal, and to `log` only when it is checkpointed: drop both.)
-    for table in ["log", "journal"] {
-        sqlx::query(&format!("DROP TABLE {table}")).execute(&mut raw).await.expect("drop a table");
-    }
-    raw.close().await.expect("close raw connection");
-
-    let err = log.append(vec![entry(3)]).await.expect_err("the commit must fail");
+    // Every insert into the journal fails, in the middle of the transaction
+    // that also saves a hard state.
+    let db = storage.path().to_path_buf();
+    behind_its_back(&db, "CREATE TRIGGER refuse BEFORE INSERT ON journal BEGIN SELECT RAISE(ABORT, 'injected'); END")
+        .await;
+    let hs = HardState { term: Term(2), vote: Some(NodeId(1)), commit: LogIndex(3) };
+    let write = LogWrite { entries: vec![entry(3), entry(4)], hard_state: Some(hs), ..LogWrite::default() };
+    let err = log.write(write.clone()).await.expect_err("the write must fail");
     assert!(matches!(err, StorageError::Io { .. }), "{err:?}");
-    assert!(err.to_string().contains(&storage.path().display().to_string()), "error must name the file: {err}");
-    assert_eq!(log.state().await.expect("state").last_index, LogIndex(2), "bounds keep the committed state");
+    assert!(err.to_string().contains(&db.display().to_string()), "error must name the file: {err}");
+    // Nothing of it is visible: not the entries, not the hard state.
+    let state = log.state().await.expect("state");
+    assert_eq!((state.last_index, state.hard_state), (LogIndex(2), HardState::default()));
+    assert_eq!(log.entries(LogIndex(1), LogIndex(3)).await.expect("entries"), vec![entry(1), entry(2)]);
+    // Still failing while the cause is there, for this member and others.
+    assert!(log.write(write.clone()).await.is_err());
+    assert!(other.append(vec![entry(1)]).await.is_err());
+    // A write that needs no insert goes through meanwhile.
+    other.save_hard_state(hs).await.expect("a hard state alone");
 
-    for (what, result) in
-        [("same member", log.append(vec![entry(3)]).await), ("other member", other.append(vec![entry(1)]).await)]
-    {
-        let err = result.expect_err("writes after a failed commit must fail");
-        assert!(matches!(err, StorageError::Io { .. }), "{what}: {err:?}");
-        assert!(err.to_string().contains("reopen"), "{what}: {err}");
-    }
+    behind_its_back(&db, "DROP TRIGGER refuse").await;
+    log.write(write).await.expect("the same write succeeds once the cause is gone");
+    other.append(vec![entry(1)]).await.expect("and the others' writes");
+    log.append(vec![entry(5)]).await.expect("and later ones");
+    storage.close().await;
+
+    // Reopened: everything acknowledged, once.
+    let storage = SqliteStorage::open(dir.path(), SqliteOptions::default()).await.expect("reopen");
+    let (log, _) = storage.member(GroupId(1), NodeId(1)).await.expect("member");
+    let state = log.state().await.expect("state");
+    assert_eq!((state.first_index, state.last_index, state.hard_state), (LogIndex(1), LogIndex(5), hs));
+    assert_eq!(log.entries(LogIndex(1), LogIndex(6)).await.expect("entries"), (1..=5).map(entry).collect::<Vec<_>>());
+    let (other, _) = storage.member(GroupId(2), NodeId(1)).await.expect("member");
+    assert_eq!(other.state().await.expect("state").hard_state, hs);
+    assert_eq!(other.entries(LogIndex(1), LogIndex(2)).await.expect("entries"), vec![entry(1)]);
     storage.close().await;
 }

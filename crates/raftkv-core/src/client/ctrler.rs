@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::retry::Refusals;
 use super::{Attempts, ClerkConfig, ClerkError};
 use crate::api::{
     ApiError, CtrlOp, CtrlRequest, RequestId, ServiceClient, ServiceRequest, ServiceResponse, ShardConfig,
@@ -67,11 +68,16 @@ impl CtrlClerk {
         self.seq += 1;
         let request = ServiceRequest::Ctrl(CtrlRequest { id: RequestId { client: self.client, seq: self.seq }, op });
         let mut attempts = Attempts::new(self.cfg.deadline);
+        let mut refusals = Refusals::default();
         loop {
             for _ in 0..self.servers.len() {
                 attempts.check()?;
                 let server = self.leader % self.servers.len();
-                match self.net.call_service(&self.servers[server], request.clone()).await {
+                let answer = self.net.call_service(&self.servers[server], request.clone()).await;
+                if answer.is_ok() {
+                    refusals.other();
+                }
+                match answer {
                     Ok(ServiceResponse::Ctrl(Ok(config))) => return Ok(config),
                     Ok(ServiceResponse::Ctrl(Err(ApiError::Invalid { reason }))) => {
                         return Err(ClerkError::Invalid(reason))
@@ -82,7 +88,10 @@ impl CtrlClerk {
                         continue;
                     }
                     Ok(other) => attempts.last = format!("{}: {other:?}", self.servers[server]),
-                    Err(e) => attempts.last = e.to_string(),
+                    Err(e) => {
+                        refusals.failed(&e, self.servers.len())?;
+                        attempts.last = e.to_string();
+                    }
                 }
                 self.leader = server + 1;
             }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::retry::Refusals;
 use super::{Attempts, ClerkConfig, ClerkError, CtrlClerk};
 use crate::api::{
     shard_of, ApiError, KvOp, KvRequest, RequestId, ServiceClient, ServiceRequest, ServiceResponse, ShardConfig,
@@ -105,6 +106,7 @@ impl KvClerk {
             _ => Bytes::new(),
         };
         let mut attempts = Attempts::new(self.cfg.deadline);
+        let mut refusals = Refusals::default();
         loop {
             attempts.check()?;
             let shard = shard_of(&key, self.config.shards.len());
@@ -116,7 +118,11 @@ impl KvClerk {
             for k in 0..servers.len() {
                 attempts.check()?;
                 let i = (start + k) % servers.len();
-                match self.net.call_service(&servers[i], request.clone()).await {
+                let answer = self.net.call_service(&servers[i], request.clone()).await;
+                if answer.is_ok() {
+                    refusals.other();
+                }
+                match answer {
                     Ok(ServiceResponse::Kv(Ok(value))) => {
                         self.leaders.insert(group, i);
                         return Ok(value);
@@ -132,7 +138,10 @@ impl KvClerk {
                         break;
                     }
                     Ok(other) => attempts.last = format!("{}: {other:?}", servers[i]),
-                    Err(e) => attempts.last = e.to_string(),
+                    Err(e) => {
+                        refusals.failed(&e, servers.len())?;
+                        attempts.last = e.to_string();
+                    }
                 }
             }
             tokio::time::sleep(self.cfg.retry_pause).await;

@@ -1,9 +1,11 @@
 //! Clients (clerks) of the shard controller and of ShardKV: they retry across
 //! servers with the same request id (so a server applies it at most once),
-//! follow leader hints, and back off between rounds.
+//! follow leader hints, and back off between rounds — but give up at once on
+//! a request that can never succeed (see [`ClerkError::Invalid`]).
 
 mod ctrler;
 mod kv;
+mod retry;
 
 use std::time::Duration;
 
@@ -30,7 +32,11 @@ impl Default for ClerkConfig {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClerkError {
-    /// The cluster refused the request for good (a bad argument).
+    /// The request can never succeed, and was not applied: the cluster
+    /// refused it (a bad argument, a key or value over the servers' limits),
+    /// every server rejected it (it does not decode, it is over their message
+    /// limit), or it is over this client's message limit and was never sent.
+    /// Returned at once, not retried until the deadline.
     #[error("refused: {0}")]
     Invalid(String),
     /// No server answered within the clerk's deadline; a write's outcome is unknown.

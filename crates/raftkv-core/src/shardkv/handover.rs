@@ -147,6 +147,7 @@ mod tests {
             last_index: LogIndex(0),
             snapshot_index: LogIndex(0),
             followers: Vec::new(),
+            storage_failing: None,
         };
         NodeStatus { group: GroupId(group), raft, config: ConfigNum(5), shards }
     }

@@ -33,5 +33,5 @@ pub use migration::ConfigSource;
 pub use server::{ShardKvOptions, ShardKvServer};
 pub use service::{KvLimits, ShardKvService};
 pub use shard_count::{ShardCountCheck, ShardCountMismatch};
-pub use state::{Applied, Exchange, ShardKvImage, ShardKvState};
+pub use state::{Applied, Exchange, ShardKvImage, ShardKvState, MAX_STORED_VALUE_BYTES};
 pub use state_machine::{ShardKvStateMachine, SharedShardKv};

@@ -108,7 +108,10 @@ impl ShardKvService {
             Applied::Ok => Ok(None),
             Applied::WrongGroup { config } => Err(ApiError::WrongGroup { config }),
             Applied::Stale => Err(ApiError::Unavailable { reason: "the write was not applied".into() }),
-            Applied::Malformed(why) => Err(ApiError::Invalid { reason: why }),
+            Applied::Malformed(why) | Applied::Refused(why) => Err(ApiError::Invalid { reason: why }),
+            Applied::ShardCountMismatch { .. } => {
+                Err(ApiError::Unavailable { reason: "this replica's shard count is wrong; it stopped".into() })
+            }
         }
     }
 

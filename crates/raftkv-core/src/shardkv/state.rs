@@ -31,7 +31,24 @@ pub enum Applied {
     Stale,
     /// The command could not be decoded.
     Malformed(String),
+    /// The write was refused and changed nothing (it would make a value
+    /// larger than [`MAX_STORED_VALUE_BYTES`]); retrying will not help.
+    Refused(String),
+    /// A configuration with another number of shards than this replica was
+    /// started with: the replica's settings are wrong, and applying on would
+    /// make it diverge from the others.
+    ShardCountMismatch {
+        /// Shards in the replicated configuration.
+        replicated: usize,
+        /// Shards this replica was started with.
+        configured: usize,
+    },
 }
+
+/// Most bytes a key's value may hold, Appends included: the same on every
+/// replica (applying decides), and small enough that a run of a shard with
+/// a value this large always fits in one message.
+pub const MAX_STORED_VALUE_BYTES: usize = 4 << 20;
 
 /// Where a held shard stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -218,6 +235,12 @@ impl ShardKvState {
             // command's bytes are a slice of a whole network or log buffer, which
             // a stored slice would keep alive.
             KvOp::Put { key, value } => {
+                if value.len() > MAX_STORED_VALUE_BYTES {
+                    return Applied::Refused(format!(
+                        "a value of {} bytes exceeds the limit of {MAX_STORED_VALUE_BYTES} bytes a key may hold",
+                        value.len()
+                    ));
+                }
                 let value = Bytes::copy_from_slice(value);
                 let data = shard.data_mut();
                 match data.get_mut(key.as_ref()) {
@@ -228,6 +251,13 @@ impl ShardKvState {
                 }
             }
             KvOp::Append { key, value } => {
+                let held = shard.data.get(key).map_or(0, Bytes::len);
+                if held.saturating_add(value.len()) > MAX_STORED_VALUE_BYTES {
+                    return Applied::Refused(format!(
+                        "appending {} bytes to a value of {held} bytes would exceed the limit of {MAX_STORED_VALUE_BYTES} bytes a key may hold",
+                        value.len()
+                    ));
+                }
                 let data = shard.data_mut();
                 let mut v = BytesMut::from(data.get(key).map(Bytes::as_ref).unwrap_or_default());
                 v.extend_from_slice(value);
@@ -267,9 +297,11 @@ impl ShardKvState {
     }
 
     fn apply_config(&mut self, next: ShardConfig, sources: &BTreeMap<ShardId, ShardSource>) -> Applied {
+        if next.shards.len() != self.config.shards.len() {
+            return Applied::ShardCountMismatch { replicated: next.shards.len(), configured: self.config.shards.len() };
+        }
         if self.config.num.0.checked_add(1) != Some(next.num.0)
             || !self.settled()
-            || next.shards.len() != self.config.shards.len()
             || self.waits_for_parked(&next, sources)
         {
             return Applied::Stale;
@@ -962,5 +994,25 @@ mod tests {
         assert!(matches!(g.apply(Bytes::from_static(b"\xff\x00")), Applied::Malformed(_)));
         assert_eq!(g.apply(cfg_cmd(config(5, &[1; N]), BTreeMap::new())), Applied::Stale, "configs advance one by one");
         assert_eq!(g.config().num, ConfigNum(0));
+    }
+
+    #[test]
+    fn appends_stop_at_the_size_a_key_may_hold_and_a_refused_one_changes_nothing() {
+        let mut g = ShardKvState::new(GroupId(1), N);
+        assert_eq!(g.apply(cfg_cmd(config(1, &[1; N]), BTreeMap::new())), Applied::Ok);
+        let k = key_in(3);
+        let mb = "x".repeat(1 << 20);
+        for seq in 1..=4 {
+            assert_eq!(g.apply(write(7, seq, append(&k, &mb))), Applied::Ok, "append {seq} of 1 MiB");
+        }
+        let refused = g.apply(write(7, 5, append(&k, "y")));
+        assert!(matches!(&refused, Applied::Refused(why) if why.contains("limit")), "{refused:?}");
+        assert_eq!(g.get(k.as_bytes()).unwrap().map(|v| v.len()), Some(MAX_STORED_VALUE_BYTES));
+        // Not recorded as done: the same request is judged again, and a delete makes room.
+        assert_eq!(g.apply(write(8, 1, KvOp::Delete { key: Bytes::from(k.clone()) })), Applied::Ok);
+        assert_eq!(g.apply(write(7, 5, append(&k, "y"))), Applied::Ok);
+        assert_eq!(g.get(k.as_bytes()), Ok(Some(Bytes::from_static(b"y"))));
+        let too_big = "z".repeat(MAX_STORED_VALUE_BYTES + 1);
+        assert!(matches!(g.apply(write(7, 6, put(&k, &too_big))), Applied::Refused(_)));
     }
 }

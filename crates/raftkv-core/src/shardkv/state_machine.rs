@@ -43,6 +43,14 @@ impl ShardKvStateMachine {
     }
 }
 
+/// Why a replica started with another shard count than its group's stops.
+fn shard_count_error(replicated: usize, configured: usize) -> StateMachineError {
+    StateMachineError::Failed(format!(
+        "the group's configurations have {replicated} shards but this replica was started with {configured} \
+         (--shards): restart it with --shards {replicated}"
+    ))
+}
+
 /// Snapshot pieces of about this size: writing one never holds a whole
 /// shard's encoding, and buffers this small are reused by the allocator
 /// rather than mapped afresh (with their pages zeroed) for every piece.
@@ -64,7 +72,15 @@ impl StateMachine for ShardKvStateMachine {
 
     async fn apply(&mut self, batch: Vec<Committed>) -> Result<Vec<Applied>, StateMachineError> {
         let mut state = self.state.write();
-        Ok(batch.into_iter().map(|c| state.apply(c.command)).collect())
+        let mut answers = Vec::with_capacity(batch.len());
+        for c in batch {
+            let applied = state.apply(c.command);
+            if let Applied::ShardCountMismatch { replicated, configured } = applied {
+                return Err(shard_count_error(replicated, configured));
+            }
+            answers.push(applied);
+        }
+        Ok(answers)
     }
 
     async fn snapshot(&mut self) -> Result<Box<dyn SnapshotImage>, StateMachineError> {
@@ -78,6 +94,10 @@ impl StateMachine for ShardKvStateMachine {
         } else {
             ShardKvState::decode(data).map_err(|e| StateMachineError::MalformedSnapshot(e.to_string()))?
         };
+        let replicated = restored.config().shards.len();
+        if replicated != self.n_shards {
+            return Err(shard_count_error(replicated, self.n_shards));
+        }
         *self.state.write() = restored;
         Ok(())
     }

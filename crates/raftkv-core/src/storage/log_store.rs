@@ -57,9 +57,11 @@ impl LogWrite {
 ///   `last_index + 1` (else [`StorageError::NotContiguous`]). After
 ///   `purge_through(i)`, `first_index` is at least `i + 1`; purging past the
 ///   last index leaves an empty log whose `last_index` is `i`.
-/// - **Errors**: any `Err` means the call had no effect, except
-///   [`StorageError::Io`] during a commit, after which the store must be
-///   reopened (the member stops; it never continues on an unknown state).
+/// - **Errors**: any `Err` means the call had no effect. A commit that fails
+///   with [`StorageError::Io`] (a full disk, a failed sync) leaves the store
+///   at its last committed state, and the same call made again succeeds once
+///   the cause is gone: the driver retries such writes, refusing proposals
+///   meanwhile. Any other error stops the member.
 #[async_trait]
 pub trait LogStore: Send + Sync + 'static {
     /// Hard state and index bounds, read when a member starts.

@@ -62,6 +62,8 @@ struct DiskState {
     next_ticket: u64,
     /// Tickets of commits issued but not yet taken effect (or abandoned).
     queued: BTreeSet<u64>,
+    /// Set by [`MemDisk::set_full`]: every commit fails and changes nothing.
+    full: bool,
 }
 
 impl fmt::Debug for Inner {
@@ -131,6 +133,12 @@ impl DiskState {
     /// Runs one commit: `apply` either changes the state and succeeds, or fails
     /// and changes nothing.
     fn commit<T>(&mut self, apply: impl FnOnce(&mut Self) -> Result<T, StorageError>) -> Result<T, StorageError> {
+        if self.full {
+            return Err(StorageError::Io {
+                location: "in-memory disk".to_owned(),
+                source: std::io::Error::new(std::io::ErrorKind::StorageFull, "no space left on device"),
+            });
+        }
         let out = apply(self)?;
         self.commits += 1;
         Ok(out)
@@ -254,6 +262,13 @@ impl MemDisk {
             state.queued.clear();
         }
         self.inner.turn.notify_waiters();
+    }
+
+    /// Simulated full disk: while `full`, every commit (a log write, a purge,
+    /// a finished snapshot) fails with [`StorageError::Io`] and changes
+    /// nothing; reads go on. Commits succeed again once it is cleared.
+    pub fn set_full(&self, full: bool) {
+        self.lock().full = full;
     }
 
     /// Bytes of durable log entries (sum of [`Entry::encoded_len`]) plus

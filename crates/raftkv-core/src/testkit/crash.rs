@@ -777,3 +777,91 @@ fn check_flip(
         Err(Damage::Wrong(what)) => panic!("byte {at} of {} flipped: opened without error but {what}", file.display()),
     }
 }
+
+/// A tmpfs of a given size mounted on a fresh directory, for full-disk
+/// tests; unmounted (and the directory removed) when dropped.
+#[derive(Debug)]
+pub struct Tmpfs {
+    dir: PathBuf,
+}
+
+/// Whether this process runs as root (its effective user id is 0).
+#[must_use]
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|ids| ids.split_whitespace().nth(1).map(|euid| euid == "0"))
+            .unwrap_or(false)
+    })
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `bytes` bytes. Returns `None`, printing why, when
+    /// not root (mounting needs it): the caller skips its test.
+    ///
+    /// # Panics
+    /// As root, when the mount fails.
+    #[must_use]
+    pub fn mount(bytes: u64) -> Option<Self> {
+        if !is_root() {
+            eprintln!("SKIPPED: mounting a tmpfs for a full-disk test needs root");
+            return None;
+        }
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("raftkv-tmpfs-{}-{n}", std::process::id()));
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            panic!("cannot create {}: {e}", dir.display());
+        }
+        let status =
+            Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"]).arg(&dir).status();
+        match status {
+            Ok(s) if s.success() => Some(Self { dir }),
+            other => {
+                let _ = std::fs::remove_dir(&dir);
+                panic!("mount -t tmpfs on {} failed: {other:?}", dir.display())
+            }
+        }
+    }
+
+    /// Where it is mounted.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Fills the file system with a file of zeros (`filler`) until a write
+    /// fails for want of space; returns its path.
+    ///
+    /// # Panics
+    /// When a write fails for another reason.
+    #[must_use]
+    pub fn fill(&self) -> PathBuf {
+        let path = self.dir.join("filler");
+        let mut file = match std::fs::File::create(&path) {
+            Ok(f) => f,
+            Err(e) => panic!("cannot create {}: {e}", path.display()),
+        };
+        let chunk = vec![0u8; 64 << 10];
+        loop {
+            match file.write(&chunk) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(28) || e.kind() == std::io::ErrorKind::StorageFull => break,
+                Err(e) => panic!("filling {}: {e}", path.display()),
+            }
+        }
+        // Byte-sized leftovers too.
+        while file.write(&[0u8; 512]).is_ok_and(|n| n > 0) {}
+        path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}

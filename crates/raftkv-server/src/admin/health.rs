@@ -20,14 +20,21 @@ pub(crate) struct Check {
 /// How long a leader may take to confirm its quorum.
 const QUORUM_LIMIT: Duration = Duration::from_secs(1);
 
-/// Healthy: the member runs and knows a leader of its current term; a
-/// leader also confirms, by a ReadIndex round, that a quorum still follows it.
+/// Healthy: the member runs, its log writes pass, and it knows a leader of
+/// its current term; a leader also confirms, by a ReadIndex round, that a
+/// quorum still follows it.
 pub(crate) async fn health(probe: &NodeProbe) -> Check {
     let verdict = async {
         if !probe.is_running() {
             return Err("the Raft member stopped".to_owned());
         }
+        if let Some(fault) = probe.fault() {
+            return Err(fault);
+        }
         let status = probe.raft_status().await.ok_or("the Raft member does not answer")?;
+        if let Some(error) = &status.storage_failing {
+            return Err(format!("log writes fail and are retried (writes refused, reads go on): {error}"));
+        }
         match (status.role, status.leader) {
             (Role::Leader, _) if probe.confirm_leadership(QUORUM_LIMIT).await => Ok(()),
             (Role::Leader, _) => Err(format!("leader of term {} without a quorum", status.term)),

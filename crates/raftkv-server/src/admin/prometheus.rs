@@ -119,6 +119,14 @@ pub(crate) fn render(samples: &[Sample<'_>]) -> String {
     per_node(&mut out, samples, "raftkv_snapshot_index", "gauge", "Index covered by the latest snapshot.", |s| {
         as_f64(s.raft()?.snapshot_index.0)
     });
+    per_node(
+        &mut out,
+        samples,
+        "raftkv_storage_failing",
+        "gauge",
+        "1 while the member's log writes fail and are retried (writes refused, reads go on).",
+        |s| Some(if s.raft()?.storage_failing.is_some() { 1.0 } else { 0.0 }),
+    );
     header(
         &mut out,
         "raftkv_follower_lag",

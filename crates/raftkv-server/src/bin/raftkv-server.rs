@@ -119,19 +119,49 @@ enum RoleArg {
     Dev,
 }
 
-async fn wait_for_signal() -> Result<()> {
+/// The stop signals, caught from the moment this is made (before `ready`
+/// is printed, so a supervisor's SIGTERM right after it stops the node cleanly).
+struct StopSignals {
     #[cfg(unix)]
-    {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("SIGTERM handler")?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r.context("SIGINT handler")?,
-            _ = term.recv() => {}
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn catch() -> Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Self {
+                term: signal(SignalKind::terminate()).context("SIGTERM handler")?,
+                int: signal(SignalKind::interrupt()).context("SIGINT handler")?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(Self {})
     }
-    #[cfg(not(unix))]
-    tokio::signal::ctrl_c().await.context("Ctrl-C handler")?;
-    Ok(())
+
+    async fn wait(&mut self) -> Result<()> {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+        #[cfg(not(unix))]
+        tokio::signal::ctrl_c().await.context("Ctrl-C handler")?;
+        Ok(())
+    }
+}
+
+/// Say loudly when peer traffic is not authenticated.
+fn warn_if_open(cfg: &Config) {
+    if cfg.net.tls.is_none() && cfg.net.cluster_token_file.is_none() {
+        eprintln!(
+            "warning: peer authentication is off (no net.tls, no net.cluster_token_file): any host that can reach \
+             this node's port can act as a member of its group; see \"Security\" in the README"
+        );
+    }
 }
 
 fn report_cut(cut: usize) {
@@ -159,6 +189,9 @@ async fn stop_admin(admin: Option<AdminServer>) {
 }
 
 async fn run(cfg: Config) -> Result<()> {
+    let mut signals = StopSignals::catch()?;
+    raftkv_server::setup::raise_descriptor_limit();
+    warn_if_open(&cfg);
     match cfg.role {
         Role::Dev => {
             let cluster = DevCluster::start(&cfg).await?;
@@ -177,7 +210,7 @@ async fn run(cfg: Config) -> Result<()> {
             println!("ctrl-peers: {}", cluster.ctrl_peers.join(","));
             let admin = start_admin(&cfg, cluster.nodes().iter().map(Node::probe).collect()).await?;
             println!("ready");
-            wait_for_signal().await?;
+            signals.wait().await?;
             let grace = Duration::from_millis(cfg.shutdown_grace_ms);
             eprintln!("shutting down: finishing requests in flight (at most {grace:?})");
             let cut = cluster.shutdown(grace).await;
@@ -210,7 +243,7 @@ async fn run(cfg: Config) -> Result<()> {
             println!("ready");
             let group = node.group();
             tokio::select! {
-                signal = wait_for_signal() => signal?,
+                signal = signals.wait() => signal?,
                 () = node.stopped() => {
                     node.shutdown().await;
                     stop_admin(admin).await;

@@ -1,19 +1,22 @@
 //! `raftkv`: the command-line client of a RaftKV cluster. `raftkv ctrl` and
 //! `raftkv kv` open REPLs in the seed's syntax (or run one command given as
-//! words), `raftkv status` shows every node.
+//! words), `raftkv status` shows every node, `raftkv cert` makes the
+//! certificates of a TLS cluster.
 
 use std::io::Write;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use raftkv_core::client::{ClerkConfig, CtrlClerk, KvClerk};
-use raftkv_core::transport::NetConfig;
+use raftkv_core::client::{ClerkConfig, ClerkError, CtrlClerk, KvClerk};
 use raftkv_core::ClientId;
 use raftkv_server::backend::Net;
+use raftkv_server::cli::cert::{self, CertCommand};
 use raftkv_server::cli::commands::{self, CTRL_BANNER, KV_BANNER};
 use raftkv_server::cli::format::{self, Format};
-use raftkv_server::cli::{repl, status};
+use raftkv_server::cli::net::{self, TlsFlags};
+use raftkv_server::cli::words::Words;
+use raftkv_server::cli::{repl, status, tls_hint};
 use raftkv_server::config::TransportKind;
 
 #[derive(Debug, Parser)]
@@ -28,6 +31,8 @@ struct Args {
     /// Give up on a command after this many seconds.
     #[arg(long, default_value_t = 10, global = true)]
     timeout_secs: u64,
+    #[command(flatten)]
+    tls: TlsFlags,
     #[command(subcommand)]
     command: Command,
 }
@@ -62,6 +67,11 @@ enum Command {
         #[arg(long, value_delimiter = ',', required = true)]
         ctrl_peers: Vec<String>,
     },
+    /// Make the certificates of a TLS cluster: a CA, member and client certificates.
+    Cert {
+        #[command(subcommand)]
+        what: CertCommand,
+    },
 }
 
 fn client_id() -> ClientId {
@@ -81,18 +91,19 @@ fn exit_code(text: &str) -> u8 {
 }
 
 /// The REPL when no command words were given, else the one command they
-/// form; the process's exit code.
+/// form (each word as given); the process's exit code. `answer` gets the
+/// words of a line, or why the line does not split into words.
 fn session(
     banner: &str,
     words: &[String],
     out: &mut std::io::Stdout,
-    mut answer: impl FnMut(&str) -> Option<String>,
+    mut answer: impl FnMut(Result<Words, String>) -> Option<String>,
 ) -> u8 {
     if words.is_empty() {
-        repl::run(banner, repl::Lines::stdin(), out, answer);
+        repl::run(banner, repl::Lines::stdin(), out, |line| answer(Words::from_line(line).map_err(|e| e.to_string())));
         return 0;
     }
-    let text = answer(&words.join(" ")).unwrap_or_default();
+    let text = answer(Ok(Words::from_args(words))).unwrap_or_default();
     let _ = writeln!(out, "{text}");
     exit_code(&text)
 }
@@ -127,6 +138,14 @@ fn command_line() -> Vec<std::ffi::OsString> {
 
 fn real_main() -> Result<u8> {
     let args = Args::parse_from(command_line());
+    let out = &mut std::io::stdout();
+    let command = match args.command {
+        Command::Cert { what } => {
+            let _ = writeln!(out, "{}", cert::run(&what)?);
+            return Ok(0);
+        }
+        other => other,
+    };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
     let _guard = rt.enter();
     let kind = match args.transport {
@@ -134,26 +153,41 @@ fn real_main() -> Result<u8> {
         Some(TransportArg::Http) => TransportKind::Http,
         None => TransportKind::compiled_default(),
     };
-    let net = Net::new(kind, NetConfig::default())?;
+    let settings = net::settings(&args.tls)?;
+    let client =
+        tls_hint::Client { tls: settings.tls.is_some(), cert: settings.tls.as_ref().is_some_and(|t| t.cert.is_some()) };
+    let net = net::net_config(&settings).and_then(|cfg| Net::new(kind, cfg)).with_context(|| {
+        if client.tls {
+            format!("TLS files {}", net::tls_files(&settings, &args.tls))
+        } else {
+            "the transport settings".to_string()
+        }
+    })?;
     let clerk_cfg =
         ClerkConfig { retry_pause: Duration::from_millis(100), deadline: Some(Duration::from_secs(args.timeout_secs)) };
-    let out = &mut std::io::stdout();
     let fmt = args.format;
-    match args.command {
+    // A failed request's text, with a hint when TLS seems to be the trouble.
+    let failed =
+        |e: &ClerkError, peers: &[String]| commands::failure(e, tls_hint::explain(e, client, peers).as_deref(), fmt);
+    match command {
         Command::Ctrl { ctrl_peers, words } => {
-            let mut clerk = CtrlClerk::new(ctrl_peers, net.services(), client_id(), clerk_cfg);
-            let answer = |line: &str| match commands::parse_ctrl(line) {
-                Ok(Some(c)) => Some(rt.block_on(commands::run_ctrl(&mut clerk, c, fmt))),
+            let mut clerk = CtrlClerk::new(ctrl_peers.clone(), net.services(), client_id(), clerk_cfg);
+            let answer = |words: Result<Words, String>| match words.and_then(|w| commands::parse_ctrl(&w)) {
+                Ok(Some(c)) => Some(
+                    rt.block_on(commands::run_ctrl(&mut clerk, c, fmt)).unwrap_or_else(|e| failed(&e, &ctrl_peers)),
+                ),
                 Ok(None) => None,
                 Err(usage) => Some(format::error(&usage, fmt)),
             };
             Ok(session(CTRL_BANNER, &words, out, answer))
         }
         Command::Kv { ctrl_peers, words } => {
-            let ctrl = CtrlClerk::new(ctrl_peers, net.services(), client_id(), clerk_cfg.clone());
+            let ctrl = CtrlClerk::new(ctrl_peers.clone(), net.services(), client_id(), clerk_cfg.clone());
             let mut clerk = KvClerk::new(ctrl, net.services(), client_id(), clerk_cfg);
-            let answer = |line: &str| match commands::parse_kv(line) {
-                Ok(Some(c)) => Some(rt.block_on(commands::run_kv(&mut clerk, c, fmt))),
+            let answer = |words: Result<Words, String>| match words.and_then(|w| commands::parse_kv(&w)) {
+                Ok(Some(c)) => {
+                    Some(rt.block_on(commands::run_kv(&mut clerk, c, fmt)).unwrap_or_else(|e| failed(&e, &ctrl_peers)))
+                }
                 Ok(None) => None,
                 Err(usage) => Some(format::error(&usage, fmt)),
             };
@@ -163,7 +197,13 @@ fn real_main() -> Result<u8> {
             let mut ctrl = CtrlClerk::new(ctrl_peers.clone(), net.services(), client_id(), clerk_cfg);
             let nodes = rt.block_on(status::collect(net.services(), &ctrl_peers, &mut ctrl));
             let _ = writeln!(out, "{}", format::statuses(&nodes, fmt));
-            Ok(u8::from(nodes.iter().any(|(_, s)| s.is_err())))
+            let unreached: Vec<String> = nodes.iter().filter(|(_, s)| s.is_err()).map(|(a, _)| a.clone()).collect();
+            if let Some(hint) = tls_hint::unreached(client, &unreached) {
+                eprintln!("hint: {hint}");
+            }
+            Ok(u8::from(!unreached.is_empty()))
         }
+        // Carried out above, before the runtime and the transport.
+        Command::Cert { .. } => Ok(0),
     }
 }

@@ -10,6 +10,7 @@ use raftkv_core::client::{ClerkError, CtrlClerk, KvClerk};
 use raftkv_core::{ConfigNum, GroupId, ShardId};
 
 use super::format::{self, Format};
+use super::words::{MixedWords, Words};
 
 /// The controller REPL's banner.
 pub const CTRL_BANNER: &str =
@@ -46,25 +47,26 @@ pub enum KvCommand {
 const JOIN_FORMAT: &str = "Invalid Join format; expected gid:addr1,addr2";
 const LEAVE_FORMAT: &str = "Invalid Leave format; expected gid1,gid2,...";
 
-/// Split off the first word of `line` and the rest (trimmed).
-fn split(line: &str) -> (&str, &str) {
-    let line = line.trim();
-    match line.split_once(char::is_whitespace) {
-        Some((w, rest)) => (w, rest.trim()),
-        None => (line, ""),
-    }
+/// Parse one controller line of the REPL; `Ok(None)` for a blank line;
+/// `Err` is what to print.
+pub fn parse_ctrl_line(line: &str) -> Result<Option<CtrlCommand>, String> {
+    parse_ctrl(&Words::from_line(line).map_err(|e| e.to_string())?)
 }
 
-/// Parse one controller line; `Ok(None)` for a blank line; `Err` is what to print.
-pub fn parse_ctrl(line: &str) -> Result<Option<CtrlCommand>, String> {
-    let (word, rest) = split(line);
-    if word.is_empty() {
-        return Ok(None);
-    }
+/// Parse one key-value line of the REPL; `Ok(None)` for a blank line;
+/// `Err` is what to print.
+pub fn parse_kv_line(line: &str) -> Result<Option<KvCommand>, String> {
+    parse_kv(&Words::from_line(line).map_err(|e| e.to_string())?)
+}
+
+/// Parse a controller command; `Ok(None)` for no words; `Err` is what to print.
+pub fn parse_ctrl(words: &Words) -> Result<Option<CtrlCommand>, String> {
+    let Some(word) = words.get(0) else { return Ok(None) };
+    let args: Vec<&str> = words.texts_from(1).collect();
     match word.to_ascii_lowercase().as_str() {
         "join" => {
             let mut groups = BTreeMap::new();
-            for part in rest.split_whitespace() {
+            for part in &args {
                 let (gid, addrs) = part.split_once(':').ok_or(JOIN_FORMAT)?;
                 let gid: u64 = gid.parse().map_err(|_| JOIN_FORMAT)?;
                 let servers: Vec<String> = addrs.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
@@ -78,8 +80,9 @@ pub fn parse_ctrl(line: &str) -> Result<Option<CtrlCommand>, String> {
             Ok(Some(CtrlCommand::Join(groups)))
         }
         "leave" => {
-            let gids: Vec<GroupId> = rest
-                .split([',', ' '])
+            let gids: Vec<GroupId> = args
+                .iter()
+                .flat_map(|a| a.split(','))
                 .filter(|s| !s.is_empty())
                 .map(|g| g.parse().map(GroupId).map_err(|_| LEAVE_FORMAT.to_string()))
                 .collect::<Result<_, _>>()?;
@@ -88,78 +91,89 @@ pub fn parse_ctrl(line: &str) -> Result<Option<CtrlCommand>, String> {
             }
             Ok(Some(CtrlCommand::Leave(gids)))
         }
-        "move" => {
-            let parts: Vec<&str> = rest.split_whitespace().collect();
-            match parts.as_slice() {
-                [s, g] => match (s.parse(), g.parse()) {
-                    (Ok(s), Ok(g)) => Ok(Some(CtrlCommand::Move(ShardId(s), GroupId(g)))),
-                    _ => Err("usage: Move shard gid (two numbers)".into()),
-                },
-                _ => Err("usage: Move shard gid".into()),
-            }
-        }
-        "query" => match rest {
-            "" | "-1" => Ok(Some(CtrlCommand::Query(None))),
-            n => {
+        "move" => match args.as_slice() {
+            [s, g] => match (s.parse(), g.parse()) {
+                (Ok(s), Ok(g)) => Ok(Some(CtrlCommand::Move(ShardId(s), GroupId(g)))),
+                _ => Err("usage: Move shard gid (two numbers)".into()),
+            },
+            _ => Err("usage: Move shard gid".into()),
+        },
+        "query" => match args.as_slice() {
+            [] | ["-1"] => Ok(Some(CtrlCommand::Query(None))),
+            [n] => {
                 n.parse().map(|n| Some(CtrlCommand::Query(Some(ConfigNum(n))))).map_err(|_| "usage: Query [num]".into())
             }
+            _ => Err("usage: Query [num]".into()),
         },
         _ => Err("Unknown command; supported: Join, Leave, Move, Query".into()),
     }
 }
 
-/// Parse one key-value line; `Ok(None)` for a blank line; `Err` is what to print.
-pub fn parse_kv(line: &str) -> Result<Option<KvCommand>, String> {
-    let (word, rest) = split(line);
-    if word.is_empty() {
-        return Ok(None);
+/// Parse a key-value command; `Ok(None)` for no words; `Err` is what to
+/// print. The key is one word; the value is the words after it
+/// ([`Words::rest`]): one quoted word, or the unquoted rest of the line.
+pub fn parse_kv(words: &Words) -> Result<Option<KvCommand>, String> {
+    let Some(word) = words.get(0) else { return Ok(None) };
+    let word = word.to_ascii_lowercase();
+    let key = words.get(1).filter(|k| !k.is_empty()).map(str::to_string);
+    let (usage, takes_value) = match word.as_str() {
+        "put" => ("usage: Put key value", true),
+        "append" => ("usage: Append key suffix", true),
+        "get" => ("usage: Get key", false),
+        "delete" => ("usage: Delete key", false),
+        _ => return Err("Unknown command; supported: Put, Get, Append, Delete".into()),
+    };
+    let Some(key) = key else { return Err(usage.into()) };
+    if !takes_value {
+        return match (words.len(), word.as_str()) {
+            (2, "get") => Ok(Some(KvCommand::Get(key))),
+            (2, _) => Ok(Some(KvCommand::Delete(key))),
+            _ => Err(usage.into()),
+        };
     }
-    let (key, value) = split(rest);
-    match word.to_ascii_lowercase().as_str() {
-        "put" if !key.is_empty() && !value.is_empty() => Ok(Some(KvCommand::Put(key.into(), value.into()))),
-        "put" => Err("usage: Put key value".into()),
-        "append" if !key.is_empty() && !value.is_empty() => Ok(Some(KvCommand::Append(key.into(), value.into()))),
-        "append" => Err("usage: Append key suffix".into()),
-        "get" if !key.is_empty() && value.is_empty() => Ok(Some(KvCommand::Get(key.into()))),
-        "get" => Err("usage: Get key".into()),
-        "delete" if !key.is_empty() && value.is_empty() => Ok(Some(KvCommand::Delete(key.into()))),
-        "delete" => Err("usage: Delete key".into()),
-        _ => Err("Unknown command; supported: Put, Get, Append, Delete".into()),
+    match words.rest(2) {
+        Ok(Some(value)) if word == "put" => Ok(Some(KvCommand::Put(key, value))),
+        Ok(Some(value)) => Ok(Some(KvCommand::Append(key, value))),
+        Ok(None) => Err(usage.into()),
+        Err(MixedWords) => {
+            Err(format!("{usage} (a value with quoted parts must be one quoted word, e.g. \"two words\")"))
+        }
     }
 }
 
-fn failure(e: &ClerkError, format: Format) -> String {
-    format::error(&format!("Error: {e}"), format)
+/// The text to print for a request that failed with `e`, with `hint` (what
+/// to do about it) if there is one.
+#[must_use]
+pub fn failure(e: &ClerkError, hint: Option<&str>, format: Format) -> String {
+    format::failure(&format!("Error: {e}"), hint, format)
 }
 
-/// Carry out a controller command; the text to print.
-pub async fn run_ctrl(clerk: &mut CtrlClerk, command: CtrlCommand, format: Format) -> String {
-    let result = match command {
+/// Carry out a controller command; the text to print, or why it failed.
+pub async fn run_ctrl(clerk: &mut CtrlClerk, command: CtrlCommand, format: Format) -> Result<String, ClerkError> {
+    let answer = match command {
         CtrlCommand::Join(groups) => clerk.join(groups).await.map(|()| None),
         CtrlCommand::Leave(groups) => clerk.leave(groups).await.map(|()| None),
         CtrlCommand::Move(shard, group) => clerk.move_shard(shard, group).await.map(|()| None),
         CtrlCommand::Query(num) => clerk.query(num).await.map(Some),
-    };
-    match result {
-        Ok(Some(config)) => format::config(&config, format),
-        Ok(None) => format::ok(format),
-        Err(e) => failure(&e, format),
-    }
+    }?;
+    Ok(match answer {
+        Some(config) => format::config(&config, format),
+        None => format::ok(format),
+    })
 }
 
-/// Carry out a key-value command; the text to print.
-pub async fn run_kv(clerk: &mut KvClerk, command: KvCommand, format: Format) -> String {
-    let result = match command {
+/// Carry out a key-value command; the text to print, or why it failed.
+pub async fn run_kv(clerk: &mut KvClerk, command: KvCommand, format: Format) -> Result<String, ClerkError> {
+    let value = match command {
         KvCommand::Put(k, v) => clerk.put(k, v).await.map(|()| None),
         KvCommand::Append(k, v) => clerk.append(k, v).await.map(|()| None),
         KvCommand::Delete(k) => clerk.delete(k).await.map(|()| None),
         KvCommand::Get(k) => clerk.get(Bytes::from(k)).await.map(|v| Some(v.unwrap_or_default())),
-    };
-    match result {
-        Ok(Some(v)) => format::value(Some(&v), format),
-        Ok(None) => format::ok(format),
-        Err(e) => failure(&e, format),
-    }
+    }?;
+    Ok(match value {
+        Some(v) => format::value(Some(&v), format),
+        None => format::ok(format),
+    })
 }
 
 #[cfg(test)]
@@ -168,38 +182,84 @@ mod tests {
 
     #[test]
     fn the_seeds_controller_syntax_parses_and_mistakes_say_what_was_expected() {
-        let join = parse_ctrl("Join 1:shardkv1-0:8000,shardkv1-1:8000,shardkv1-2:8000").unwrap_or_default();
+        let join = parse_ctrl_line("Join 1:shardkv1-0:8000,shardkv1-1:8000,shardkv1-2:8000").unwrap_or_default();
         let Some(CtrlCommand::Join(groups)) = join else { panic!("join did not parse: {join:?}") };
         assert_eq!(groups[&GroupId(1)], vec!["shardkv1-0:8000", "shardkv1-1:8000", "shardkv1-2:8000"]);
         assert_eq!(
-            parse_ctrl("join 1:a:1 2:b:2,c:3")
+            parse_ctrl_line("join 1:a:1 2:b:2,c:3")
                 .unwrap_or_default()
                 .map(|c| matches!(c, CtrlCommand::Join(g) if g.len() == 2)),
             Some(true)
         );
-        assert_eq!(parse_ctrl("Leave 1,2"), Ok(Some(CtrlCommand::Leave(vec![GroupId(1), GroupId(2)]))));
-        assert_eq!(parse_ctrl("Move 3 2"), Ok(Some(CtrlCommand::Move(ShardId(3), GroupId(2)))));
-        assert_eq!(parse_ctrl("Query"), Ok(Some(CtrlCommand::Query(None))));
-        assert_eq!(parse_ctrl("Query 1"), Ok(Some(CtrlCommand::Query(Some(ConfigNum(1))))));
-        assert_eq!(parse_ctrl("   "), Ok(None));
-        assert_eq!(parse_ctrl("Join 3"), Err(JOIN_FORMAT.to_string()), "the seed's message for a join without servers");
-        assert_eq!(parse_ctrl("Join x:a:1"), Err(JOIN_FORMAT.to_string()));
-        assert_eq!(parse_ctrl("Joni 1:a:1"), Err("Unknown command; supported: Join, Leave, Move, Query".to_string()));
-        assert_eq!(parse_ctrl("Leave one"), Err(LEAVE_FORMAT.to_string()));
-        assert!(parse_ctrl("Move 3").unwrap_err().starts_with("usage: Move"));
-        assert_eq!(parse_ctrl("Query abc"), Err("usage: Query [num]".to_string()));
+        assert_eq!(parse_ctrl_line("Leave 1,2"), Ok(Some(CtrlCommand::Leave(vec![GroupId(1), GroupId(2)]))));
+        assert_eq!(parse_ctrl_line("Move 3 2"), Ok(Some(CtrlCommand::Move(ShardId(3), GroupId(2)))));
+        assert_eq!(parse_ctrl_line("Query"), Ok(Some(CtrlCommand::Query(None))));
+        assert_eq!(parse_ctrl_line("Query 1"), Ok(Some(CtrlCommand::Query(Some(ConfigNum(1))))));
+        assert_eq!(parse_ctrl_line("   "), Ok(None));
+        assert_eq!(
+            parse_ctrl_line("Join 3"),
+            Err(JOIN_FORMAT.to_string()),
+            "the seed's message for a join without servers"
+        );
+        assert_eq!(parse_ctrl_line("Join x:a:1"), Err(JOIN_FORMAT.to_string()));
+        assert_eq!(
+            parse_ctrl_line("Joni 1:a:1"),
+            Err("Unknown command; supported: Join, Leave, Move, Query".to_string())
+        );
+        assert_eq!(parse_ctrl_line("Leave one"), Err(LEAVE_FORMAT.to_string()));
+        assert!(parse_ctrl_line("Move 3").unwrap_err().starts_with("usage: Move"));
+        assert_eq!(parse_ctrl_line("Query abc"), Err("usage: Query [num]".to_string()));
     }
 
     #[test]
     fn the_seeds_kv_syntax_parses_and_mistakes_say_what_was_expected() {
-        assert_eq!(parse_kv("Put a 1"), Ok(Some(KvCommand::Put("a".into(), "1".into()))));
-        assert_eq!(parse_kv("put a hello world"), Ok(Some(KvCommand::Put("a".into(), "hello world".into()))));
-        assert_eq!(parse_kv("Append a 2"), Ok(Some(KvCommand::Append("a".into(), "2".into()))));
-        assert_eq!(parse_kv("Get a"), Ok(Some(KvCommand::Get("a".into()))));
-        assert_eq!(parse_kv("Delete a"), Ok(Some(KvCommand::Delete("a".into()))));
-        assert_eq!(parse_kv("Put b"), Err("usage: Put key value".to_string()), "the seed's message");
-        assert_eq!(parse_kv("Get"), Err("usage: Get key".to_string()));
-        assert_eq!(parse_kv("Gte a"), Err("Unknown command; supported: Put, Get, Append, Delete".to_string()));
-        assert_eq!(parse_kv(""), Ok(None));
+        assert_eq!(parse_kv_line("Put a 1"), Ok(Some(KvCommand::Put("a".into(), "1".into()))));
+        assert_eq!(parse_kv_line("put a hello world"), Ok(Some(KvCommand::Put("a".into(), "hello world".into()))));
+        assert_eq!(parse_kv_line("Append a 2"), Ok(Some(KvCommand::Append("a".into(), "2".into()))));
+        assert_eq!(parse_kv_line("Get a"), Ok(Some(KvCommand::Get("a".into()))));
+        assert_eq!(parse_kv_line("Delete a"), Ok(Some(KvCommand::Delete("a".into()))));
+        assert_eq!(parse_kv_line("Put b"), Err("usage: Put key value".to_string()), "the seed's message");
+        assert_eq!(parse_kv_line("Get"), Err("usage: Get key".to_string()));
+        assert_eq!(parse_kv_line("Gte a"), Err("Unknown command; supported: Put, Get, Append, Delete".to_string()));
+        assert_eq!(parse_kv_line(""), Ok(None));
+    }
+
+    #[test]
+    fn quoted_keys_and_values_are_taken_exactly_and_unquoted_ones_as_before() {
+        let put = |k: &str, v: &str| Ok(Some(KvCommand::Put(k.into(), v.into())));
+        assert_eq!(parse_kv_line(r#"Put "my key" "  padded value ""#), put("my key", "  padded value "));
+        assert_eq!(parse_kv_line("put 'my key' ' v '"), put("my key", " v "));
+        assert_eq!(parse_kv_line(r#"Put k "say \"hi\"""#), put("k", r#"say "hi""#));
+        assert_eq!(parse_kv_line(r#"Put k """#), put("k", ""), "an empty value, asked for explicitly");
+        assert_eq!(parse_kv_line("Put k two   words "), put("k", "two   words"), "the rest of the line, as before");
+        assert_eq!(parse_kv_line("Put k it's"), put("k", "it's"));
+        assert_eq!(parse_kv_line(r#"Get "my key""#), Ok(Some(KvCommand::Get("my key".into()))));
+        assert_eq!(parse_kv_line(r#"Append "a b" " c""#), Ok(Some(KvCommand::Append("a b".into(), " c".into()))));
+        assert_eq!(parse_kv_line(r#"Delete 'x y'"#), Ok(Some(KvCommand::Delete("x y".into()))));
+        assert_eq!(parse_kv_line("Get my key"), Err("usage: Get key".to_string()), "a key with spaces needs quotes");
+        assert_eq!(parse_kv_line(r#"Put "" v"#), Err("usage: Put key value".to_string()));
+        assert!(parse_kv_line(r#"Put k "a b" c"#).unwrap_err().starts_with("usage: Put key value"));
+        assert_eq!(
+            parse_kv_line(r#"Put k "unterminated"#),
+            Err("Invalid quoting: the \" at column 7 is never closed".to_string())
+        );
+        assert!(parse_ctrl_line("Query '1").unwrap_err().starts_with("Invalid quoting"));
+    }
+
+    #[test]
+    fn command_line_words_are_each_one_word() {
+        let args = |a: &[&str]| Words::from_args(&a.iter().map(|s| (*s).to_string()).collect::<Vec<_>>());
+        assert_eq!(parse_kv(&args(&["put", "my key", " v "])), Ok(Some(KvCommand::Put("my key".into(), " v ".into()))));
+        assert_eq!(
+            parse_kv(&args(&["put", "k", "hello", "world"])),
+            Ok(Some(KvCommand::Put("k".into(), "hello world".into())))
+        );
+        assert_eq!(parse_kv(&args(&["get", "a \"b"])), Ok(Some(KvCommand::Get("a \"b".into()))));
+        assert_eq!(parse_kv(&args(&["get", "a", "b"])), Err("usage: Get key".to_string()));
+        assert_eq!(
+            parse_ctrl(&args(&["leave", "1,", "2"])),
+            Ok(Some(CtrlCommand::Leave(vec![GroupId(1), GroupId(2)])))
+        );
+        assert_eq!(parse_ctrl(&args(&[])), Ok(None));
     }
 }

@@ -79,6 +79,17 @@ pub fn error(message: &str, format: Format) -> String {
     }
 }
 
+/// A failed request's message, and a hint of what to do about it, in
+/// `format` (the hint on a line of its own, or a `hint` field).
+#[must_use]
+pub fn failure(message: &str, hint: Option<&str>, format: Format) -> String {
+    match (format, hint) {
+        (Format::Json, Some(hint)) => json!({"error": message, "hint": hint}).to_string(),
+        (Format::Simple | Format::Table, Some(hint)) => format!("{message}\nhint: {hint}"),
+        (_, None) => error(message, format),
+    }
+}
+
 fn role(r: Role) -> &'static str {
     match r {
         Role::Leader => "leader",
@@ -104,6 +115,7 @@ pub fn node_json(addr: &str, s: &NodeStatus) -> serde_json::Value {
         "snapshot_index": s.raft.snapshot_index.0,
         "lag": s.raft.followers.iter().map(|f| f.lag).max().unwrap_or(0),
         "followers": s.raft.followers.iter().map(|f| json!({"node": f.id.0, "match": f.match_index.0, "lag": f.lag})).collect::<Vec<_>>(),
+        "storage_failing": s.raft.storage_failing,
         "config": s.config.0,
         "shards": s.shards.iter().map(|x| json!({"shard": x.shard.0, "state": format!("{:?}", x.state)})).collect::<Vec<_>>(),
     })
@@ -132,7 +144,10 @@ pub fn statuses(nodes: &[(String, Result<NodeStatus, String>)], format: Format) 
                 addr.clone(),
                 s.group.0.to_string(),
                 s.raft.id.0.to_string(),
-                role(s.raft.role).to_string(),
+                match &s.raft.storage_failing {
+                    None => role(s.raft.role).to_string(),
+                    Some(_) => format!("{} (log writes failing)", role(s.raft.role)),
+                },
                 s.raft.term.0.to_string(),
                 s.raft.leader.map_or_else(|| "-".to_string(), |l| l.0.to_string()),
                 s.raft.commit.0.to_string(),

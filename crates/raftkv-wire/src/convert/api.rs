@@ -392,6 +392,7 @@ fn status_to_pb(s: NodeStatus) -> pb::NodeStatus {
         last_index: r.last_index.0,
         snapshot_index: r.snapshot_index.0,
         followers: r.followers.into_iter().map(follower_to_pb).collect(),
+        storage_failing: r.storage_failing,
         config: s.config.0,
         shards: s
             .shards
@@ -417,6 +418,7 @@ fn status_from_pb(s: pb::NodeStatus) -> Result<NodeStatus, DecodeError> {
         last_index: LogIndex(s.last_index),
         snapshot_index: LogIndex(s.snapshot_index),
         followers: s.followers.into_iter().map(follower_from_pb).collect::<Result<_, _>>()?,
+        storage_failing: s.storage_failing,
     };
     let shards = s
         .shards

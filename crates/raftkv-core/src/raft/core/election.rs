@@ -178,8 +178,10 @@ impl RaftCore {
     pub(super) fn maybe_send_timeout_now(&mut self, to: NodeId) {
         let caught_up = self.progress.get(&to).is_some_and(|pr| pr.match_index == self.log.last_index());
         if caught_up {
+            // Nothing of this member's own durability is vouched for: it may go
+            // at once, even while the leader's log writes wait or fail.
             let req = TimeoutNowRequest { term: self.term, leader: self.cfg.id };
-            self.ready.messages.push((to, RaftRequest::TimeoutNow(req)));
+            self.ready.append_messages.push((to, RaftRequest::TimeoutNow(req)));
         } else {
             self.maybe_send_append(to, true);
         }

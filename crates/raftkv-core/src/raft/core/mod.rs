@@ -6,7 +6,8 @@
 //! [`Ready`] bundle of work: what to persist, what to send, what to apply.
 //!
 //! Rules the driver must follow for each [`Ready`]:
-//! 1. `append_messages` may be sent at once (a leader persists in parallel);
+//! 1. `append_messages` may be sent at once (a leader persists in parallel;
+//!    a hand-off to a caught-up follower vouches for nothing of its own);
 //! 2. `purge_through` and then `write` must be durable before `messages` are
 //!    sent, before replies to requests handled since the previous `Ready` are
 //!    sent, and before [`RaftCore::persisted`] is called with `persist_upto`
@@ -44,8 +45,9 @@ use read_index::ReadQueue;
 /// Everything the driver must do after feeding the core.
 #[derive(Debug, Default)]
 pub struct Ready {
-    /// Appends and heartbeats of a leader: they may be sent before `write`
-    /// is durable (the leader's own copy counts only once it is).
+    /// Appends, heartbeats and leadership hand-offs (`TimeoutNow`) of a
+    /// leader: they may be sent before `write` is durable (the leader's own
+    /// copy counts only once it is).
     pub append_messages: Vec<(NodeId, RaftRequest)>,
     /// Entries up to this index must be dropped from the store first (a durable snapshot covers them).
     pub purge_through: Option<LogIndex>,

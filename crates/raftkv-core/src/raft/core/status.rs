@@ -53,6 +53,8 @@ pub struct Status {
     pub snapshot_index: LogIndex,
     /// Leader only: every follower.
     pub followers: Vec<FollowerStatus>,
+    /// Set by the driver while its log writes fail and are retried: the error.
+    pub storage_failing: Option<String>,
 }
 
 impl RaftCore {
@@ -80,6 +82,7 @@ impl RaftCore {
                     state: p.state,
                 })
                 .collect(),
+            storage_failing: None,
         }
     }
 }

@@ -381,12 +381,14 @@ impl Net {
             }
         }
         for (to, req) in rd.messages {
-            if is_timeout_now(&req) {
-                let status = node.core.status();
-                let target_match = status.followers.iter().find(|f| f.id == to).map_or(LogIndex(0), |f| f.match_index);
-                self.timeout_nows.push(TimeoutNowSent { to, target_match, leader_last: status.last_index });
-            }
             out.push((me, to, req));
+        }
+        for (_, to, req) in &out {
+            if is_timeout_now(req) {
+                let status = node.core.status();
+                let target_match = status.followers.iter().find(|f| f.id == *to).map_or(LogIndex(0), |f| f.match_index);
+                self.timeout_nows.push(TimeoutNowSent { to: *to, target_match, leader_last: status.last_index });
+            }
         }
         if node.core.role() == Role::Leader {
             let term = node.core.term();
@@ -1199,7 +1201,10 @@ fn transfer_waits_for_catch_up_then_target_wins_without_prevote() {
 
     net.core_mut(1).transfer_leader(nid(3)).unwrap();
     let rd = net.take_ready(1);
-    assert!(!rd.messages.iter().any(|(_, req)| is_timeout_now(req)), "no TimeoutNow to a lagging target");
+    assert!(
+        !rd.messages.iter().chain(&rd.append_messages).any(|(_, req)| is_timeout_now(req)),
+        "no TimeoutNow to a lagging target"
+    );
     net.process(nid(1), rd);
     net.run();
     assert!(net.timeout_nows.is_empty(), "still no TimeoutNow");
@@ -1234,8 +1239,13 @@ fn transfer_to_caught_up_follower_sends_timeout_now_at_once() {
     net.run();
     net.core_mut(1).transfer_leader(nid(2)).unwrap();
     let rd = net.take_ready(1);
-    let timeout_nows: Vec<NodeId> = rd.messages.iter().filter(|(_, r)| is_timeout_now(r)).map(|(to, _)| *to).collect();
-    assert_eq!(timeout_nows, vec![nid(2)], "the target is caught up: TimeoutNow goes out in the next ready");
+    let timeout_nows: Vec<NodeId> =
+        rd.append_messages.iter().filter(|(_, r)| is_timeout_now(r)).map(|(to, _)| *to).collect();
+    assert_eq!(
+        timeout_nows,
+        vec![nid(2)],
+        "the target is caught up: TimeoutNow goes out in the next ready, without waiting for a write"
+    );
     net.process(nid(1), rd);
     net.run();
     assert_eq!(net.leaders(), vec![nid(2)]);

@@ -27,6 +27,13 @@ pub enum RaftError {
     /// The proposal may or may not have been applied (covered by a received snapshot).
     #[error("the outcome of the proposal is unknown")]
     Unknown,
+    /// This leader's log writes fail (a full disk, say) and are being retried:
+    /// it takes no proposals until they pass; reads go on.
+    #[error("writes are refused while this member's log store fails ({reason}); it retries and resumes by itself")]
+    StorageFailing {
+        /// The write's error.
+        reason: String,
+    },
     /// The member has stopped (shut down, crashed, or failed).
     #[error("the raft member has stopped")]
     Stopped,

@@ -22,7 +22,7 @@ use super::log_writer::{self, WriteJob};
 use super::snapshot_transfer::{send_snapshot, IncomingSnapshot};
 use super::{Command, DriverConfig, RaftError, Reply, StepReport};
 use crate::metrics::RaftMetrics;
-use crate::raft::core::{ChunkVerdict, RaftCore, Ready};
+use crate::raft::core::{ChunkVerdict, RaftCore, Ready, Role};
 use crate::raft::{RaftRequest, RaftResponse};
 use crate::state_machine::StateMachine;
 use crate::storage::{LogStore, SnapshotStore};
@@ -78,6 +78,8 @@ pub(crate) struct EventLoop<SM: StateMachine> {
     sending_snapshot: Vec<NodeId>,
     applied: LogIndex,
     stopped: Option<oneshot::Sender<()>>,
+    /// While log writes fail and the writer retries them: the last error.
+    write_failing: Option<String>,
     metrics: Arc<RaftMetrics>,
     /// The leader (and its term) last counted in `metrics.leader_changes`.
     counted_leader: Option<(Term, NodeId)>,
@@ -124,6 +126,7 @@ impl<SM: StateMachine> EventLoop<SM> {
             sending_snapshot: Vec::new(),
             applied,
             stopped: None,
+            write_failing: None,
             metrics,
             counted_leader: None,
             counted_election,
@@ -213,6 +216,7 @@ impl<SM: StateMachine> EventLoop<SM> {
             Command::Status { reply } => {
                 let mut status = self.core.status();
                 status.applied = self.applied;
+                status.storage_failing.clone_from(&self.write_failing);
                 let _ = reply.send(status);
             }
             Command::Rpc { from, request, reply, .. } => {
@@ -248,8 +252,12 @@ impl<SM: StateMachine> EventLoop<SM> {
                     self.stopped = Some(done);
                     return;
                 }
+                if self.write_failing.take().is_some() {
+                    tracing::info!(group = %self.core.config().group, node = %self.core.id(), "log writes pass again; proposals are taken");
+                }
                 self.persisted(seq);
             }
+            Command::WriteFailing { error } => self.write_failing(error.to_string()),
             Command::Response { from, response } => self.core.handle_response(from, response),
             Command::Unreachable { peer } => self.core.peer_unreachable(peer),
             Command::SnapshotSent { peer, outcome } => {
@@ -288,6 +296,29 @@ impl<SM: StateMachine> EventLoop<SM> {
             }
         }
         Ok(())
+    }
+
+    /// The writer's writes fail and it retries them: refuse proposals, and
+    /// as a leader hand leadership to a follower that has the whole log (the
+    /// writer reports again with every retry, so one that catches up later is
+    /// found then).
+    fn write_failing(&mut self, error: String) {
+        if self.write_failing.is_none() {
+            tracing::error!(
+                group = %self.core.config().group, node = %self.core.id(), error = %error,
+                "log writes fail; retrying them, refusing proposals until they pass"
+            );
+        }
+        self.write_failing = Some(error);
+        let status = self.core.status();
+        if status.role == Role::Leader {
+            let caught_up = status.followers.iter().filter(|f| f.match_index >= status.last_index);
+            for heir in caught_up.map(|f| f.id) {
+                if self.core.transfer_leader(heir).is_ok() {
+                    break;
+                }
+            }
+        }
     }
 
     /// The writer made submissions through `seq` durable: release what waited for them.
@@ -353,6 +384,18 @@ impl<SM: StateMachine> EventLoop<SM> {
         }
         let proposals = std::mem::take(&mut self.proposals);
         let starts = std::mem::take(&mut self.starts);
+        if let (Some(reason), Role::Leader) = (&self.write_failing, self.core.role()) {
+            let refused = || RaftError::StorageFailing { reason: reason.clone() };
+            for (_, reply) in proposals {
+                if let Some(reply) = reply {
+                    let _ = reply.send(Err(refused()));
+                }
+            }
+            for reply in starts {
+                let _ = reply.send(Err(refused()));
+            }
+            return;
+        }
         let mut commands = Vec::with_capacity(proposals.len());
         let mut replies = Vec::with_capacity(proposals.len());
         for (command, reply) in proposals {

@@ -7,8 +7,16 @@
 //! (one sync for all of them), unless a purge comes between them. Each write
 //! done is reported as [`Command::Persisted`] with the sequence number of the
 //! last submission it covered.
+//!
+//! A write that fails with [`StorageError::Io`] (a full disk, say) changed
+//! nothing (the `LogStore` contract), so the writer reports
+//! [`Command::WriteFailing`] and tries it again, with the submissions that
+//! arrived meanwhile, after a growing pause: the member resumes by itself once
+//! the cause is gone. Any other error (damage, a broken invariant, a closed
+//! store) is final: it is reported and the writer stops.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
@@ -36,7 +44,18 @@ pub(crate) fn merge(into: &mut LogWrite, next: LogWrite) {
     }
 }
 
-/// Do the jobs from `jobs` until it closes or a write fails; report each to `events`.
+/// Pause before the first retry of a failed write; it doubles up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+/// Longest pause between retries.
+const RETRY_MAX: Duration = Duration::from_secs(1);
+
+/// Whether a failed write may succeed when tried again (it changed nothing).
+fn retryable(error: &StorageError) -> bool {
+    matches!(error, StorageError::Io { .. })
+}
+
+/// Do the jobs from `jobs` until it closes or a write fails for good; report
+/// each to `events`.
 pub(crate) async fn run<R>(
     store: Arc<dyn LogStore>,
     mut jobs: mpsc::UnboundedReceiver<WriteJob>,
@@ -60,7 +79,30 @@ pub(crate) async fn run<R>(
             merge(&mut job.write, next.write);
             job.seq = next.seq;
         }
-        let result = perform(&*store, job.purge_through, job.write, &metrics).await;
+        let mut pause = RETRY_FIRST;
+        let result = loop {
+            match perform(&*store, job.purge_through, job.write.clone(), &metrics).await {
+                Err(error) if retryable(&error) => {
+                    if events.send(Command::WriteFailing { error }).is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(RETRY_MAX);
+                    // What arrived meanwhile goes with the retry, up to a purge.
+                    if held.is_none() {
+                        while let Ok(next) = jobs.try_recv() {
+                            if next.purge_through.is_some() {
+                                held = Some(next);
+                                break;
+                            }
+                            merge(&mut job.write, next.write);
+                            job.seq = next.seq;
+                        }
+                    }
+                }
+                result => break result,
+            }
+        };
         let failed = result.is_err();
         if events.send(Command::Persisted { seq: job.seq, result }).is_err() || failed {
             return;

@@ -124,6 +124,11 @@ pub(crate) enum Command<R> {
     Failed {
         error: RaftError,
     },
+    /// A log write failed in a way that may pass (a full disk); the writer
+    /// tries it again.
+    WriteFailing {
+        error: crate::storage::StorageError,
+    },
     /// The log writer made every submission through `seq` durable (or failed).
     Persisted {
         seq: u64,

@@ -28,6 +28,14 @@ pub trait MemberStorage: Send + Sync + 'static {
 
     /// Bytes of durable raft state (log entries plus hard state) of `member`.
     fn log_size(&self, member: usize) -> u64;
+
+    /// Simulate a full disk for `member` (every commit fails and changes
+    /// nothing) or free it again. Returns whether this storage can: only the
+    /// in-memory disks can (the default says it cannot).
+    fn set_full(&self, member: usize, full: bool) -> bool {
+        let _ = (member, full);
+        false
+    }
 }
 
 /// [`MemberStorage`] on [`MemDisk`]s.
@@ -69,6 +77,11 @@ impl MemberStorage for MemStorage {
 
     fn log_size(&self, member: usize) -> u64 {
         self.disk(member).log_size_bytes()
+    }
+
+    fn set_full(&self, member: usize, full: bool) -> bool {
+        self.disk(member).set_full(full);
+        true
     }
 }
 

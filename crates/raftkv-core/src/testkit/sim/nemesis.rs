@@ -2,8 +2,8 @@
 //!
 //! [`raft_nemesis`] runs one seed: three client loops propose unique commands
 //! while a nemesis loop disconnects, partitions, crashes and restarts members,
-//! makes the network unreliable, reorders replies and transfers leadership
-//! for 30 s of virtual time. Afterwards it heals everything and checks that
+//! makes the network unreliable, reorders replies, fills and frees disks and
+//! transfers leadership for 30 s of virtual time. Afterwards it heals everything and checks that
 //! the group recovers, that every acknowledged command is committed where its
 //! proposer was told, that no command was committed twice, and that the
 //! invariant checker saw no violation.
@@ -66,6 +66,8 @@ pub struct NemesisReport {
     pub unreliable_toggles: u64,
     /// Switches of long reply reordering.
     pub reorder_toggles: u64,
+    /// Disks filled (every write fails until freed; freed when healing).
+    pub disk_fills: u64,
     /// Steps the invariant checker observed.
     pub checker_steps: u64,
     /// Index of the command committed on all members after healing.
@@ -222,6 +224,9 @@ async fn describe(cluster: &RaftCluster) -> String {
 
 /// Reliable network, no reordering, every member running and connected.
 async fn heal(cluster: &mut RaftCluster) {
+    for i in 0..cluster.n() {
+        cluster.set_disk_full(i, false);
+    }
     cluster.net.set_reliable(true);
     cluster.net.set_long_reordering(false);
     for i in 0..cluster.n() {
@@ -310,6 +315,7 @@ async fn client(sh: &Shared, id: u64, mut rng: DetRng) {
 async fn nemesis(sh: &Shared, mut rng: DetRng) {
     let mut unreliable = false;
     let mut reordering = false;
+    let mut full = [false; MEMBERS];
     loop {
         sleep(ms(rng.range_inclusive(50, 1000))).await;
         if Instant::now() >= sh.deadline {
@@ -380,6 +386,14 @@ async fn nemesis(sh: &Shared, mut rng: DetRng) {
                 reordering = !reordering;
                 sh.cluster.read().await.net.set_long_reordering(reordering);
                 sh.count(|r| r.reorder_toggles += 1);
+            }
+            90..=94 => {
+                // Fill a disk (its member refuses writes and retries them) or free one.
+                let i = rng.below(MEMBERS);
+                full[i] = !full[i];
+                if sh.cluster.read().await.set_disk_full(i, full[i]) && full[i] {
+                    sh.count(|r| r.disk_fills += 1);
+                }
             }
             _ => {
                 let cluster = sh.cluster.read().await;

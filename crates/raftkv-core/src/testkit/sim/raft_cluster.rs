@@ -14,7 +14,7 @@ use super::member_storage::{MemStorage, MemberStorage};
 use super::network::SimNetwork;
 use super::recording_sm::{AppliedView, RecordingStateMachine};
 use crate::raft::core::{RaftConfig, Role, Status};
-use crate::raft::driver::{DriverConfig, Raft, RaftHandle};
+use crate::raft::driver::{DriverConfig, Raft, RaftError, RaftHandle};
 use crate::rng::DetRng;
 use crate::types::{GroupId, LogIndex, NodeId, Term};
 
@@ -209,6 +209,22 @@ impl RaftCluster {
     pub async fn propose(&self, i: usize, command: Bytes) -> Option<LogIndex> {
         let h = self.handles[i].as_ref()?;
         h.propose(command).await.ok()
+    }
+
+    /// Propose through member `i` and wait for the result, with its error.
+    ///
+    /// # Errors
+    /// The member's refusal ([`RaftError::Stopped`] when it does not run).
+    pub async fn try_propose(&self, i: usize, command: Bytes) -> Result<LogIndex, RaftError> {
+        let h = self.handles[i].as_ref().ok_or(RaftError::Stopped)?;
+        h.propose(command).await
+    }
+
+    /// Fill member `i`'s disk (every commit fails and changes nothing) or
+    /// free it; survives crashes. Returns whether the storage can simulate it
+    /// (in-memory storage only).
+    pub fn set_disk_full(&self, i: usize, full: bool) -> bool {
+        self.storage.set_full(i, full)
     }
 
     /// Linearizable read barrier on member `i`.

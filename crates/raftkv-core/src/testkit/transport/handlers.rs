@@ -338,6 +338,7 @@ impl EchoService {
                     applied: LogIndex(89),
                     last_index: LogIndex(95),
                     snapshot_index: LogIndex(40),
+                    storage_failing: Some("storage I/O error at raftkv.wal: no space left on device".into()),
                     followers: vec![
                         FollowerStatus {
                             id: NodeId(2),
