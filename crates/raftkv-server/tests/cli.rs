@@ -311,3 +311,106 @@ fn cli_with_env(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
         .output()
         .expect("raftkv runs")
 }
+
+/// Issue case 9: Appends of 1 MiB filled a key past what a message can
+/// carry, and its shard could then never move. Now a key holds at most
+/// `MAX_STORED_VALUE_BYTES`: the Append past it fails at once and changes
+/// nothing, and the full key's shard moves to the other group and back.
+#[test]
+fn appends_stop_at_the_value_limit_and_the_full_keys_shard_still_moves() {
+    use raftkv_core::shardkv::MAX_STORED_VALUE_BYTES;
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::start(dir.path(), &[]);
+    let peers = format!("--ctrl-peers={}", dev.ctrl_peers);
+    let timeout = Duration::from_secs(30);
+    let timeout_flag = format!("--timeout-secs={}", timeout.as_secs());
+    let mib = 1 << 20;
+    assert_eq!(MAX_STORED_VALUE_BYTES, 4 * mib, "four 1 MiB Appends fill a key");
+
+    // Linux takes at most 128 KiB in one command-line word (MAX_ARG_STRLEN):
+    // the 1 MiB suffixes are typed into the REPL.
+    let fills = ['A', 'B', 'C', 'D', 'E'];
+    let mut session = String::with_capacity(5 * (mib + 16));
+    for fill in fills {
+        session.push_str("Append big ");
+        session.extend(std::iter::repeat_n(fill, mib));
+        session.push('\n');
+    }
+    let out = cli(&["kv", &peers, &timeout_flag], &session);
+    let text = stdout(&out);
+    // The banner, an answer per line, and the last prompt.
+    let answers: Vec<&str> = text.lines().skip(1).collect();
+    assert!(answers.len() == 6 && answers[..4] == ["> OK"; 4] && answers[5] == "> ", "{text:.500}");
+    let limit = MAX_STORED_VALUE_BYTES.to_string();
+    assert!(
+        answers[4].starts_with("> Error: ") && answers[4].contains("limit") && answers[4].contains(&limit),
+        "the fifth 1 MiB Append is refused naming the limit: {text:.500}"
+    );
+
+    // One-shot: even one more byte fails at once, with exit status 1.
+    let started = Instant::now();
+    let out = cli(&["kv", &peers, &timeout_flag, "append", "big", "E"], "");
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let message = stdout(&out);
+    assert!(message.starts_with("Error: ") && message.contains("limit") && message.contains(&limit), "{message}");
+    assert!(took < timeout / 6, "the refusal took {took:?} of a {timeout:?} timeout");
+
+    // The key holds exactly its four Appends.
+    let want: String = fills[..4].iter().flat_map(|&f| std::iter::repeat_n(f, mib)).collect();
+    let get_big = || {
+        let out = cli(&["kv", &peers, &timeout_flag, "-w", "json", "get", "big"], "");
+        assert!(out.status.success(), "get big: {}", String::from_utf8_lossy(&out.stdout[..out.stdout.len().min(300)]));
+        let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        j["value"].as_str().map(str::to_string).unwrap_or_default()
+    };
+    let got = get_big();
+    assert!(got == want, "big holds {} bytes, not the {} appended", got.len(), want.len());
+
+    // Move its shard to the other group, then back: each move completes
+    // and the value is read whole from the new owner.
+    let out = cli(&["-w", "json", "ctrl", &peers, "query"], "");
+    let config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let owners: Vec<u64> = config["shards"].as_array().unwrap().iter().filter_map(serde_json::Value::as_u64).collect();
+    let shard = raftkv_core::api::shard_of(b"big", owners.len()).0;
+    let first = owners[usize::try_from(shard).unwrap()];
+    let other = if first == 1 { 2 } else { 1 };
+    for (from, to) in [(first, other), (other, first)] {
+        let out = cli(&["ctrl", &peers, "move", &shard.to_string(), &to.to_string()], "");
+        assert_eq!((out.status.code(), stdout(&out).as_str()), (Some(0), "OK\n"), "move {shard} {to}: {out:?}");
+        let out = cli(&["-w", "json", "ctrl", &peers, "query"], "");
+        let config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(config["shards"][usize::try_from(shard).unwrap()], to, "{config}");
+        wait_for_handover(&peers, shard, from, to, Duration::from_secs(60));
+        let got = get_big();
+        assert!(got == want, "after moving to group {to}, big holds {} bytes, not {}", got.len(), want.len());
+    }
+}
+
+/// Poll `raftkv status` until every replica of group `to` serves `shard`
+/// and no replica of group `from` still holds it; panics after `limit`.
+fn wait_for_handover(peers: &str, shard: u64, from: u64, to: u64, limit: std::time::Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let out = cli(&["status", peers, "-w", "json"], "");
+        let nodes: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let nodes = nodes.as_array().cloned().unwrap_or_default();
+        let state_on = |node: &serde_json::Value| {
+            node["shards"].as_array().into_iter().flatten().find(|s| s["shard"] == shard).map(|s| s["state"].clone())
+        };
+        let serving = nodes.iter().filter(|n| n["group"] == to && state_on(n).is_some_and(|s| s == "Serving")).count();
+        let stale = nodes.iter().filter(|n| n["group"] == from && state_on(n).is_some()).count();
+        if serving == 3 && stale == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "shard {shard} did not move from group {from} to {to} within {limit:?}: {serving} replicas of {to} serve \
+             it, {stale} of {from} still hold it; status: {}",
+            stdout(&out)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}

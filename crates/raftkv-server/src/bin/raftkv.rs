@@ -79,9 +79,11 @@ fn client_id() -> ClientId {
     ClientId((nanos as u64) ^ (u64::from(std::process::id()) << 40))
 }
 
-/// What a one-shot command's exit code is, from its printed answer.
+/// What a one-shot command's exit code is, from its printed answer (an
+/// error is the whole answer: `Error: …`, or a JSON object `{"error": …}`;
+/// a value that merely holds such words is no failure).
 fn exit_code(text: &str) -> u8 {
-    if text.starts_with("Error:") || text.contains("\"error\"") {
+    if text.starts_with("Error:") || text.starts_with("{\"error\"") {
         1
     } else if text.starts_with("usage:") || text.starts_with("Invalid") || text.starts_with("Unknown") {
         2
@@ -205,5 +207,20 @@ fn real_main() -> Result<u8> {
         }
         // Carried out above, before the runtime and the transport.
         Command::Cert { .. } => Ok(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exit_code;
+
+    #[test]
+    fn only_an_answer_that_is_an_error_fails() {
+        assert_eq!(exit_code("Error: refused: too large"), 1);
+        assert_eq!(exit_code(r#"{"error":"refused: too large"}"#), 1);
+        assert_eq!(exit_code("Invalid quoting: the \" at column 7 is never closed"), 2);
+        assert_eq!(exit_code(r#"Value: the "error" word"#), 0);
+        assert_eq!(exit_code(r#"{"value":"the \"error\" word"}"#), 0);
+        assert_eq!(exit_code("Value: Error: not really"), 0);
     }
 }

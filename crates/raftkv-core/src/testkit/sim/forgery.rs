@@ -28,7 +28,7 @@ use crate::types::{ConfigNum, GroupId, LogIndex, NodeId, ShardId, Term};
 const BOMB: Term = Term(i64::MAX as u64);
 
 /// Every kind of Raft request an outsider `from` might forge, claiming the huge term.
-fn forgeries(from: NodeId) -> Vec<RaftRequest> {
+pub(crate) fn forgeries(from: NodeId) -> Vec<RaftRequest> {
     let entry = Entry { term: BOMB, index: LogIndex(1), payload: EntryPayload::Command(Bytes::from_static(b"forged")) };
     vec![
         RaftRequest::Heartbeat(HeartbeatRequest { term: BOMB, leader: from, commit: LogIndex(1_000_000), read_seq: 1 }),

@@ -2,8 +2,9 @@
 //!
 //! [`raft_nemesis`] runs one seed: three client loops propose unique commands
 //! while a nemesis loop disconnects, partitions, crashes and restarts members,
-//! makes the network unreliable, reorders replies, fills and frees disks and
-//! transfers leadership for 30 s of virtual time. Afterwards it heals everything and checks that
+//! makes the network unreliable, reorders replies, fills and frees disks,
+//! forges Raft requests with the largest term from an outsider and transfers
+//! leadership for 30 s of virtual time. Afterwards it heals everything and checks that
 //! the group recovers, that every acknowledged command is committed where its
 //! proposer was told, that no command was committed twice, and that the
 //! invariant checker saw no violation.
@@ -19,9 +20,11 @@ use futures::FutureExt;
 use tokio::sync::RwLock;
 use tokio::time::{sleep, timeout, Instant};
 
+use super::forgery::forgeries;
 use super::{cmd, cmd_value, RaftCluster, RaftClusterConfig};
 use crate::raft::core::{Role, Status};
 use crate::rng::DetRng;
+use crate::transport::Transport;
 use crate::types::{LogIndex, NodeId, Term};
 
 /// Members of the simulated group.
@@ -68,6 +71,9 @@ pub struct NemesisReport {
     pub reorder_toggles: u64,
     /// Disks filled (every write fails until freed; freed when healing).
     pub disk_fills: u64,
+    /// Raft requests forged by an outsider (heartbeat, append, vote,
+    /// timeout-now with the largest term).
+    pub forgeries: u64,
     /// Steps the invariant checker observed.
     pub checker_steps: u64,
     /// Index of the command committed on all members after healing.
@@ -316,6 +322,13 @@ async fn nemesis(sh: &Shared, mut rng: DetRng) {
     let mut unreliable = false;
     let mut reordering = false;
     let mut full = [false; MEMBERS];
+    let outsider = NodeId(99);
+    let forger = {
+        let cluster = sh.cluster.read().await;
+        let forger = cluster.net.boot(outsider);
+        cluster.net.set_reach_nodes(outsider, &(0..MEMBERS).map(node).collect::<Vec<_>>());
+        forger
+    };
     loop {
         sleep(ms(rng.range_inclusive(50, 1000))).await;
         if Instant::now() >= sh.deadline {
@@ -386,6 +399,14 @@ async fn nemesis(sh: &Shared, mut rng: DetRng) {
                 reordering = !reordering;
                 sh.cluster.read().await.net.set_long_reordering(reordering);
                 sh.count(|r| r.reorder_toggles += 1);
+            }
+            95..=96 => {
+                // An outsider's requests with the largest term: no member may take them.
+                let to = node(rng.below(MEMBERS));
+                for request in forgeries(outsider) {
+                    sh.count(|r| r.forgeries += 1);
+                    let _ = timeout(CALL_TIMEOUT, forger.call(outsider, to, request)).await;
+                }
             }
             90..=94 => {
                 // Fill a disk (its member refuses writes and retries them) or free one.

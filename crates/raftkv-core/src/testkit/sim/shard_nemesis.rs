@@ -1,7 +1,8 @@
 //! A randomized nemesis for the sharded store: concurrent clients on a few
 //! keys while groups join, leave and shards move, servers, whole groups and
-//! controllers crash and restart, partitions come and go and the network
-//! turns unreliable; then everything heals. Checked: the history is
+//! controllers crash and restart, partitions come and go, the network
+//! turns unreliable and an outsider forges shard deletes (naming any group,
+//! at configurations around the current one); then everything heals. Checked: the history is
 //! linearizable, no append lands twice, no acknowledged append is lost, and
 //! at every step no two groups' leaders serve one shard in the same
 //! configuration, each serving only what that configuration gives it.
@@ -15,11 +16,11 @@ use bytes::Bytes;
 use tokio::time::{sleep, Instant};
 
 use super::lab5_shardkv::key;
-use super::shard_cluster::{gid, ShardCluster, ShardClusterConfig};
-use crate::api::ShardConfig;
+use super::shard_cluster::{gid, server_name, ShardCluster, ShardClusterConfig};
+use crate::api::{DeleteShardsRequest, ServiceClient, ServiceRequest, ShardConfig};
 use crate::rng::DetRng;
 use crate::testkit::linearizability::{check, KvInput, Operation, Outcome, Verdict, DEFAULT_BUDGET};
-use crate::types::{ConfigNum, GroupId};
+use crate::types::{ConfigNum, GroupId, NodeId, ShardId};
 
 /// What one run did.
 #[derive(Clone, Debug, Default)]
@@ -36,6 +37,8 @@ pub struct ShardNemesisReport {
     pub crashes: u64,
     /// Partitions made.
     pub partitions: u64,
+    /// Forged `DeleteShards` requests sent by an outsider.
+    pub forgeries: u64,
     /// Whether the linearizability check decided (`false`: budget ran out; the other checks still ran).
     pub decided: bool,
     /// Virtual seconds the run took.
@@ -123,6 +126,40 @@ fn check_values(history: &[Operation], finals: &BTreeMap<Bytes, Option<Bytes>>, 
     }
 }
 
+/// A forged delete and the server (group, index) to send it to: most often
+/// of a shard some server holds frozen, in transit, claiming the group the
+/// configuration gave it to (which may not have installed it yet); else any
+/// shards, claiming any group, at a configuration around the latest.
+fn forged_delete(
+    c: &ShardCluster,
+    configs: &BTreeMap<ConfigNum, ShardConfig>,
+    rng: &mut DetRng,
+) -> (DeleteShardsRequest, (usize, usize)) {
+    let mut in_transit = Vec::new();
+    for (num, config) in configs.iter().rev().take(3) {
+        for (g, i) in (0..GROUPS).flat_map(|g| (0..3).map(move |i| (g, i))) {
+            let Some(server) = c.server(g, i) else { continue };
+            let state = server.state().read();
+            for (s, owner) in config.shards.iter().enumerate() {
+                if state.holds_frozen(*num, ShardId(s as u64)) {
+                    in_transit.push((
+                        DeleteShardsRequest { config: *num, shards: vec![ShardId(s as u64)], group: *owner },
+                        (g, i),
+                    ));
+                }
+            }
+        }
+    }
+    if !in_transit.is_empty() && rng.chance(3, 4) {
+        return in_transit.swap_remove(rng.below(in_transit.len()));
+    }
+    let latest = configs.keys().next_back().map_or(0, |n| n.0);
+    let config = ConfigNum((latest + rng.below(3) as u64).saturating_sub(1));
+    let shards = (0..10).filter(|_| rng.chance(1, 3)).map(|s| ShardId(s as u64)).collect();
+    let group = gid(rng.below(GROUPS + 1));
+    (DeleteShardsRequest { config, shards, group }, (rng.below(GROUPS), rng.below(3)))
+}
+
 async fn scenario(seed: u64) -> ShardNemesisReport {
     let began = Instant::now();
     let mut rng = DetRng::new(seed ^ 0x5ead_beef);
@@ -165,6 +202,11 @@ async fn scenario(seed: u64) -> ShardNemesisReport {
     let mut down: Vec<(usize, usize, Instant)> = Vec::new();
     let mut groups_down: Vec<(usize, Instant)> = Vec::new();
     let mut ctrl_down: Option<(usize, Instant)> = None;
+    let forger_id = NodeId(77_777);
+    let forger = c.net.service_client(forger_id);
+    c.net.connect(forger_id);
+    let every_server: Vec<String> = (0..GROUPS).flat_map(|g| c.group_names(g)).collect();
+    c.net.set_reach(forger_id, &every_server);
     let fault_until = Instant::now() + FAULT_TIME;
     while Instant::now() < fault_until {
         sleep(Duration::from_millis(200 + rng.range_inclusive(0, 400))).await;
@@ -236,6 +278,13 @@ async fn scenario(seed: u64) -> ShardNemesisReport {
                 }
             }
             _ => {}
+        }
+        if rng.chance(1, 3) {
+            report.forgeries += 1;
+            let (request, (g, i)) = forged_delete(&c, &configs, &mut rng);
+            let request = ServiceRequest::DeleteShards(request);
+            let _ = tokio::time::timeout(Duration::from_millis(500), forger.call_service(&server_name(g, i), request))
+                .await;
         }
         check_ownership(&mut c, &mut configs, seed).await;
     }
