@@ -71,14 +71,7 @@ pub(crate) async fn run<R>(
                 None => return,
             },
         };
-        while let Ok(next) = jobs.try_recv() {
-            if next.purge_through.is_some() {
-                held = Some(next);
-                break;
-            }
-            merge(&mut job.write, next.write);
-            job.seq = next.seq;
-        }
+        absorb_queued(&mut job, &mut jobs, &mut held);
         let mut pause = RETRY_FIRST;
         let result = loop {
             match perform(&*store, job.purge_through, job.write.clone(), &metrics).await {
@@ -90,14 +83,7 @@ pub(crate) async fn run<R>(
                     pause = (pause * 2).min(RETRY_MAX);
                     // What arrived meanwhile goes with the retry, up to a purge.
                     if held.is_none() {
-                        while let Ok(next) = jobs.try_recv() {
-                            if next.purge_through.is_some() {
-                                held = Some(next);
-                                break;
-                            }
-                            merge(&mut job.write, next.write);
-                            job.seq = next.seq;
-                        }
+                        absorb_queued(&mut job, &mut jobs, &mut held);
                     }
                 }
                 result => break result,
@@ -107,6 +93,19 @@ pub(crate) async fn run<R>(
         if events.send(Command::Persisted { seq: job.seq, result }).is_err() || failed {
             return;
         }
+    }
+}
+
+/// Merge the queued submissions into `job`, up to one that purges, which is
+/// kept in `held` for the next write.
+fn absorb_queued(job: &mut WriteJob, jobs: &mut mpsc::UnboundedReceiver<WriteJob>, held: &mut Option<WriteJob>) {
+    while let Ok(next) = jobs.try_recv() {
+        if next.purge_through.is_some() {
+            *held = Some(next);
+            return;
+        }
+        merge(&mut job.write, next.write);
+        job.seq = next.seq;
     }
 }
 
