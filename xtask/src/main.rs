@@ -1,6 +1,7 @@
 //! Project tasks: `cargo xtask <command>` (alias of `cargo run --release -p xtask --`).
 
 mod args;
+mod attack;
 mod bench;
 mod bench_cluster;
 mod bench_memory;
@@ -120,6 +121,26 @@ Commands:
         with a deliberate bug put in (ack-before-commit: writes acknowledged
         once the leader appended them), to show the run catches it.
 
+  attack [memory_flood] [descriptor_flood] [term_bomb] [forged_delete]
+         [--storage redb|sqlite|mem] [--server-binary PATH] [--token on|off] [--server-env RAFTKV_K=V,...]
+        Attacks from outside on real `raftkv-server` processes (release, gRPC),
+        each against a fresh cluster on 127.0.0.1 (3 controllers, 1 or 2
+        groups × 3 replicas, a cluster token unless --token off); default:
+        all four, under a minute once built. memory_flood: 40 raw HTTP/2 connections ×
+        30 streams declaring 3 MiB each, trickling, plus streams declaring
+        64 MiB, against a leader: its RSS growth must stay under 512 MiB, the
+        64 MiB ones be refused within 1 s, a client's Put/Get succeed within
+        5 s. descriptor_flood: ~18,000 silent TCP connections to a leader:
+        clients still served, the leader kept, every connection closed by the
+        server after the first-request timeout. term_bomb: a forged Raft
+        heartbeat at term 2^63-1 with no or a wrong token, before and after
+        a restart: refused, terms stay small, writes go on. forged_delete:
+        a forged Migration/DeleteShards with no or a wrong token: refused, the
+        shard's keys intact. Prints each attack's measurements and checks;
+        exits non-zero naming every attack that failed. --server-env passes
+        settings to every server (to weaken a defence and see the attack
+        catch it); --token off runs the cluster open.
+
   docker-build [--image TAG]
         Build statically linked `raftkv-server` and `raftkv` (release, target
         dir $RAFTKV_STATIC_TARGET_DIR, default ~/.cache/raftkv-target-static)
@@ -165,6 +186,7 @@ fn main() -> Result<()> {
         ["bench", "storage", rest @ ..] => bench_storage::run(&bench_storage::StorageBenchArgs::parse(rest)?),
         ["bench", "transport", rest @ ..] => bench_transport::run(&bench_transport::TransportBenchArgs::parse(rest)?),
         ["chaos", rest @ ..] => chaos::run(&chaos::ChaosArgs::parse(rest)?),
+        ["attack", rest @ ..] => attack::run(&attack::AttackArgs::parse(rest)?),
         ["docker-build", rest @ ..] => docker_build::run(&docker_build::DockerBuildArgs::parse(rest)?),
         ["test-matrix", rest @ ..] => test_matrix::run(&test_matrix::TestMatrixArgs::parse(rest)?),
         ["docker-test", rest @ ..] => docker_test::run(&docker_test::DockerTestArgs::parse(rest)?),

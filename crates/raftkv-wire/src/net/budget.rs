@@ -23,25 +23,50 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// Largest budget a pool can hold (tokio's semaphore takes `u32` at a time).
 const MAX_POOL: usize = u32::MAX as usize;
 
-/// A pool of bytes; taking more than it holds takes all of it.
+/// Messages of at most this many bytes draw on a pool's reserve for small
+/// messages: callers that declare large messages and send them slowly, however
+/// many, cannot make a small request wait behind them.
+pub const SMALL_MESSAGE: usize = 64 << 10;
+
+/// A pool of bytes, an eighth of it kept for messages of at most
+/// [`SMALL_MESSAGE`] bytes; taking more than a part holds takes all of it.
 #[derive(Clone, Debug)]
 pub struct Pool {
-    sem: Arc<Semaphore>,
-    capacity: usize,
+    large: Arc<Semaphore>,
+    large_capacity: usize,
+    small: Arc<Semaphore>,
+    small_capacity: usize,
 }
 
 impl Pool {
     /// A pool of `capacity` bytes.
     #[must_use]
     pub fn new(capacity: usize) -> Self {
-        let capacity = capacity.clamp(1, MAX_POOL);
-        Self { sem: Arc::new(Semaphore::new(capacity)), capacity }
+        let capacity = capacity.clamp(2, MAX_POOL);
+        let small_capacity = capacity / 8;
+        let large_capacity = capacity - small_capacity;
+        Self {
+            large: Arc::new(Semaphore::new(large_capacity)),
+            large_capacity,
+            small: Arc::new(Semaphore::new(small_capacity)),
+            small_capacity,
+        }
     }
 
     /// Bytes taken now.
     #[must_use]
     pub fn held(&self) -> usize {
-        self.capacity - self.sem.available_permits()
+        self.large_capacity - self.large.available_permits() + self.small_capacity - self.small.available_permits()
+    }
+
+    /// The part a message of `len` bytes draws on, and what it takes there.
+    fn part(&self, len: usize) -> (Arc<Semaphore>, u32) {
+        let (sem, capacity) = if len <= SMALL_MESSAGE && self.small_capacity > 0 {
+            (&self.small, self.small_capacity)
+        } else {
+            (&self.large, self.large_capacity)
+        };
+        (sem.clone(), u32::try_from(len.min(capacity)).unwrap_or(u32::MAX))
     }
 }
 
@@ -109,9 +134,9 @@ fn acquire(pools: &[Pool], len: usize) -> Acquire {
     Box::pin(async move {
         let mut permits = Vec::with_capacity(pools.len());
         for pool in pools {
-            let n = u32::try_from(len.min(pool.capacity)).unwrap_or(u32::MAX);
+            let (sem, n) = pool.part(len);
             // The pools are never closed, so acquiring only waits.
-            if let Ok(p) = pool.sem.acquire_many_owned(n).await {
+            if let Ok(p) = sem.acquire_many_owned(n).await {
                 permits.push(p);
             }
         }
@@ -440,8 +465,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_message_waits_for_budget_and_fails_when_it_does_not_come() {
-        let budgets = Budgets::new(10);
-        let hog = budgets.pool(false).sem.acquire_many_owned(8).await.unwrap();
+        let budgets = Budgets::new(800);
+        let hog = budgets.pool(false).small.acquire_many_owned(96).await.unwrap();
         let b = GrpcBody::new(body(vec![message(&[1; 5])]), vec![budgets.pool(false)], 10, Duration::from_secs(3));
         let started = tokio::time::Instant::now();
         let e = b.collect().await.unwrap_err();
@@ -454,8 +479,28 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_small_message_does_not_wait_behind_large_ones_that_hold_the_pool() {
+        let budgets = Budgets::new(8 << 20);
+        let pool = budgets.pool(false);
+        // Large messages arriving slowly hold every byte they may, and more wait.
+        let hog = pool.large.clone().acquire_many_owned(7 << 20).await.unwrap();
+        let large = message(&vec![2; 1 << 20]);
+        let waiting = GrpcBody::new(body(vec![large]), vec![pool.clone()], 4 << 20, Duration::from_secs(3));
+        let waiting = tokio::spawn(waiting.collect());
+        tokio::task::yield_now().await;
+        let small = GrpcBody::new(body(vec![message(b"put k v")]), vec![pool.clone()], 4 << 20, Duration::from_secs(3));
+        let started = tokio::time::Instant::now();
+        assert_eq!(small.collect().await.unwrap().to_bytes().len(), 12);
+        assert_eq!(started.elapsed(), Duration::ZERO, "the small message waited");
+        let e = waiting.await.unwrap().unwrap_err();
+        assert_eq!(e, BudgetError::TooSlow { len: 1 << 20, after: Duration::from_secs(3) });
+        drop(hog);
+        assert_eq!(budgets.held(), (0, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_message_that_stops_arriving_fails_at_its_deadline_and_frees_its_bytes() {
-        let budgets = Budgets::new(1000);
+        let budgets = Budgets::new(8000);
         let wire = message(&[3; 500]);
         // The first part arrives, then nothing more (the body never ends).
         let first =
@@ -480,7 +525,7 @@ mod tests {
 
     #[tokio::test]
     async fn raw_bodies_hold_their_frames_until_dropped_or_the_next_frame() {
-        let budgets = Budgets::new(100);
+        let budgets = Budgets::new(800);
         let mut whole = RawBody::new(body(vec![vec![1; 30], vec![2; 40]]), vec![budgets.pool(false)], false);
         while whole.frame().await.is_some() {}
         assert_eq!(budgets.held(), (70, 0));

@@ -42,6 +42,22 @@ pub use status::{FollowerStatus, Role, Status};
 
 use read_index::ReadQueue;
 
+/// Above this term a member takes a higher one from another only a step of
+/// at most [`MAX_TERM_STEP`] at a time. Elections a second apart would take a
+/// hundred billion years to get here, so a message that jumps past it is
+/// forged or damaged: refused, no one message can push a group to the end of
+/// the term space (2^63 - 1 on the wire), where no election could follow;
+/// and a group that was pushed here still elects leaders above it.
+pub const MAX_ADOPTED_TERM: Term = Term(1 << 62);
+
+/// The largest step up, above [`MAX_ADOPTED_TERM`], a member takes at once.
+pub const MAX_TERM_STEP: u64 = 1 << 20;
+
+/// Whether a member at `current` must refuse a message of `term`.
+fn term_out_of_reach(current: Term, term: Term) -> bool {
+    term > MAX_ADOPTED_TERM && term.0.saturating_sub(current.0) > MAX_TERM_STEP
+}
+
 /// Everything the driver must do after feeding the core.
 #[derive(Debug, Default)]
 pub struct Ready {
@@ -269,6 +285,16 @@ impl RaftCore {
         if !self.cfg.voters.contains(&from) {
             return Some(format!("node {from} is not a member of this group"));
         }
+        let term = match request {
+            RaftRequest::AppendEntries(r) => r.term,
+            RaftRequest::Heartbeat(r) => r.term,
+            RaftRequest::Vote(r) => r.term,
+            RaftRequest::InstallSnapshot(r) => r.term,
+            RaftRequest::TimeoutNow(r) => r.term,
+        };
+        if term_out_of_reach(self.term, term) {
+            return Some(format!("its term {term} is beyond any a group reaches (forged or damaged)"));
+        }
         let claimed = match request {
             RaftRequest::AppendEntries(r) => r.leader,
             RaftRequest::Heartbeat(r) => r.leader,
@@ -315,6 +341,14 @@ impl RaftCore {
             RaftResponse::InstallSnapshot(r) => r.term,
             RaftResponse::TimeoutNow(r) => r.term,
         };
+        if term_out_of_reach(self.term, term) {
+            self.foreign_requests += 1;
+            if self.foreign_requests.is_power_of_two() {
+                tracing::warn!(group = %self.cfg.group, node = %self.cfg.id, from = %from, %term,
+                    "ignored a raft response whose term is beyond any a group reaches (forged or damaged)");
+            }
+            return;
+        }
         let granted_pre_vote = matches!(&response, RaftResponse::Vote(v) if v.pre_vote && v.granted);
         if term > self.term && !granted_pre_vote {
             self.become_follower(term, None);

@@ -15,7 +15,7 @@ use bytes::Bytes;
 
 use super::{
     ChunkVerdict, NotReady, ProgressState, RaftConfig, RaftCore, ReadState, Ready, RecoveredState, Role,
-    SnapshotSendOutcome,
+    SnapshotSendOutcome, MAX_ADOPTED_TERM, MAX_TERM_STEP,
 };
 use crate::raft::{
     AppendEntriesRequest, AppendEntriesResponse, Entry, EntryPayload, HardState, HeartbeatRequest,
@@ -1545,6 +1545,9 @@ fn requests_from_non_members_or_naming_another_sender_change_nothing() {
         (2, vote_request(huge, 3, 100, huge, false, true)),
         // Claiming to come from this member itself.
         (1, heartbeat_request(huge, 1, 100)),
+        // From a member, with a term past any a group reaches.
+        (2, heartbeat_request(MAX_ADOPTED_TERM.0 + 1, 2, 100)),
+        (2, vote_request(huge, 2, 100, huge, false, true)),
     ];
     for (from, request) in forged {
         let name = request.name();
@@ -1573,4 +1576,35 @@ fn requests_from_non_members_or_naming_another_sender_change_nothing() {
     // A genuine member is still heard.
     let answer = as_append(core.handle_request(nid(2), append_request(4, 2, 3, 3, vec![command(4, 4, "y")], 3)));
     assert!(answer.success && core.term() == Term(4) && core.leader() == Some(nid(2)));
+    // A response with such a term is ignored too.
+    core.handle_response(
+        nid(3),
+        RaftResponse::Heartbeat(crate::raft::HeartbeatResponse { term: Term(huge), read_seq: 0 }),
+    );
+    assert_eq!(core.term(), Term(4));
+}
+
+#[test]
+fn a_group_pushed_to_the_highest_term_it_adopts_still_elects_a_leader() {
+    let mut net = Net::new(3, 71);
+    net.elect(1);
+    net.run();
+    // A member (or someone with its credentials) jumps to the highest term taken at once.
+    let top = MAX_ADOPTED_TERM.0;
+    net.core_mut(2).handle_request(nid(1), heartbeat_request(top, 1, 0));
+    assert_eq!(net.core(2).term(), MAX_ADOPTED_TERM);
+    // Past it, only small steps: a jump to the end of the term space is refused.
+    net.core_mut(2).handle_request(nid(1), heartbeat_request(top + MAX_TERM_STEP + 1, 1, 0));
+    assert_eq!(net.core(2).term(), MAX_ADOPTED_TERM);
+    // Elections go on above it.
+    let mut elected = false;
+    for _ in 0..(40 * ELECTION_TICKS) {
+        net.tick_all_and_run(1);
+        let leaders = net.leaders();
+        if leaders.len() == 1 && net.core(leaders[0].0).term() > MAX_ADOPTED_TERM {
+            elected = true;
+            break;
+        }
+    }
+    assert!(elected, "no leader above the term the group was pushed to");
 }
