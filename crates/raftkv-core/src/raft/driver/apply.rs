@@ -17,7 +17,7 @@ use super::{Command, DriverConfig, RaftError, Reply};
 use crate::metrics::RaftMetrics;
 use crate::raft::{Entry, EntryPayload, SnapshotMeta};
 use crate::state_machine::{Committed, SnapshotImage, StateMachine, StateMachineError};
-use crate::storage::SnapshotStore;
+use crate::storage::{SnapshotStore, StorageError};
 use crate::types::{GroupId, LogIndex, NodeId, Term};
 
 pub(crate) enum ApplyMsg<R> {
@@ -88,9 +88,18 @@ impl<SM: StateMachine> ApplyLoop<SM> {
             let msg = tokio::select! {
                 biased;
                 Some(written) = self.writing.join_next() => {
-                    if let Err(error) = self.snapshot_written(written) {
-                        let _ = self.tx.send(Command::Failed { error: error.into() });
-                        return;
+                    match self.snapshot_written(written) {
+                        Ok(()) => {}
+                        // A full disk, say: the log stays whole, and the next
+                        // snapshot is taken when it is due.
+                        Err(StateMachineError::Storage(error @ StorageError::Io { .. })) => {
+                            tracing::warn!(group = %self.group, node = %self.node, error = %error,
+                                "writing a snapshot failed; the log is kept and the next snapshot tries again");
+                        }
+                        Err(error) => {
+                            let _ = self.tx.send(Command::Failed { error: error.into() });
+                            return;
+                        }
                     }
                     continue;
                 }

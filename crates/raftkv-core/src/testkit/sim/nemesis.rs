@@ -386,6 +386,12 @@ async fn nemesis(sh: &Shared, mut rng: DetRng) {
                 } else {
                     down[rng.below(down.len())]
                 };
+                // A member does not start on a full disk (it writes as it
+                // starts): its operator frees space first.
+                if full[i] {
+                    full[i] = false;
+                    cluster.set_disk_full(i, false);
+                }
                 cluster.start1(i).await;
                 cluster.connect(i);
                 sh.count(|r| r.restarts += 1);
