@@ -59,7 +59,7 @@ pub struct Dev {
 }
 
 /// Wait for lines of `child`'s stdout until `ready`; panics after `limit`.
-fn read_until_ready(child: &mut Child, limit: Duration) -> Vec<String> {
+pub fn read_until_ready(child: &mut Child, limit: Duration) -> Vec<String> {
     let stdout = child.stdout.take().expect("piped stdout");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {

@@ -3,13 +3,11 @@
 //! runs with extra environment variables.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::support::{backend, free_ports};
+use crate::support::{backend, free_ports, read_until_ready};
 
 /// The files `raftkv cert` made for a dev cluster: a CA, one member
 /// certificate naming every member of the dev topology, a client certificate.
@@ -75,29 +73,7 @@ impl EnvDev {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("raftkv-server starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let limit = Duration::from_secs(60);
-        let deadline = Instant::now() + limit;
-        let mut banner = Vec::new();
-        loop {
-            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) if line == "ready" => break,
-                Ok(line) => banner.push(line),
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!("raftkv-server dev did not print `ready` in {limit:?}; stdout so far: {banner:?}");
-                }
-            }
-        }
+        let banner = read_until_ready(&mut child, Duration::from_secs(60));
         let ctrl_peers = banner
             .iter()
             .find_map(|l| l.strip_prefix("ctrl-peers: "))
