@@ -53,6 +53,7 @@
 mod batch;
 mod blocking;
 mod bounds;
+mod db_header;
 mod error;
 mod journal;
 mod log_store;

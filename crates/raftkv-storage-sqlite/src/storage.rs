@@ -13,6 +13,7 @@ use sqlx::{ConnectOptions, Connection, SqliteConnection};
 
 use crate::blocking::run_db;
 use crate::bounds::{self, Bounds, LogId};
+use crate::db_header;
 use crate::error::DbFile;
 use crate::journal;
 use crate::log_store::SqliteLogStore;
@@ -190,7 +191,9 @@ async fn prepare(
     check: bool,
 ) -> Result<SqliteConnection, StorageError> {
     fs::create_dir_all(dir.join(SNAPSHOT_DIR)).map_err(|e| DbFile::io(dir, e))?;
-    // SQLite would stop reading its log at a damaged frame without a word.
+    // SQLite would open a damaged header read-only or misread its pages,
+    // and stop reading its log at a damaged frame, without a word.
+    db_header::check(db.path())?;
     wal_check::check(&db.wal_path())?;
     let mut conn = connect.connect().await.map_err(|e| db.sqlx_opening("opening", e))?;
     let ready = async {

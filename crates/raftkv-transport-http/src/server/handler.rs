@@ -6,9 +6,9 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use raftkv_core::trace::TRACEPARENT;
 use raftkv_core::transport::{Credentials, RouteError, Routes, TOKEN_HEADER};
@@ -98,16 +98,40 @@ fn decode_error(e: &DecodeError) -> Reply {
 /// The whole body of a request, at most `limit` bytes, drawing on `pools`
 /// while it arrives.
 async fn read_body(ctx: &Context, body: Incoming, limit: usize, pools: &[Pool]) -> Result<Bytes, Reply> {
-    // The limit first, so that an oversize body is refused before it waits for budget.
-    let body = RawBody::new(Limited::new(body, limit), pools.to_vec(), false);
-    match tokio::time::timeout(ctx.body_timeout, body.collect()).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(error(
+    let too_large = || {
+        error(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
             format!("request body exceeds the limit of {limit} bytes for this request"),
-        )),
-        Ok(Err(e)) => Err(error(StatusCode::BAD_REQUEST, "bad_body", format!("cannot read the request body: {e}"))),
+        )
+    };
+    // A declared length over the limit is refused before it waits for budget.
+    if hyper::body::Body::size_hint(&body).exact().is_some_and(|n| n > limit as u64) {
+        tokio::spawn(drain(body, ctx.body_timeout));
+        return Err(too_large());
+    }
+    let mut body = RawBody::new(body, pools.to_vec(), false);
+    let mut collected = BytesMut::new();
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| format!("cannot read the request body: {e}"))?;
+            if let Ok(data) = frame.into_data() {
+                if collected.len() + data.len() > limit {
+                    return Ok(false);
+                }
+                collected.extend_from_slice(&data);
+            }
+        }
+        Ok(true)
+    };
+    match tokio::time::timeout(ctx.body_timeout, read).await {
+        Ok(Ok(true)) => Ok(collected.freeze()),
+        Ok(Ok(false)) => {
+            drop(collected);
+            tokio::spawn(drain(body.into_inner(), ctx.body_timeout));
+            Err(too_large())
+        }
+        Ok(Err(reason)) => Err(error(StatusCode::BAD_REQUEST, "bad_body", reason)),
         Err(_) => Err(error(
             StatusCode::REQUEST_TIMEOUT,
             "timeout",
@@ -223,17 +247,20 @@ fn chunks(state: &mut BodyState, idle: Duration) -> impl futures::Stream<Item = 
     })
 }
 
-/// Most of a snapshot body read and thrown away after an early answer, so
-/// that the connection closes cleanly (an unread body would make the kernel
-/// reset it, and the sender might lose the answer).
+/// Most of a body read and thrown away after an early answer (a refused
+/// oversize request, a snapshot answered before its last chunk), so that
+/// the connection closes cleanly: an HTTP/1 connection closed with bytes
+/// unread is reset by the kernel, and the reset can destroy the answer in
+/// the sender's buffer before it is read.
 const DRAIN_LIMIT: usize = 64 << 20;
 
-/// Read and discard the rest of `body`, within `DRAIN_LIMIT` bytes and `idle` per frame.
-async fn drain(mut body: SnapshotBody, idle: Duration) {
+/// Reads and discards the rest of `body`, within `DRAIN_LIMIT` bytes and
+/// `idle` per frame.
+async fn drain<B: hyper::body::Body<Data = Bytes> + Unpin>(mut body: B, idle: Duration) {
     let mut drained = 0usize;
     while drained < DRAIN_LIMIT {
         match tokio::time::timeout(idle, body.frame()).await {
-            Ok(Some(Ok(frame))) => drained += frame.data_ref().map_or(0, bytes::Bytes::len),
+            Ok(Some(Ok(frame))) => drained += frame.data_ref().map_or(0, Bytes::len),
             _ => return,
         }
     }

@@ -332,6 +332,12 @@ impl<B> RawBody<B> {
     pub fn new(inner: B, pools: Vec<Pool>, release_each: bool) -> Self {
         Self { inner, pools, release_each, held: Vec::new(), waiting: None }
     }
+
+    /// The body it reads from, giving back the bytes it holds; a frame
+    /// still waiting for budget is dropped.
+    pub fn into_inner(self) -> B {
+        self.inner
+    }
 }
 
 impl<B> Body for RawBody<B>
