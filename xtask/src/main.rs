@@ -3,16 +3,11 @@
 mod args;
 mod attack;
 mod bench;
-mod bench_cluster;
-mod bench_memory;
-mod bench_migration;
-mod bench_storage;
-mod bench_transport;
 mod chaos;
-mod docker_build;
-mod docker_test;
-mod hist;
+mod cluster;
+mod docker;
 mod process;
+mod rng;
 mod stress;
 mod test_matrix;
 
@@ -149,21 +144,22 @@ Commands:
         `docker-compose -f deploy/docker-compose.yml up --build`.
 
   docker-test
-        The seed's Docker flow end to end: docker-build, the image, the compose
-        project under its own name; the seed's controller session through the
-        client container (Join 1, Query, Join 2, Query: shards split 5/5) and
-        on a terminal (`docker exec -it` under `script`), puts, appends and gets
-        on both groups, `docker kill` of the controller's and each group's
-        leader, then every value intact and writes still served.
+        The Docker flow of deploy/ end to end: docker-build, the image, the
+        compose project under its own name; the controller session (Join 1,
+        Query, Join 2, Query: shards split 5/5) through the client container
+        and on a terminal (`docker exec -it` under `script`), puts, appends
+        and gets on both groups, `docker kill` of the controller's and each
+        group's leader, then every value intact and writes still served.
         Always `down -v` at the end; container logs on failure.
 
-  test-matrix [--only grpc×redb,mem,...]
+  test-matrix [--only NAME,...] [--skip NAME,...]
         The end-to-end suite of raftkv-server (dev clusters as real processes,
         the CLI against them, config errors, SIGTERM and restart, /metrics and
-        /health, the trace test) once per transport × storage combination,
-        each built with only its features: grpc×redb, grpc×sqlite, http×redb,
-        http×sqlite, mem (grpc). Prints a pass/fail table with times; exits
-        non-zero if any combination fails.
+        /health, the trace test) once per transport × storage combination:
+        grpc×redb, grpc×sqlite, http×redb, http×sqlite, mem (grpc), all on the
+        build with every feature; then http+sqlite-only: the server built
+        with only those backends, its config tests. Prints a pass/fail table
+        with times; exits non-zero if any combination fails.
 
   help
         This text.
@@ -179,17 +175,17 @@ fn main() -> Result<()> {
         }
         ["stress", "raft", rest @ ..] => stress::run(&stress::StressArgs::parse(stress::Target::Raft, rest)?),
         ["stress", "shardkv", rest @ ..] => stress::run(&stress::StressArgs::parse(stress::Target::ShardKv, rest)?),
-        ["bench", "core", rest @ ..] => bench::run(&bench::BenchArgs::parse(rest)?),
-        ["bench", "cluster", rest @ ..] => bench_cluster::run(&bench_cluster::ClusterBenchArgs::parse(rest)?),
-        ["bench", "memory", rest @ ..] => bench_memory::run(&bench_memory::MemoryBenchArgs::parse(rest)?),
-        ["bench", "migration", rest @ ..] => bench_migration::run(&bench_migration::MigrationBenchArgs::parse(rest)?),
-        ["bench", "storage", rest @ ..] => bench_storage::run(&bench_storage::StorageBenchArgs::parse(rest)?),
-        ["bench", "transport", rest @ ..] => bench_transport::run(&bench_transport::TransportBenchArgs::parse(rest)?),
+        ["bench", "core", rest @ ..] => bench::core::run(&bench::core::BenchArgs::parse(rest)?),
+        ["bench", "cluster", rest @ ..] => bench::cluster::run(&bench::cluster::ClusterBenchArgs::parse(rest)?),
+        ["bench", "memory", rest @ ..] => bench::memory::run(&bench::memory::MemoryBenchArgs::parse(rest)?),
+        ["bench", "migration", rest @ ..] => bench::migration::run(&bench::migration::MigrationBenchArgs::parse(rest)?),
+        ["bench", "storage", rest @ ..] => bench::storage::run(&bench::storage::StorageBenchArgs::parse(rest)?),
+        ["bench", "transport", rest @ ..] => bench::transport::run(&bench::transport::TransportBenchArgs::parse(rest)?),
         ["chaos", rest @ ..] => chaos::run(&chaos::ChaosArgs::parse(rest)?),
         ["attack", rest @ ..] => attack::run(&attack::AttackArgs::parse(rest)?),
-        ["docker-build", rest @ ..] => docker_build::run(&docker_build::DockerBuildArgs::parse(rest)?),
+        ["docker-build", rest @ ..] => docker::build::run(&docker::build::DockerBuildArgs::parse(rest)?),
         ["test-matrix", rest @ ..] => test_matrix::run(&test_matrix::TestMatrixArgs::parse(rest)?),
-        ["docker-test", rest @ ..] => docker_test::run(&docker_test::DockerTestArgs::parse(rest)?),
+        ["docker-test", rest @ ..] => docker::test::run(&docker::test::DockerTestArgs::parse(rest)?),
         ["stress", ..] => {
             bail!("unknown stress target; try `cargo xtask stress raft --seeds N` or `stress shardkv --seeds N`")
         }

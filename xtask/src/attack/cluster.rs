@@ -20,8 +20,8 @@ use raftkv_core::raft::core::Role;
 use raftkv_core::{ClientId, GroupId, ShardId};
 
 use super::findings::Findings;
-use crate::bench_cluster::procs::{data_root, free_addrs, Proc};
-use crate::bench_cluster::raftkv::net_client;
+use crate::cluster::procs::{data_root, free_addrs, Proc};
+use crate::cluster::raftkv::net_client;
 
 /// Shards of the cluster (the server's default).
 pub const SHARDS: usize = 10;

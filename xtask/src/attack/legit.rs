@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::cluster::Cluster;
 use super::findings::{ms, Findings};
-use crate::bench_cluster::raftkv::net_client;
+use crate::cluster::raftkv::net_client;
 
 /// How long a legitimate operation may take ("within a few seconds"),
 /// connecting and asking the controllers for the configuration included.

@@ -26,7 +26,7 @@ use raftkv_core::GroupId;
 use super::cluster::{describe, leaders, Cluster, Setup};
 use super::findings::{mib, ms, Findings};
 use super::legit::Legit;
-use crate::bench_cluster::procs::rss_of;
+use crate::cluster::procs::rss_of;
 
 const CONNECTIONS: usize = 40;
 const STREAMS_PER_CONNECTION: usize = 30;

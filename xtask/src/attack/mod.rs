@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::args::Flags;
-use crate::bench_cluster::raftkv::{build_server, Backends};
+use crate::cluster::raftkv::{build_server, Backends};
 use cluster::Setup;
 use findings::Findings;
 

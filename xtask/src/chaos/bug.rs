@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::bench_cluster::raftkv::{build_server_in, Backends};
+use crate::cluster::raftkv::{build_server_in, Backends};
 
 /// A known bug: where it goes and what it replaces.
 struct Bug {
@@ -25,7 +25,7 @@ const BUGS: [Bug; 1] = [Bug {
     name: "ack-before-commit",
     what: "ShardKV acknowledges a Put/Append/Delete as soon as the leader has appended it to its own log, \
            before a majority holds it and before it is applied",
-    file: "crates/raftkv-core/src/shardkv/service.rs",
+    file: "raftkv-core/src/shardkv/service.rs",
     original: "match self.propose(&Command::Client { id: request.id, op: request.op }).await? {",
     replacement: "match {\n            // INJECTED BUG (xtask chaos --inject-bug ack-before-commit).\n            \
                   let command = Command::Client { id: request.id, op: request.op };\n            \
@@ -49,8 +49,8 @@ pub fn check(name: &str) -> Result<()> {
 /// Build the server with bug `name` in; its path, and what the bug does.
 pub fn build(name: &str, backends: &Backends) -> Result<(PathBuf, &'static str)> {
     let bug = BUGS.iter().find(|b| b.name == name).with_context(|| format!("unknown bug `{name}`"))?;
-    let root = crate::docker_build::workspace_root()?;
-    let base = crate::bench_cluster::procs::scratch_base();
+    let root = crate::docker::build::workspace_root()?;
+    let base = crate::cluster::procs::scratch_base();
     let copy = base.join("chaos-bug-src");
     let _ = std::fs::remove_dir_all(&copy);
     let files = crate::process::checked(

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use raftkv_core::client::{ClerkError, KvClerk};
 use raftkv_core::testkit::linearizability::{KvInput, Recorder};
 
-use crate::bench_cluster::load::Rng;
+use crate::rng::Rng;
 
 /// Keys in use at a time.
 pub const ACTIVE_KEYS: u64 = 8;

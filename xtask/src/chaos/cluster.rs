@@ -110,7 +110,7 @@ impl Cluster {
         for n in &mut nodes {
             n.start()?;
         }
-        let svc = crate::bench_cluster::raftkv::net_client(transport)?;
+        let svc = crate::cluster::raftkv::net_client(transport)?;
         let cluster = Self {
             nodes: Mutex::new(nodes),
             roles,
@@ -134,7 +134,7 @@ impl Cluster {
 
     fn wait_listening(&self, i: usize, limit: Duration) -> Result<()> {
         let waited =
-            crate::bench_cluster::procs::wait_until_listening(&self.addrs[i], limit, || self.nodes()[i].check_alive());
+            crate::cluster::procs::wait_until_listening(&self.addrs[i], limit, || self.nodes()[i].check_alive());
         waited.with_context(|| self.nodes()[i].name.clone())
     }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::bench_cluster::load::Rng;
+use crate::rng::Rng;
 
 /// How long packets are held while a delay fault is on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

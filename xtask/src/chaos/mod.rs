@@ -31,7 +31,7 @@ use raftkv_core::testkit::linearizability::Outcome;
 use raftkv_core::{GroupId, NodeId};
 
 use crate::args::Flags;
-use crate::bench_cluster::raftkv::{build_server, Backends};
+use crate::cluster::raftkv::{build_server, Backends};
 use cluster::Cluster;
 use nemesis::Schedule;
 use nodes::Role;
@@ -90,7 +90,7 @@ pub fn run(args: &ChaosArgs) -> Result<()> {
         (None, Some(bug)) => bug::build(bug, &args.backends)?.0,
         (None, None) => build_server(&args.backends)?,
     };
-    let dir = crate::bench_cluster::procs::data_root("chaos-")?;
+    let dir = crate::cluster::procs::data_root("chaos-")?;
     println!(
         "chaos: seed {}, {:.0} s, {} clients, {}; servers' output and data in {}",
         args.seed,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::delay::Delay;
 use super::nodes::Role;
-use crate::bench_cluster::load::Rng;
+use crate::rng::Rng;
 
 /// Whom a process fault hits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
