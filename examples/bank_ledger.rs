@@ -24,13 +24,11 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use raftkv_core::binary::{BinaryError, Decoder, Encoder};
-use raftkv_core::raft::core::{RaftConfig, Role, Status};
-use raftkv_core::raft::driver::{DriverConfig, Raft, RaftError, RaftHandle};
-use raftkv_core::state_machine::{read_snapshot, Committed, SnapshotImage, StateMachine, StateMachineError};
-use raftkv_core::storage::{MemDisk, SnapshotReader};
-use raftkv_core::transport::LocalTransport;
-use raftkv_core::{GroupId, LogIndex, NodeId};
+use raftkv_core::{
+    read_snapshot, BinaryError, Committed, Decoder, DriverConfig, Encoder, GroupId, LocalTransport, LogIndex, MemDisk,
+    NodeId, Raft, RaftConfig, RaftError, RaftHandle, Role, SnapshotImage, SnapshotReader, StateMachine,
+    StateMachineError, Status,
+};
 
 type Result<T, E = Box<dyn Error>> = std::result::Result<T, E>;
 

@@ -6,12 +6,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use raftkv_core::raft::core::{RaftConfig, Role};
-use raftkv_core::raft::driver::{DriverConfig, Raft, RaftHandle};
-use raftkv_core::state_machine::{Committed, SnapshotImage, StateMachine, StateMachineError};
-use raftkv_core::storage::{MemDisk, SnapshotReader};
-use raftkv_core::transport::LocalTransport;
-use raftkv_core::{GroupId, NodeId};
+use raftkv_core::{
+    Committed, DriverConfig, GroupId, LocalTransport, MemDisk, NodeId, Raft, RaftConfig, RaftHandle, Role,
+    SnapshotImage, SnapshotReader, StateMachine, StateMachineError,
+};
 
 /// Adds each command's value (a little-endian i64) to a running total.
 #[derive(Default)]

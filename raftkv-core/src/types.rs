@@ -75,3 +75,26 @@ impl Term {
         Self(self.0 + 1)
     }
 }
+
+/// One member of one Raft group: what a multi-raft store keys a log by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MemberId {
+    /// The group.
+    pub group: GroupId,
+    /// The member inside the group.
+    pub node: NodeId,
+}
+
+impl MemberId {
+    /// Member `node` of group `group`.
+    #[must_use]
+    pub fn new(group: GroupId, node: NodeId) -> Self {
+        Self { group, node }
+    }
+}
+
+impl fmt::Display for MemberId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "group {}, node {}", self.group, self.node)
+    }
+}

@@ -16,13 +16,15 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use raftkv_core::storage::StorageError;
+use raftkv_core::MemberId;
 use redb::{Database, ReadableDatabase};
 
 use crate::error::ResultExt;
 use crate::journal::{self, JOURNAL};
+use crate::keys::{LOG, META};
 use crate::options::{RedbOptions, SyncMode};
 use crate::storage::SNAPSHOTS_DIR_NAME;
-use crate::tables::{load_bounds, read_meta, LogId, LOG, META};
+use crate::tables::{load_bounds, read_meta};
 use crate::wal::{self, stored, Recorded, Stored, Wal, WalState, WAL_FILE_NAME};
 use crate::writer::{apply_ops, BoundsMap, Tables};
 
@@ -114,8 +116,8 @@ fn reload_bounds(
     db: &Database,
     file: &Path,
     bounds: &BoundsMap,
-) -> Result<HashMap<LogId, crate::bounds::LogBounds>, StorageError> {
-    let logs: Vec<LogId> = bounds.lock().unwrap_or_else(PoisonError::into_inner).keys().copied().collect();
+) -> Result<HashMap<MemberId, raftkv_core::storage::LogBounds>, StorageError> {
+    let logs: Vec<MemberId> = bounds.lock().unwrap_or_else(PoisonError::into_inner).keys().copied().collect();
     let txn = db.begin_read().at(file, "begin read transaction")?;
     let meta_table = txn.open_table(META).at(file, "open meta table")?;
     let log_table = txn.open_table(LOG).at(file, "open log table")?;

@@ -7,8 +7,7 @@ use std::path::Path;
 
 use raftkv_core::storage::codec::CodecError;
 use raftkv_core::storage::StorageError;
-
-use crate::tables::LogId;
+use raftkv_core::MemberId;
 
 /// Where an operation on `file` failed, for [`StorageError`] locations.
 fn location(file: &Path, op: &str) -> String {
@@ -106,7 +105,7 @@ impl<T, E: RedbError> ResultExt<T> for Result<T, E> {
 }
 
 /// A stored log entry that failed to decode.
-pub(crate) fn corrupt_entry(file: &Path, log: LogId, index: u64, reason: impl ToString) -> StorageError {
+pub(crate) fn corrupt_entry(file: &Path, log: MemberId, index: u64, reason: impl ToString) -> StorageError {
     StorageError::Corrupt {
         location: format!("{} log (group {}, node {}, index {index})", file.display(), log.group, log.node),
         reason: reason.to_string(),
@@ -116,7 +115,7 @@ pub(crate) fn corrupt_entry(file: &Path, log: LogId, index: u64, reason: impl To
 /// A journaled log entry (row `seq` of the journal) that failed to decode.
 pub(crate) fn corrupt_journal_entry(
     file: &Path,
-    log: LogId,
+    log: MemberId,
     index: u64,
     seq: u64,
     reason: impl ToString,
@@ -133,7 +132,7 @@ pub(crate) fn corrupt_journal_entry(
 }
 
 /// A stored hard state that failed to decode.
-pub(crate) fn corrupt_hard_state(file: &Path, log: LogId, error: &CodecError) -> StorageError {
+pub(crate) fn corrupt_hard_state(file: &Path, log: MemberId, error: &CodecError) -> StorageError {
     StorageError::Corrupt {
         location: format!("{} hard state (group {}, node {})", file.display(), log.group, log.node),
         reason: error.to_string(),

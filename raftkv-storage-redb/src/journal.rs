@@ -18,10 +18,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use raftkv_core::storage::StorageError;
+use raftkv_core::{GroupId, MemberId, NodeId};
 use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 
 use crate::error::ResultExt;
-use crate::tables::{LogId, ENTRY_KEY_BYTES, LOG};
+use crate::keys::{log_key, ENTRY_KEY_BYTES, LOG};
 
 /// Key of [`JOURNAL`]: the global sequence number of the append.
 pub(crate) type JournalKey = u64;
@@ -38,10 +39,10 @@ pub(crate) const JOURNAL_CHECKPOINT: u64 = 2048;
 const PREFIX: usize = ENTRY_KEY_BYTES as usize;
 
 /// The journal row of entry `index` of `log` with entry record `record`.
-pub(crate) fn encode_row(log: LogId, index: u64, record: &[u8]) -> Vec<u8> {
+pub(crate) fn encode_row(log: MemberId, index: u64, record: &[u8]) -> Vec<u8> {
     let mut row = Vec::with_capacity(PREFIX + record.len());
-    row.extend_from_slice(&log.group.to_le_bytes());
-    row.extend_from_slice(&log.node.to_le_bytes());
+    row.extend_from_slice(&log.group.0.to_le_bytes());
+    row.extend_from_slice(&log.node.0.to_le_bytes());
     row.extend_from_slice(&index.to_le_bytes());
     row.extend_from_slice(record);
     row
@@ -54,11 +55,11 @@ fn u64_at(bytes: &[u8], at: usize) -> u64 {
 }
 
 /// The log, index and entry record of a journal row; `None` if it is shorter than its prefix.
-pub(crate) fn decode_row(row: &[u8]) -> Option<(LogId, u64, &[u8])> {
+pub(crate) fn decode_row(row: &[u8]) -> Option<(MemberId, u64, &[u8])> {
     if row.len() < PREFIX {
         return None;
     }
-    Some((LogId { group: u64_at(row, 0), node: u64_at(row, 8) }, u64_at(row, 16), &row[PREFIX..]))
+    Some((MemberId::new(GroupId(u64_at(row, 0)), NodeId(u64_at(row, 8))), u64_at(row, 16), &row[PREFIX..]))
 }
 
 /// A damaged journal row.
@@ -86,7 +87,7 @@ pub(crate) struct Journaled {
 pub(crate) fn log_entries(
     table: &impl ReadableTable<JournalKey, &'static [u8]>,
     file: &Path,
-    log: LogId,
+    log: MemberId,
     from: u64,
     to: u64,
 ) -> Result<BTreeMap<u64, Journaled>, StorageError> {
@@ -106,7 +107,7 @@ pub(crate) fn log_entries(
 pub(crate) fn log_range(
     table: &impl ReadableTable<JournalKey, &'static [u8]>,
     file: &Path,
-    log: LogId,
+    log: MemberId,
 ) -> Result<Option<(u64, u64)>, StorageError> {
     let mut range: Option<(u64, u64)> = None;
     for item in table.iter().at(file, "read journal")? {
@@ -125,7 +126,7 @@ pub(crate) fn log_range(
 pub(crate) fn remove(
     table: &mut JournalTable<'_>,
     file: &Path,
-    log: LogId,
+    log: MemberId,
     from: u64,
     to: u64,
 ) -> Result<u64, StorageError> {
@@ -173,7 +174,7 @@ pub(crate) fn checkpoint(txn: &WriteTransaction, file: &Path, threshold: u64) ->
         let mut log_table = txn.open_table(LOG).at(file, "open log table")?;
         for (seq, row) in &rows {
             let (log, index, record) = decode_row(row).ok_or_else(|| corrupt_row(file, *seq, row))?;
-            log_table.insert(log.key(index), record).at(file, "checkpoint journal")?;
+            log_table.insert(log_key(log, index), record).at(file, "checkpoint journal")?;
         }
     }
     txn.delete_table(JOURNAL).at(file, "clear journal")?;
@@ -189,7 +190,7 @@ mod tests {
 
     #[test]
     fn rows_round_trip_and_short_rows_are_refused() {
-        let log = LogId { group: 7, node: 9 };
+        let log = MemberId::new(GroupId(7), NodeId(9));
         let row = encode_row(log, 42, b"record");
         assert_eq!(row.len(), PREFIX + 6);
         assert_eq!(decode_row(&row), Some((log, 42, &b"record"[..])));

@@ -58,11 +58,12 @@
 //! the next batch's transaction) and when the storage opens; reads merge both
 //! tables, and truncations and purges remove entries from both.
 
-mod bounds;
 mod database;
 mod error;
 mod journal;
+mod keys;
 mod log_store;
+mod op;
 mod options;
 mod storage;
 mod tables;

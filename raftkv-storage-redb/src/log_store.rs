@@ -8,16 +8,19 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use raftkv_core::raft::{Entry, HardState};
 use raftkv_core::storage::codec;
-use raftkv_core::storage::{LogState, LogStore, LogWrite, StorageError};
+use raftkv_core::storage::{LogBounds, LogState, LogStore, LogWrite, StorageError};
 use raftkv_core::LogIndex;
+use raftkv_core::MemberId;
 use redb::{ReadTransaction, ReadableDatabase};
 use tokio::sync::oneshot;
 
 use crate::error::{blocking, corrupt_entry, corrupt_hard_state, corrupt_journal_entry, ResultExt};
 use crate::journal::{self, JOURNAL};
+use crate::keys::{log_key, LOG, META};
+use crate::op::WriteOp;
 use crate::storage::Shared;
-use crate::tables::{read_meta, stored_range, LogId, MetaRow, LOG, META};
-use crate::writer::{WriteOp, WriteRequest};
+use crate::tables::{read_meta, stored_range, MetaRow};
+use crate::writer::WriteRequest;
 
 /// The Raft log and hard state of one member (a `(group, node)` pair) in a
 /// [`RedbStorage`](crate::RedbStorage) database.
@@ -29,7 +32,7 @@ use crate::writer::{WriteOp, WriteRequest};
 #[derive(Clone)]
 pub struct RedbLogStore {
     shared: Arc<Shared>,
-    log: LogId,
+    log: MemberId,
 }
 
 impl fmt::Debug for RedbLogStore {
@@ -43,7 +46,7 @@ impl fmt::Debug for RedbLogStore {
 }
 
 impl RedbLogStore {
-    pub(crate) fn new(shared: Arc<Shared>, log: LogId) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, log: MemberId) -> Self {
         Self { shared, log }
     }
 
@@ -58,7 +61,7 @@ impl RedbLogStore {
     async fn read<T: Send + 'static>(
         &self,
         op: &'static str,
-        read: impl FnOnce(&ReadTransaction, &Path, LogId) -> Result<T, StorageError> + Send + 'static,
+        read: impl FnOnce(&ReadTransaction, &Path, MemberId) -> Result<T, StorageError> + Send + 'static,
     ) -> Result<T, StorageError> {
         let (db, file, log) = (self.shared.db.clone(), self.shared.file.clone(), self.log);
         blocking(&self.shared.file, op, move || {
@@ -71,7 +74,7 @@ impl RedbLogStore {
 }
 
 /// The meta row and the last index of `log`, read in `txn`.
-fn read_bounds(txn: &ReadTransaction, file: &Path, log: LogId) -> Result<(MetaRow, u64), StorageError> {
+fn read_bounds(txn: &ReadTransaction, file: &Path, log: MemberId) -> Result<(MetaRow, u64), StorageError> {
     let meta = read_meta(&txn.open_table(META).at(file, "open meta table")?, file, log)?;
     let log_table = txn.open_table(LOG).at(file, "open log table")?;
     let journal_table = txn.open_table(JOURNAL).at(file, "open journal table")?;
@@ -89,11 +92,7 @@ impl LogStore for RedbLogStore {
                 Some(record) => codec::decode_hard_state(record).map_err(|e| corrupt_hard_state(file, log, &e))?,
                 None => HardState::default(),
             };
-            Ok(LogState {
-                hard_state,
-                first_index: LogIndex(meta.purged.saturating_add(1)),
-                last_index: LogIndex(last),
-            })
+            Ok(LogBounds { purged: meta.purged, last }.state(hard_state))
         })
         .await
     }
@@ -104,16 +103,7 @@ impl LogStore for RedbLogStore {
         }
         self.read("read log entries", move |txn, file, log| {
             let (meta, last) = read_bounds(txn, file, log)?;
-            let first = meta.purged.saturating_add(1);
-            if from.0 < first {
-                return Err(StorageError::Compacted { index: from, first: LogIndex(first) });
-            }
-            if to.0 - 1 > last {
-                return Err(StorageError::Unavailable {
-                    index: LogIndex(from.0.max(last.saturating_add(1))),
-                    last: LogIndex(last),
-                });
-            }
+            LogBounds { purged: meta.purged, last }.check_range(from, to)?;
             // Entries of the journal, then of `raft_log` where the journal has none.
             let journal_table = txn.open_table(JOURNAL).at(file, "open journal table")?;
             let mut stored: BTreeMap<u64, (Option<u64>, Vec<u8>)> =
@@ -122,7 +112,7 @@ impl LogStore for RedbLogStore {
                     .map(|(index, row)| (index, (Some(row.seq), row.record)))
                     .collect();
             let table = txn.open_table(LOG).at(file, "open log table")?;
-            for item in table.range(log.key(from.0)..log.key(to.0)).at(file, "read log entries")? {
+            for item in table.range(log_key(log, from.0)..log_key(log, to.0)).at(file, "read log entries")? {
                 let (key, value) = item.at(file, "read log entries")?;
                 stored.entry(key.value().2).or_insert_with(|| (None, value.value().to_vec()));
             }

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use raftkv_core::storage::codec;
 use raftkv_core::storage::{FileSnapshotStore, StorageError};
+use raftkv_core::MemberId;
 use raftkv_core::{GroupId, LogIndex, NodeId};
 use redb::{Database, ReadableDatabase};
 use tokio::sync::mpsc;
@@ -16,9 +17,10 @@ use tokio::sync::mpsc;
 use crate::database::{open_database, DbSlot};
 use crate::error::{blocking, corrupt_hard_state, ResultExt};
 use crate::journal::JOURNAL;
+use crate::keys::{LOG, META};
 use crate::log_store::RedbLogStore;
 use crate::options::RedbOptions;
-use crate::tables::{load_bounds, read_meta, verify_entries, LogId, LOG, META};
+use crate::tables::{load_bounds, read_meta, verify_entries};
 use crate::wal::Wal;
 use crate::writer::{BoundsMap, WriteRequest, Writer};
 
@@ -114,7 +116,7 @@ impl RedbStorage {
         group: GroupId,
         node: NodeId,
     ) -> Result<(RedbLogStore, FileSnapshotStore), StorageError> {
-        let log = LogId::new(group, node);
+        let log = MemberId::new(group, node);
         let (db, file) = (self.shared.db.clone(), self.shared.file.clone());
         let loaded = blocking(&self.shared.file, "load log", move || {
             let txn = db.get(&file)?.begin_read().at(&file, "begin read transaction")?;
@@ -207,7 +209,7 @@ mod tests {
             .filter_map(|r| {
                 let (_, row) = r.unwrap();
                 let (log, index, _) = journal::decode_row(row.value()).unwrap();
-                (log == LogId { group: g, node: n }).then_some(index)
+                (log == MemberId::new(GroupId(g), NodeId(n))).then_some(index)
             })
             .collect();
         (logged, journaled)
@@ -224,7 +226,7 @@ mod tests {
         for r in txn.open_table(JOURNAL).unwrap().iter().unwrap() {
             let (_, row) = r.unwrap();
             let (log, _, _) = journal::decode_row(row.value()).unwrap();
-            if log == (LogId { group: g, node: n }) {
+            if log == (MemberId::new(GroupId(g), NodeId(n))) {
                 bytes += row.value().len() as u64;
             }
         }

@@ -17,65 +17,20 @@
 
 use std::path::Path;
 
-use raftkv_core::storage::{codec, StorageError};
-use raftkv_core::{GroupId, LogIndex, NodeId};
-use redb::{ReadableTable, TableDefinition};
+use raftkv_core::storage::{codec, LogBounds, StorageError};
+use raftkv_core::{LogIndex, MemberId};
+use redb::ReadableTable;
 
-use crate::bounds::LogBounds;
 use crate::error::ResultExt;
 use crate::journal::{self, JournalKey};
+use crate::keys::{log_key, meta_key, LogKey, MetaKey, MetaTable, MetaValue};
 
-/// Key of [`LOG`]: `(group, node, index)`.
-pub(crate) type LogKey = (u64, u64, u64);
-/// Key of [`META`]: `(group, node)`.
-pub(crate) type MetaKey = (u64, u64);
-/// Value of [`META`]: `(last purged index, stored log bytes, hard state record)`.
-pub(crate) type MetaValue = (u64, u64, Option<&'static [u8]>);
-/// [`LOG`] opened for writing.
-pub(crate) type LogTable<'txn> = redb::Table<'txn, LogKey, &'static [u8]>;
-/// [`META`] opened for writing.
-pub(crate) type MetaTable<'txn> = redb::Table<'txn, MetaKey, MetaValue>;
-
-/// Log entries of every member.
-pub(crate) const LOG: TableDefinition<LogKey, &[u8]> = TableDefinition::new("raft_log");
-
-/// Purge point, log size and hard state of every member.
-pub(crate) const META: TableDefinition<MetaKey, MetaValue> = TableDefinition::new("raft_meta");
-
-/// Bytes counted per stored entry besides its record: the `(group, node, index)` key.
-pub(crate) const ENTRY_KEY_BYTES: u64 = 24;
-
-/// Identifies one Raft log in the database: a member of a group.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct LogId {
-    /// The replica group.
-    pub group: u64,
-    /// The member inside the group.
-    pub node: u64,
-}
-
-impl LogId {
-    pub(crate) fn new(group: GroupId, node: NodeId) -> Self {
-        Self { group: group.0, node: node.0 }
-    }
-
-    /// The key of entry `index` of this log.
-    pub(crate) fn key(self, index: u64) -> LogKey {
-        (self.group, self.node, index)
-    }
-
-    /// The key of this log's row in [`META`].
-    pub(crate) fn meta_key(self) -> MetaKey {
-        (self.group, self.node)
-    }
-}
-
-/// One row of [`META`], owned.
+/// One row of [`META`](crate::keys::META), owned.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct MetaRow {
     /// Last purged index (0 if never purged).
     pub purged: u64,
-    /// Bytes of the stored entries: records plus [`ENTRY_KEY_BYTES`] each.
+    /// Bytes of the stored entries: records plus [`ENTRY_KEY_BYTES`](crate::keys::ENTRY_KEY_BYTES) each.
     pub log_bytes: u64,
     /// The encoded hard state, if one was saved.
     pub hard_state: Option<Vec<u8>>,
@@ -92,9 +47,9 @@ impl MetaRow {
 pub(crate) fn read_meta(
     table: &impl ReadableTable<MetaKey, MetaValue>,
     file: &Path,
-    log: LogId,
+    log: MemberId,
 ) -> Result<MetaRow, StorageError> {
-    let Some(guard) = table.get(log.meta_key()).at(file, "read log metadata")? else {
+    let Some(guard) = table.get(meta_key(log)).at(file, "read log metadata")? else {
         return Ok(MetaRow::default());
     };
     let (purged, log_bytes, hard_state) = guard.value();
@@ -105,11 +60,11 @@ pub(crate) fn read_meta(
 pub(crate) fn write_meta(
     table: &mut MetaTable<'_>,
     file: &Path,
-    log: LogId,
+    log: MemberId,
     row: &MetaRow,
 ) -> Result<(), StorageError> {
     table
-        .insert(log.meta_key(), (row.purged, row.log_bytes, row.hard_state.as_deref()))
+        .insert(meta_key(log), (row.purged, row.log_bytes, row.hard_state.as_deref()))
         .at(file, "write log metadata")?;
     Ok(())
 }
@@ -118,9 +73,9 @@ pub(crate) fn write_meta(
 fn log_table_range(
     table: &impl ReadableTable<LogKey, &'static [u8]>,
     file: &Path,
-    log: LogId,
+    log: MemberId,
 ) -> Result<Option<(u64, u64)>, StorageError> {
-    let mut range = table.range(log.key(0)..=log.key(u64::MAX)).at(file, "read log bounds")?;
+    let mut range = table.range(log_key(log, 0)..=log_key(log, u64::MAX)).at(file, "read log bounds")?;
     let Some(first) = range.next() else { return Ok(None) };
     let first = first.at(file, "read log bounds")?.0.value().2;
     let last = match range.next_back() {
@@ -136,7 +91,7 @@ pub(crate) fn stored_range(
     log_table: &impl ReadableTable<LogKey, &'static [u8]>,
     journal_table: &impl ReadableTable<JournalKey, &'static [u8]>,
     file: &Path,
-    log: LogId,
+    log: MemberId,
 ) -> Result<Option<(u64, u64)>, StorageError> {
     let stored = log_table_range(log_table, file, log)?;
     let journaled = journal::log_range(journal_table, file, log)?;
@@ -153,9 +108,9 @@ pub(crate) fn verify_entries(
     log_table: &impl ReadableTable<LogKey, &'static [u8]>,
     journal_table: &impl ReadableTable<JournalKey, &'static [u8]>,
     file: &Path,
-    log: LogId,
+    log: MemberId,
 ) -> Result<(), StorageError> {
-    for item in log_table.range(log.key(0)..=log.key(u64::MAX)).at(file, "read log entries")? {
+    for item in log_table.range(log_key(log, 0)..=log_key(log, u64::MAX)).at(file, "read log entries")? {
         let (key, value) = item.at(file, "read log entries")?;
         let index = key.value().2;
         codec::decode_entry(LogIndex(index), value.value())
@@ -174,7 +129,7 @@ pub(crate) fn load_bounds(
     journal_table: &impl ReadableTable<JournalKey, &'static [u8]>,
     meta: &MetaRow,
     file: &Path,
-    log: LogId,
+    log: MemberId,
 ) -> Result<LogBounds, StorageError> {
     let purged = meta.purged;
     match stored_range(log_table, journal_table, file, log)? {

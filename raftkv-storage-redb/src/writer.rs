@@ -39,18 +39,18 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
-use raftkv_core::storage::codec;
-use raftkv_core::storage::{LogWrite, StorageError};
-use raftkv_core::LogIndex;
+use raftkv_core::storage::{codec, LogBounds, LogPlan, StorageError};
+use raftkv_core::MemberId;
 use redb::{Database, Durability};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::bounds::{LogBounds, Plan};
 use crate::database::DbSlot;
 use crate::error::{blocking, duplicate, ResultExt};
 use crate::journal::{self, JournalTable, JOURNAL, JOURNAL_CHECKPOINT};
+use crate::keys::{log_key, LogTable, MetaTable, ENTRY_KEY_BYTES, LOG, META};
+use crate::op::WriteOp;
 use crate::options::RedbOptions;
-use crate::tables::{read_meta, write_meta, LogId, LogTable, MetaTable, ENTRY_KEY_BYTES, LOG, META};
+use crate::tables::{read_meta, write_meta};
 use crate::wal::{self, stored, Stored, Wal, WalState};
 
 /// Most requests applied in one transaction.
@@ -59,21 +59,12 @@ const MAX_BATCH: usize = 1024;
 const GATHER_ROUNDS: usize = 4;
 
 /// Bounds of every log opened through `RedbStorage::member`, as committed.
-pub(crate) type BoundsMap = Arc<Mutex<HashMap<LogId, LogBounds>>>;
-
-/// A mutation of one log.
-#[derive(Debug)]
-pub(crate) enum WriteOp {
-    /// [`LogStore::write`](raftkv_core::storage::LogStore::write).
-    Write(LogWrite),
-    /// [`LogStore::purge_through`](raftkv_core::storage::LogStore::purge_through).
-    Purge(LogIndex),
-}
+pub(crate) type BoundsMap = Arc<Mutex<HashMap<MemberId, LogBounds>>>;
 
 /// A queued mutation and where to send its outcome.
 #[derive(Debug)]
 pub(crate) struct WriteRequest {
-    pub log: LogId,
+    pub log: MemberId,
     pub op: WriteOp,
     pub reply: oneshot::Sender<Result<(), StorageError>>,
 }
@@ -105,7 +96,7 @@ pub(crate) struct Writer {
 /// What a successful batch did.
 struct Applied {
     results: Vec<Result<(), StorageError>>,
-    bounds: HashMap<LogId, LogBounds>,
+    bounds: HashMap<MemberId, LogBounds>,
     committed: bool,
     /// The next journal sequence number once this batch is committed.
     next_seq: u64,
@@ -203,7 +194,7 @@ impl Writer {
                     return Ok(Outcome { result: Err(BatchFailure { error, reopen: false }), healthy: false });
                 }
             }
-            let bounds: HashMap<LogId, LogBounds> = {
+            let bounds: HashMap<MemberId, LogBounds> = {
                 let all = bounds_map.lock().unwrap_or_else(PoisonError::into_inner);
                 ops.iter().filter_map(|(log, _)| all.get(log).map(|b| (*log, *b))).collect()
             };
@@ -271,8 +262,8 @@ fn reopen(slot: &DbSlot, at: &Location, bounds: &BoundsMap, wal: &mut Wal) -> Re
 fn apply_batch(
     db: &Database,
     file: &Path,
-    ops: Vec<(LogId, WriteOp)>,
-    mut bounds: HashMap<LogId, LogBounds>,
+    ops: Vec<(MemberId, WriteOp)>,
+    mut bounds: HashMap<MemberId, LogBounds>,
     next_seq: Option<u64>,
     wal: &mut Wal,
 ) -> Result<Applied, BatchFailure> {
@@ -335,8 +326,8 @@ pub(crate) fn checkpoint(db: &Database, file: &Path, wal: &mut Wal) -> Result<()
 pub(crate) fn apply_ops(
     tables: &mut Tables<'_, '_>,
     file: &Path,
-    bounds: &mut HashMap<LogId, LogBounds>,
-    ops: Vec<(LogId, WriteOp)>,
+    bounds: &mut HashMap<MemberId, LogBounds>,
+    ops: Vec<(MemberId, WriteOp)>,
     seq: &mut u64,
     mut body: Option<&mut Vec<u8>>,
 ) -> Result<(Vec<Result<(), StorageError>>, bool), StorageError> {
@@ -388,8 +379,8 @@ pub(crate) struct Tables<'a, 'txn> {
 fn apply(
     tables: &mut Tables<'_, '_>,
     file: &Path,
-    log: LogId,
-    plan: Plan,
+    log: MemberId,
+    plan: LogPlan,
     op: WriteOp,
     seq: &mut u64,
 ) -> Result<(), StorageError> {
@@ -398,7 +389,7 @@ fn apply(
         let mut removed = 0u64;
         tables
             .log
-            .retain_in(log.key(from)..=log.key(to), |_, value| {
+            .retain_in(log_key(log, from)..=log_key(log, to), |_, value| {
                 removed += ENTRY_KEY_BYTES + value.len() as u64;
                 false
             })

@@ -8,9 +8,10 @@ use std::sync::OnceLock;
 
 use raftkv_core::storage::{LogWrite, StorageError};
 use raftkv_core::LogIndex;
+use raftkv_core::MemberId;
 use sqlx::{Connection, SqliteConnection};
 
-use crate::bounds::{LogId, LogMeta};
+use crate::bounds::{key_columns, LogMeta};
 use crate::error::{index_too_large, DbFile};
 use crate::journal::{self, JOURNAL_CHECKPOINT};
 use crate::records;
@@ -19,13 +20,13 @@ use crate::records;
 #[derive(Debug)]
 pub(crate) enum Command {
     /// `LogStore::write`.
-    Write { log: LogId, write: LogWrite },
+    Write { log: MemberId, write: LogWrite },
     /// `LogStore::purge_through`.
-    Purge { log: LogId, through: LogIndex },
+    Purge { log: MemberId, through: LogIndex },
 }
 
 impl Command {
-    pub(crate) fn log(&self) -> LogId {
+    pub(crate) fn log(&self) -> MemberId {
         match self {
             Self::Write { log, .. } | Self::Purge { log, .. } => *log,
         }
@@ -36,14 +37,14 @@ impl Command {
 #[derive(Debug)]
 enum Step {
     /// Remove the entries after `after`.
-    DeleteAfter { log: LogId, after: i64 },
+    DeleteAfter { log: MemberId, after: i64 },
     /// Remove the entries up to and including `through`.
-    DeleteThrough { log: LogId, through: i64 },
+    DeleteThrough { log: MemberId, through: i64 },
     /// Append rows to the journal. Consecutive appends, of any logs, share
     /// one step (and so as few statements as possible).
     Insert { rows: Vec<JournalRow> },
     /// Store the meta row (its record holds the hard state and purged index).
-    PutMeta { log: LogId, record: Vec<u8>, purged: i64 },
+    PutMeta { log: MemberId, record: Vec<u8>, purged: i64 },
 }
 
 /// A journal row to insert: `(grp, node, idx, encoded entry)`.
@@ -55,7 +56,7 @@ pub(crate) struct Batch {
     steps: Vec<Step>,
     /// Bounds of every log touched, after the batch. `entry_bytes` counts the
     /// inserted bytes but not yet the deleted ones (known only once executed).
-    metas: HashMap<LogId, LogMeta>,
+    metas: HashMap<MemberId, LogMeta>,
 }
 
 /// Validates `commands` in order against `metas` (each seeing the effect of the
@@ -63,7 +64,7 @@ pub(crate) struct Batch {
 /// commit (`None` when no command changes anything).
 pub(crate) fn plan(
     commands: Vec<Command>,
-    mut metas: HashMap<LogId, LogMeta>,
+    mut metas: HashMap<MemberId, LogMeta>,
 ) -> (Vec<Result<(), StorageError>>, Option<Batch>) {
     let mut steps = Vec::new();
     let mut dirty = Vec::new();
@@ -94,19 +95,8 @@ pub(crate) fn plan(
 }
 
 /// Applies `write` to `meta` and adds its steps, or fails without touching either.
-fn plan_write(log: LogId, meta: &mut LogMeta, write: LogWrite, steps: &mut Vec<Step>) -> Result<(), StorageError> {
-    let mut new_last = meta.last;
-    if let Some(index) = write.truncate_after {
-        if index.0 < meta.purged {
-            return Err(StorageError::TruncateBeforeFirst { index, first: LogIndex(meta.first()) });
-        }
-        new_last = new_last.min(index.0);
-    }
-    for (entry, expected) in write.entries.iter().zip(new_last + 1..) {
-        if entry.index.0 != expected {
-            return Err(StorageError::NotContiguous { last: LogIndex(expected - 1), got: entry.index });
-        }
-    }
+fn plan_write(log: MemberId, meta: &mut LogMeta, write: LogWrite, steps: &mut Vec<Step>) -> Result<(), StorageError> {
+    let plan = meta.bounds().plan_write(&write)?;
     let rows = write
         .entries
         .iter()
@@ -115,15 +105,14 @@ fn plan_write(log: LogId, meta: &mut LogMeta, write: LogWrite, steps: &mut Vec<S
         })
         .collect::<Result<Vec<_>, StorageError>>()?;
 
-    if new_last < meta.last {
-        // new_last < last <= i64::MAX, so it fits.
-        steps.push(Step::DeleteAfter { log, after: i64::try_from(new_last).unwrap_or(i64::MAX) });
-        meta.last = new_last;
+    if let Some((from, _)) = plan.remove {
+        // from - 1 < last <= i64::MAX, so it fits.
+        steps.push(Step::DeleteAfter { log, after: i64::try_from(from - 1).unwrap_or(i64::MAX) });
     }
-    if let Some(last) = write.entries.last() {
+    meta.last = plan.bounds.last;
+    if !rows.is_empty() {
         meta.entry_bytes += rows.iter().map(|(_, value)| value.len() as u64).sum::<u64>();
-        meta.last = last.index.0;
-        let (grp, node) = log.key();
+        let (grp, node) = key_columns(log);
         let rows = rows.into_iter().map(|(idx, value)| (grp, node, idx, value));
         match steps.last_mut() {
             Some(Step::Insert { rows: queued }) => queued.extend(rows),
@@ -137,16 +126,14 @@ fn plan_write(log: LogId, meta: &mut LogMeta, write: LogWrite, steps: &mut Vec<S
 }
 
 /// Applies a purge through `through` to `meta` and adds its steps.
-fn plan_purge(log: LogId, meta: &mut LogMeta, through: LogIndex, steps: &mut Vec<Step>) -> Result<(), StorageError> {
-    if through.0 <= meta.purged {
-        return Ok(());
-    }
+fn plan_purge(log: MemberId, meta: &mut LogMeta, through: LogIndex, steps: &mut Vec<Step>) -> Result<(), StorageError> {
+    let Some(plan) = meta.bounds().plan_purge(through) else { return Ok(()) };
     let bound = i64::try_from(through.0).map_err(|_| index_too_large(log, through.0))?;
-    if meta.last > meta.purged {
+    if plan.remove.is_some() {
         steps.push(Step::DeleteThrough { log, through: bound });
     }
-    meta.purged = through.0;
-    meta.last = meta.last.max(through.0);
+    meta.purged = plan.bounds.purged;
+    meta.last = plan.bounds.last;
     Ok(())
 }
 
@@ -176,7 +163,7 @@ impl Batch {
         conn: &mut SqliteConnection,
         db: &DbFile,
         mut journal_rows: u64,
-    ) -> Result<(HashMap<LogId, LogMeta>, u64), StorageError> {
+    ) -> Result<(HashMap<MemberId, LogMeta>, u64), StorageError> {
         let Self { steps, mut metas } = self;
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(|e| db.sqlx("beginning a transaction", e))?;
         if journal_rows >= JOURNAL_CHECKPOINT {
@@ -200,7 +187,7 @@ impl Batch {
                     insert(&mut tx, rows).await.map_err(|e| db.sqlx("appending", e))?;
                 }
                 Step::PutMeta { log, record, purged } => {
-                    let (grp, node) = log.key();
+                    let (grp, node) = key_columns(log);
                     sqlx::query(
                         "INSERT INTO meta (grp, node, hard_state, purged) VALUES (?, ?, ?, ?) \
                          ON CONFLICT (grp, node) DO UPDATE SET hard_state = excluded.hard_state, purged = excluded.purged",
@@ -220,7 +207,7 @@ impl Batch {
     }
 }
 
-fn subtract(metas: &mut HashMap<LogId, LogMeta>, log: LogId, removed: u64) {
+fn subtract(metas: &mut HashMap<MemberId, LogMeta>, log: MemberId, removed: u64) {
     if let Some(meta) = metas.get_mut(&log) {
         meta.entry_bytes = meta.entry_bytes.saturating_sub(removed);
     }
@@ -236,8 +223,13 @@ struct Removed {
 
 /// Deletes the entries of `log` matching `condition` (on `idx`, bound to
 /// `bound`) from both `log` and the journal.
-async fn delete(conn: &mut SqliteConnection, log: LogId, condition: &str, bound: i64) -> Result<Removed, sqlx::Error> {
-    let (grp, node) = log.key();
+async fn delete(
+    conn: &mut SqliteConnection,
+    log: MemberId,
+    condition: &str,
+    bound: i64,
+) -> Result<Removed, sqlx::Error> {
+    let (grp, node) = key_columns(log);
     let mut removed = Removed { bytes: 0, journal_rows: 0 };
     for table in ["log", "journal"] {
         let bytes: i64 = sqlx::query_scalar(&format!(
@@ -283,18 +275,18 @@ mod tests {
 
     use super::*;
 
-    const A: LogId = LogId { group: GroupId(1), node: NodeId(1) };
-    const B: LogId = LogId { group: GroupId(2), node: NodeId(1) };
+    const A: MemberId = MemberId { group: GroupId(1), node: NodeId(1) };
+    const B: MemberId = MemberId { group: GroupId(2), node: NodeId(1) };
 
     fn ents(range: std::ops::RangeInclusive<u64>) -> Vec<Entry> {
         range.map(|i| Entry { term: Term(1), index: LogIndex(i), payload: EntryPayload::Blank }).collect()
     }
 
-    fn append(log: LogId, range: std::ops::RangeInclusive<u64>) -> Command {
+    fn append(log: MemberId, range: std::ops::RangeInclusive<u64>) -> Command {
         Command::Write { log, write: LogWrite { entries: ents(range), ..LogWrite::default() } }
     }
 
-    fn metas() -> HashMap<LogId, LogMeta> {
+    fn metas() -> HashMap<MemberId, LogMeta> {
         [(A, LogMeta { purged: 0, last: 3, ..LogMeta::default() }), (B, LogMeta::default())].into_iter().collect()
     }
 

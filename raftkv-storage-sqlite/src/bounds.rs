@@ -4,36 +4,21 @@
 //! against them before anything is written.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use raftkv_core::raft::HardState;
-use raftkv_core::storage::{codec, LogState, StorageError};
-use raftkv_core::{GroupId, LogIndex, NodeId};
+use raftkv_core::storage::{codec, LogBounds, LogState, StorageError};
+use raftkv_core::{LogIndex, MemberId};
 use sqlx::SqliteConnection;
 
 use crate::error::DbFile;
 use crate::records;
 
-/// Identifies one member's log inside the shared tables.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct LogId {
-    pub(crate) group: GroupId,
-    pub(crate) node: NodeId,
-}
-
-impl LogId {
-    /// The `(grp, node)` key columns. Only equality matters for them, so ids
-    /// above `i64::MAX` keep their bit pattern.
-    pub(crate) fn key(self) -> (i64, i64) {
-        (i64::from_ne_bytes(self.group.0.to_ne_bytes()), i64::from_ne_bytes(self.node.0.to_ne_bytes()))
-    }
-}
-
-impl fmt::Display for LogId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "group {}, node {}", self.group, self.node)
-    }
+/// The `(grp, node)` key columns of a member's log in the shared tables.
+/// Only equality matters for them, so ids above `i64::MAX` keep their bit
+/// pattern.
+pub(crate) fn key_columns(log: MemberId) -> (i64, i64) {
+    (i64::from_ne_bytes(log.group.0.to_ne_bytes()), i64::from_ne_bytes(log.node.0.to_ne_bytes()))
 }
 
 /// What the store holds for one log, mirrored from the committed tables.
@@ -50,16 +35,13 @@ pub(crate) struct LogMeta {
 }
 
 impl LogMeta {
-    pub(crate) fn first(&self) -> u64 {
-        self.purged + 1
+    /// The index bounds, for the log's index rules.
+    pub(crate) fn bounds(&self) -> LogBounds {
+        LogBounds { purged: self.purged, last: self.last }
     }
 
     pub(crate) fn state(&self) -> LogState {
-        LogState {
-            hard_state: self.hard_state.unwrap_or_default(),
-            first_index: LogIndex(self.first()),
-            last_index: LogIndex(self.last),
-        }
+        self.bounds().state(self.hard_state.unwrap_or_default())
     }
 
     /// Bytes of stored entry values plus the stored hard state record.
@@ -69,53 +51,44 @@ impl LogMeta {
 
     /// Checks that every index in `[from, to)` is stored (`from < to`).
     pub(crate) fn check_range(&self, from: LogIndex, to: LogIndex) -> Result<(), StorageError> {
-        if from.0 < self.first() {
-            return Err(StorageError::Compacted { index: from, first: LogIndex(self.first()) });
-        }
-        if to.0 - 1 > self.last {
-            return Err(StorageError::Unavailable {
-                index: LogIndex(from.0.max(self.last + 1)),
-                last: LogIndex(self.last),
-            });
-        }
-        Ok(())
+        self.bounds().check_range(from, to)
     }
 }
 
 /// The cached bounds of every log opened through `SqliteStorage::member`.
 #[derive(Debug, Default)]
 pub(crate) struct Bounds {
-    logs: Mutex<HashMap<LogId, LogMeta>>,
+    logs: Mutex<HashMap<MemberId, LogMeta>>,
 }
 
 impl Bounds {
-    fn lock(&self) -> MutexGuard<'_, HashMap<LogId, LogMeta>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<MemberId, LogMeta>> {
         self.logs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(crate) fn get(&self, log: LogId) -> Option<LogMeta> {
+    pub(crate) fn get(&self, log: MemberId) -> Option<LogMeta> {
         self.lock().get(&log).copied()
     }
 
     /// Registers a freshly loaded log unless it is known already (then the
     /// cached copy, which the writer keeps current, stays).
-    pub(crate) fn insert_if_absent(&self, log: LogId, meta: LogMeta) {
+    pub(crate) fn insert_if_absent(&self, log: MemberId, meta: LogMeta) {
         self.lock().entry(log).or_insert(meta);
     }
 
     /// The current bounds of the given logs (those known).
-    pub(crate) fn snapshot(&self, logs: impl IntoIterator<Item = LogId>) -> HashMap<LogId, LogMeta> {
+    pub(crate) fn snapshot(&self, logs: impl IntoIterator<Item = MemberId>) -> HashMap<MemberId, LogMeta> {
         let map = self.lock();
         logs.into_iter().filter_map(|log| map.get(&log).map(|meta| (log, *meta))).collect()
     }
 
     /// The logs whose bounds are cached.
-    pub(crate) fn logs(&self) -> Vec<LogId> {
+    pub(crate) fn logs(&self) -> Vec<MemberId> {
         self.lock().keys().copied().collect()
     }
 
     /// Publishes the bounds after a commit.
-    pub(crate) fn publish(&self, metas: HashMap<LogId, LogMeta>) {
+    pub(crate) fn publish(&self, metas: HashMap<MemberId, LogMeta>) {
         self.lock().extend(metas);
     }
 }
@@ -132,8 +105,8 @@ const LOAD_SQL: &str = "SELECT MIN(idx), MAX(idx), COUNT(*), COUNT(DISTINCT idx)
 /// Reads the bounds of `log` from the tables (`log` and the journal), checking
 /// that its entries are contiguous from `purged + 1` and that its meta record
 /// decodes and agrees with its `purged` column.
-pub(crate) async fn load(conn: &mut SqliteConnection, db: &DbFile, log: LogId) -> Result<LogMeta, StorageError> {
-    let (grp, node) = log.key();
+pub(crate) async fn load(conn: &mut SqliteConnection, db: &DbFile, log: MemberId) -> Result<LogMeta, StorageError> {
+    let (grp, node) = key_columns(log);
     let row: Option<(Option<Vec<u8>>, i64)> =
         sqlx::query_as("SELECT hard_state, purged FROM meta WHERE grp = ? AND node = ?")
             .bind(grp)
@@ -164,7 +137,7 @@ pub(crate) async fn load(conn: &mut SqliteConnection, db: &DbFile, log: LogId) -
     if let (Some(min), Some(max)) = (min, max) {
         let index = |v: i64| u64::try_from(v).map_err(|_| db.corrupt_log(log, 0, format!("negative index {v}")));
         let (min, max) = (index(min)?, index(max)?);
-        if min != meta.first() {
+        if min != meta.bounds().first() {
             let reason = format!("first stored entry is {min} but the last purged index is {purged}");
             return Err(db.corrupt_log(log, min, reason));
         }
@@ -216,8 +189,8 @@ mod tests {
 
     #[test]
     fn log_ids_keep_their_bits_as_keys() {
-        let log = LogId { group: GroupId(u64::MAX), node: NodeId(2) };
-        assert_eq!(log.key(), (-1, 2));
+        let log = MemberId::new(raftkv_core::GroupId(u64::MAX), raftkv_core::NodeId(2));
+        assert_eq!(key_columns(log), (-1, 2));
         assert_eq!(log.to_string(), "group 18446744073709551615, node 2");
     }
 }

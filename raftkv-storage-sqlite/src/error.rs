@@ -8,9 +8,8 @@ use std::sync::Arc;
 
 use raftkv_core::storage::codec::CodecError;
 use raftkv_core::storage::StorageError;
+use raftkv_core::MemberId;
 use sqlx::migrate::MigrateError;
-
-use crate::bounds::LogId;
 
 /// SQLite's primary result codes that mean the file itself is damaged.
 const SQLITE_CORRUPT: i32 = 11;
@@ -90,12 +89,12 @@ impl DbFile {
     }
 
     /// A stored entry that failed to decode.
-    pub(crate) fn corrupt_entry(&self, log: LogId, index: u64, err: &CodecError) -> StorageError {
+    pub(crate) fn corrupt_entry(&self, log: MemberId, index: u64, err: &CodecError) -> StorageError {
         self.corrupt_log(log, index, err.to_string())
     }
 
     /// A stored entry that failed to decode, still in the journal at `seq`.
-    pub(crate) fn corrupt_journal_entry(&self, log: LogId, index: u64, seq: i64, err: &CodecError) -> StorageError {
+    pub(crate) fn corrupt_journal_entry(&self, log: MemberId, index: u64, seq: i64, err: &CodecError) -> StorageError {
         StorageError::Corrupt {
             location: format!("{} log ({log}, index {index}) (journal seq {seq})", self.0.display()),
             reason: err.to_string(),
@@ -103,12 +102,12 @@ impl DbFile {
     }
 
     /// The log of `log` is inconsistent at `index` (missing or misplaced entry).
-    pub(crate) fn corrupt_log(&self, log: LogId, index: u64, reason: String) -> StorageError {
+    pub(crate) fn corrupt_log(&self, log: MemberId, index: u64, reason: String) -> StorageError {
         StorageError::Corrupt { location: format!("{} log ({log}, index {index})", self.0.display()), reason }
     }
 
     /// The meta row of `log` is damaged or inconsistent with its entries.
-    pub(crate) fn corrupt_meta(&self, log: LogId, reason: String) -> StorageError {
+    pub(crate) fn corrupt_meta(&self, log: MemberId, reason: String) -> StorageError {
         StorageError::Corrupt { location: format!("{} meta ({log})", self.0.display()), reason }
     }
 
@@ -148,7 +147,7 @@ pub(crate) fn duplicate(err: &StorageError) -> StorageError {
 }
 
 /// An index that does not fit SQLite's signed 64-bit integers.
-pub(crate) fn index_too_large(log: LogId, index: u64) -> StorageError {
+pub(crate) fn index_too_large(log: MemberId, index: u64) -> StorageError {
     StorageError::Backend(format!("log index {index} of {log} exceeds the largest SQLite integer ({})", i64::MAX))
 }
 
@@ -161,7 +160,7 @@ mod tests {
     #[test]
     fn codec_errors_name_file_log_and_index() {
         let db = DbFile::new(PathBuf::from("/data/raftkv.sqlite"));
-        let log = LogId { group: GroupId(3), node: NodeId(4) };
+        let log = MemberId { group: GroupId(3), node: NodeId(4) };
         let err = db.corrupt_entry(log, 17, &CodecError::UnknownKind(9));
         let StorageError::Corrupt { location, reason } = &err else { panic!("expected Corrupt, got {err:?}") };
         assert_eq!(location, "/data/raftkv.sqlite log (group 3, node 4, index 17)");

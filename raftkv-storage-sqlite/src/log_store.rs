@@ -6,11 +6,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use raftkv_core::raft::Entry;
 use raftkv_core::storage::{LogState, LogStore, LogWrite, StorageError};
+use raftkv_core::MemberId;
 use raftkv_core::{GroupId, LogIndex, NodeId};
 use sqlx::SqliteConnection;
 
 use crate::batch::Command;
-use crate::bounds::{LogId, LogMeta};
+use crate::bounds::{key_columns, LogMeta};
 use crate::error::DbFile;
 use crate::records;
 use crate::storage::Shared;
@@ -28,7 +29,7 @@ use crate::storage::Shared;
 #[derive(Clone)]
 pub struct SqliteLogStore {
     shared: Arc<Shared>,
-    log: LogId,
+    log: MemberId,
 }
 
 /// What a read of `[from, to)` found.
@@ -39,7 +40,7 @@ enum Fetched {
 }
 
 impl SqliteLogStore {
-    pub(crate) fn new(shared: Arc<Shared>, log: LogId) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, log: MemberId) -> Self {
         Self { shared, log }
     }
 
@@ -75,11 +76,11 @@ const FETCH_SQL: &str = "SELECT idx, value, NULL FROM log WHERE grp = ?1 AND nod
 async fn fetch(
     conn: &mut SqliteConnection,
     db: &DbFile,
-    log: LogId,
+    log: MemberId,
     from: u64,
     last: u64,
 ) -> Result<Fetched, StorageError> {
-    let (grp, node) = log.key();
+    let (grp, node) = key_columns(log);
     let bound = |i: u64| i64::try_from(i).unwrap_or(i64::MAX);
     let rows: Vec<(i64, Vec<u8>, Option<i64>)> = sqlx::query_as(FETCH_SQL)
         .bind(grp)

@@ -25,10 +25,11 @@
 use raftkv_core::raft::{Entry, HardState};
 use raftkv_core::storage::codec::{self, CodecError};
 use raftkv_core::storage::StorageError;
+use raftkv_core::MemberId;
 use raftkv_core::{LogIndex, NodeId, Term};
 use sqlx::{Connection, SqliteConnection};
 
-use crate::bounds::LogId;
+use crate::bounds::key_columns;
 use crate::error::DbFile;
 
 /// The record format this version writes (`PRAGMA user_version`).
@@ -38,8 +39,8 @@ pub(crate) const FORMAT: i64 = 2;
 const CHUNK: i64 = 1024;
 
 /// The key bytes of entry `index` of `log`.
-fn entry_key(log: LogId, index: u64) -> [u8; 24] {
-    let (grp, node) = log.key();
+fn entry_key(log: MemberId, index: u64) -> [u8; 24] {
+    let (grp, node) = key_columns(log);
     let mut key = [0u8; 24];
     key[..8].copy_from_slice(&grp.to_le_bytes());
     key[8..16].copy_from_slice(&node.to_le_bytes());
@@ -47,8 +48,8 @@ fn entry_key(log: LogId, index: u64) -> [u8; 24] {
     key
 }
 
-fn meta_key(log: LogId) -> [u8; 16] {
-    let (grp, node) = log.key();
+fn meta_key(log: MemberId) -> [u8; 16] {
+    let (grp, node) = key_columns(log);
     let mut key = [0u8; 16];
     key[..8].copy_from_slice(&grp.to_le_bytes());
     key[8..].copy_from_slice(&node.to_le_bytes());
@@ -56,17 +57,17 @@ fn meta_key(log: LogId) -> [u8; 16] {
 }
 
 /// The stored value of `entry` of `log`.
-pub(crate) fn encode_entry(log: LogId, entry: &Entry) -> Vec<u8> {
+pub(crate) fn encode_entry(log: MemberId, entry: &Entry) -> Vec<u8> {
     codec::encode_entry_keyed(&entry_key(log, entry.index.0), entry)
 }
 
 /// The entry `index` of `log` stored as `value`.
-pub(crate) fn decode_entry(log: LogId, index: u64, value: &[u8]) -> Result<Entry, CodecError> {
+pub(crate) fn decode_entry(log: MemberId, index: u64, value: &[u8]) -> Result<Entry, CodecError> {
     codec::decode_entry_keyed(&entry_key(log, index), LogIndex(index), value)
 }
 
 /// The meta record of `log`.
-pub(crate) fn encode_meta(log: LogId, hard_state: Option<HardState>, purged: u64) -> Vec<u8> {
+pub(crate) fn encode_meta(log: MemberId, hard_state: Option<HardState>, purged: u64) -> Vec<u8> {
     let mut body = Vec::with_capacity(33);
     let hs = hard_state.unwrap_or_default();
     body.push(u8::from(hard_state.is_some()));
@@ -78,7 +79,7 @@ pub(crate) fn encode_meta(log: LogId, hard_state: Option<HardState>, purged: u64
 }
 
 /// The hard state and purge point in the meta record of `log`.
-pub(crate) fn decode_meta(log: LogId, record: &[u8]) -> Result<(Option<HardState>, u64), String> {
+pub(crate) fn decode_meta(log: MemberId, record: &[u8]) -> Result<(Option<HardState>, u64), String> {
     let body = codec::open_keyed(&meta_key(log), record, 33).map_err(|e| e.to_string())?;
     if body.len() != 33 {
         return Err(format!("meta record body is {} bytes, expected 33", body.len()));
@@ -161,8 +162,8 @@ pub(crate) async fn verify_all(conn: &mut SqliteConnection, db: &DbFile) -> Resu
     Ok(())
 }
 
-fn log_id(grp: i64, node: i64) -> LogId {
-    LogId {
+fn log_id(grp: i64, node: i64) -> MemberId {
+    MemberId {
         group: raftkv_core::GroupId(u64::from_ne_bytes(grp.to_ne_bytes())),
         node: NodeId(u64::from_ne_bytes(node.to_ne_bytes())),
     }
@@ -283,8 +284,8 @@ mod tests {
 
     use super::*;
 
-    const A: LogId = LogId { group: GroupId(1), node: NodeId(2) };
-    const B: LogId = LogId { group: GroupId(1), node: NodeId(3) };
+    const A: MemberId = MemberId { group: GroupId(1), node: NodeId(2) };
+    const B: MemberId = MemberId { group: GroupId(1), node: NodeId(3) };
 
     #[test]
     fn records_check_their_key() {

@@ -7,12 +7,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use raftkv_core::storage::{FileSnapshotStore, StorageError};
+use raftkv_core::MemberId;
 use raftkv_core::{GroupId, LogIndex, NodeId};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, SqliteConnection};
 
 use crate::blocking::run_db;
-use crate::bounds::{self, Bounds, LogId};
+use crate::bounds::{self, Bounds};
 use crate::db_header;
 use crate::error::DbFile;
 use crate::journal;
@@ -113,7 +114,7 @@ impl SqliteStorage {
     ) -> Result<(SqliteLogStore, FileSnapshotStore), StorageError> {
         let shared = &self.shared;
         shared.ensure_open()?;
-        let log = LogId { group, node };
+        let log = MemberId { group, node };
         if shared.bounds.get(log).is_none() {
             let db = shared.db.clone();
             let meta = shared

@@ -28,13 +28,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use raftkv_core::storage::StorageError;
+use raftkv_core::MemberId;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::batch::{plan, Command};
 use crate::blocking::run_db;
-use crate::bounds::{self, Bounds, LogId, LogMeta};
+use crate::bounds::{self, Bounds, LogMeta};
 use crate::error::{duplicate, DbFile};
 use crate::journal;
 
@@ -215,7 +216,7 @@ impl Writer {
                 let _ = old.close().await;
             }
             let mut conn = connect.connect().await.map_err(|e| db.sqlx("reconnecting after a failed write", e))?;
-            let mut metas: HashMap<LogId, LogMeta> = HashMap::with_capacity(logs.len());
+            let mut metas: HashMap<MemberId, LogMeta> = HashMap::with_capacity(logs.len());
             for log in logs {
                 metas.insert(log, bounds::load(&mut conn, &db, log).await?);
             }

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use super::error::CommandError;
+use super::error::{CommandError, COMMAND_VERSION};
 use crate::api::{CtrlOp, RequestId, ShardConfig};
 use crate::binary::{BinaryError, Decoder, Encoder};
 use crate::types::{ClientId, ConfigNum, GroupId, ShardId};
@@ -31,8 +31,6 @@ const JOIN: u8 = 1;
 const LEAVE: u8 = 2;
 const MOVE: u8 = 3;
 
-/// The command format this build writes.
-pub(crate) const COMMAND_VERSION: u8 = 2;
 /// What starts a command of version 2 or later: an overlong varint zero.
 const HEADER: [u8; 2] = [0x80, 0x00];
 /// After the version: an operation tag version 1 does not know.

@@ -3,7 +3,8 @@
 
 use crate::binary::BinaryError;
 
-use super::encoding::COMMAND_VERSION;
+/// The controller command format this build writes (and the newest it reads).
+pub(crate) const COMMAND_VERSION: u8 = 2;
 
 /// Why a log command does not decode.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -20,6 +20,7 @@
 //!   controller's history and pulls it from there.
 
 mod command;
+mod cursor;
 mod handover;
 mod migration;
 mod server;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use super::command::{get_shard_data, put_dedup, Command, ShardSource};
-use super::migration::PullCursor;
+use super::cursor::PullCursor;
 use crate::api::{shard_of, ApiError, KvOp, RequestId, ShardConfig, ShardData, ShardState, ShardStatus};
 use crate::binary::{BinaryError, Decoder, Encoder};
 use crate::ctrler::{get_config, put_config};

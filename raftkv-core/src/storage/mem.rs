@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
 
-use super::{LogState, LogStore, LogWrite, SnapshotReader, SnapshotStore, SnapshotWriter, StorageError};
+use super::{LogBounds, LogState, LogStore, LogWrite, SnapshotReader, SnapshotStore, SnapshotWriter, StorageError};
 use crate::raft::{Entry, HardState, SnapshotMeta};
 use crate::types::LogIndex;
 
@@ -113,18 +113,16 @@ impl DiskState {
         }
     }
 
+    fn bounds(&self) -> LogBounds {
+        LogBounds { purged: self.purged, last: self.last_index() }
+    }
+
     fn entries(&self, from: LogIndex, to: LogIndex) -> Result<Vec<Entry>, StorageError> {
         if from >= to {
             return Ok(Vec::new());
         }
+        self.bounds().check_range(from, to)?;
         let first = self.first_index();
-        if from.0 < first {
-            return Err(StorageError::Compacted { index: from, first: LogIndex(first) });
-        }
-        let last = self.last_index();
-        if to.0 - 1 > last {
-            return Err(StorageError::Unavailable { index: LogIndex(from.0.max(last + 1)), last: LogIndex(last) });
-        }
         let start = (from.0 - first) as usize;
         let end = (to.0 - first) as usize;
         Ok(self.log.range(start..end).cloned().collect())
@@ -146,22 +144,9 @@ impl DiskState {
 
     /// Validates the whole write first, then applies it.
     fn apply_write(&mut self, write: LogWrite) -> Result<(), StorageError> {
-        let last = self.last_index();
-        let mut new_last = last;
-        if let Some(index) = write.truncate_after {
-            if index.0 < self.purged {
-                return Err(StorageError::TruncateBeforeFirst { index, first: LogIndex(self.first_index()) });
-            }
-            new_last = new_last.min(index.0);
-        }
-        for (entry, expected) in write.entries.iter().zip(new_last + 1..) {
-            if entry.index.0 != expected {
-                return Err(StorageError::NotContiguous { last: LogIndex(expected - 1), got: entry.index });
-            }
-        }
-
-        if new_last < last {
-            let keep = (new_last - self.purged) as usize;
+        let plan = self.bounds().plan_write(&write)?;
+        if let Some((from, _)) = plan.remove {
+            let keep = (from - 1 - self.purged) as usize;
             let removed: u64 = self.log.drain(keep..).map(|e| e.encoded_len() as u64).sum();
             self.log_bytes -= removed;
         }
@@ -177,18 +162,13 @@ impl DiskState {
     }
 
     fn purge_through(&mut self, index: LogIndex) {
-        if index.0 <= self.purged {
-            return;
-        }
-        if index.0 >= self.last_index() {
-            self.log.clear();
-            self.log_bytes = 0;
-        } else {
-            let n = (index.0 - self.purged) as usize;
+        let Some(plan) = self.bounds().plan_purge(index) else { return };
+        if let Some((_, through)) = plan.remove {
+            let n = (through - self.purged) as usize;
             let removed: u64 = self.log.drain(..n).map(|e| e.encoded_len() as u64).sum();
             self.log_bytes -= removed;
         }
-        self.purged = index.0;
+        self.purged = plan.bounds.purged;
     }
 
     /// Makes `data` the current snapshot unless the current one is newer.

@@ -5,6 +5,7 @@
 //! ([`crate::testkit::storage_conformance`]) is its executable form, and every
 //! backend must pass it unchanged.
 
+mod bounds;
 pub mod codec;
 mod error;
 mod file_snapshot;
@@ -12,6 +13,7 @@ mod log_store;
 mod mem;
 mod snapshot_store;
 
+pub use bounds::{LogBounds, LogPlan};
 pub use error::StorageError;
 pub use file_snapshot::FileSnapshotStore;
 pub use log_store::{LogState, LogStore, LogWrite};

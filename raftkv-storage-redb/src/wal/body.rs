@@ -10,10 +10,9 @@
 
 use raftkv_core::raft::HardState;
 use raftkv_core::storage::{codec, LogWrite};
-use raftkv_core::{LogIndex, NodeId, Term};
+use raftkv_core::{GroupId, LogIndex, MemberId, NodeId, Term};
 
-use crate::tables::LogId;
-use crate::writer::WriteOp;
+use crate::op::WriteOp;
 
 const TAG_WRITE: u8 = 1;
 const TAG_PURGE: u8 = 2;
@@ -29,9 +28,9 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
 }
 
 /// Append `op` on `log` to a batch body.
-pub(crate) fn encode_op(body: &mut Vec<u8>, log: LogId, op: &WriteOp) {
-    body.extend_from_slice(&log.group.to_le_bytes());
-    body.extend_from_slice(&log.node.to_le_bytes());
+pub(crate) fn encode_op(body: &mut Vec<u8>, log: MemberId, op: &WriteOp) {
+    body.extend_from_slice(&log.group.0.to_le_bytes());
+    body.extend_from_slice(&log.node.0.to_le_bytes());
     match op {
         WriteOp::Write(w) => {
             body.push(TAG_WRITE);
@@ -88,11 +87,11 @@ impl<'a> Cursor<'a> {
     }
 }
 
-pub(crate) fn decode_body(bytes: &[u8]) -> Result<Vec<(LogId, WriteOp)>, String> {
+pub(crate) fn decode_body(bytes: &[u8]) -> Result<Vec<(MemberId, WriteOp)>, String> {
     let mut c = Cursor { bytes, at: 0 };
     let mut ops = Vec::new();
     while c.at < bytes.len() {
-        let log = LogId { group: c.u64("a group id")?, node: c.u64("a node id")? };
+        let log = MemberId::new(GroupId(c.u64("a group id")?), NodeId(c.u64("a node id")?));
         let op = match c.u8("a mutation tag")? {
             TAG_WRITE => {
                 let flags = c.u8("write flags")?;
@@ -133,19 +132,19 @@ pub(crate) mod tests {
     use super::*;
 
     /// Mutations of two logs: a write with everything in it, a purge, an empty write.
-    pub(crate) fn ops() -> Vec<(LogId, WriteOp)> {
+    pub(crate) fn ops() -> Vec<(MemberId, WriteOp)> {
         let entry = |i| Entry { term: Term(3), index: LogIndex(i), payload: EntryPayload::Command(Bytes::from("cmd")) };
         vec![
             (
-                LogId { group: 1, node: 2 },
+                MemberId::new(GroupId(1), NodeId(2)),
                 WriteOp::Write(LogWrite {
                     truncate_after: Some(LogIndex(4)),
                     entries: vec![entry(5), entry(6)],
                     hard_state: Some(HardState { term: Term(3), vote: Some(NodeId(2)), commit: LogIndex(4) }),
                 }),
             ),
-            (LogId { group: 7, node: 1 }, WriteOp::Purge(LogIndex(9))),
-            (LogId { group: 7, node: 1 }, WriteOp::Write(LogWrite::default())),
+            (MemberId::new(GroupId(7), NodeId(1)), WriteOp::Purge(LogIndex(9))),
+            (MemberId::new(GroupId(7), NodeId(1)), WriteOp::Write(LogWrite::default())),
         ]
     }
 

@@ -66,12 +66,12 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use raftkv_core::storage::StorageError;
+use raftkv_core::MemberId;
 
 pub(crate) use body::encode_op;
 pub(crate) use state::{Stored, WalState};
 
-use crate::tables::LogId;
-use crate::writer::WriteOp;
+use crate::op::WriteOp;
 use record::{FileHeader, Header, FIRST_RECORD, RECORD_HEADER_LEN};
 
 /// Name of the write-ahead log inside the storage directory.
@@ -91,7 +91,7 @@ fn zero_chunk(checkpoint_bytes: u64) -> u64 {
 }
 
 /// A batch read back from the log: its number and mutations.
-pub(crate) type Recorded = (u64, Vec<(LogId, WriteOp)>);
+pub(crate) type Recorded = (u64, Vec<(MemberId, WriteOp)>);
 
 /// Re-exports for the storage's open path.
 pub(crate) mod stored {

@@ -48,6 +48,46 @@ pub enum RaftError {
     StateMachine(#[from] StateMachineError),
 }
 
+impl RaftError {
+    /// Whether the same call may succeed if made again, on this member or
+    /// on another: not the leader (see [`Self::leader_hint`]), a leadership
+    /// transfer in progress, a proposal dropped unapplied, writes refused
+    /// while the log store fails, or a stopped member (try another). A
+    /// caller retries these with backoff.
+    ///
+    /// Not retryable: [`Self::Unknown`] (the proposal may have been applied:
+    /// only an idempotent command may be repeated), a configuration or
+    /// membership error, and the fatal ones of [`Self::is_fatal`].
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::NotLeader { .. }
+                | Self::TransferInProgress(_)
+                | Self::Dropped
+                | Self::StorageFailing { .. }
+                | Self::Stopped
+        )
+    }
+
+    /// Whether the member failed and stopped: its log or snapshot store, or
+    /// its state machine, returned an error it cannot go on from. Every
+    /// later call fails with [`Self::Stopped`]; an operator looks at why.
+    #[must_use]
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, Self::Storage(_) | Self::StateMachine(_))
+    }
+
+    /// The leader this member knows of, when it refused for not being it.
+    #[must_use]
+    pub fn leader_hint(&self) -> Option<NodeId> {
+        match self {
+            Self::NotLeader { leader_hint } => *leader_hint,
+            _ => None,
+        }
+    }
+}
+
 impl From<NotReady> for RaftError {
     fn from(e: NotReady) -> Self {
         match e {
@@ -55,5 +95,33 @@ impl From<NotReady> for RaftError {
             NotReady::TransferInProgress(n) => Self::TransferInProgress(n),
             NotReady::UnknownNode(n) => Self::UnknownNode(n),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_a_caller_retries_are_told_apart_from_fatal_ones() {
+        let hinted = RaftError::NotLeader { leader_hint: Some(NodeId(3)) };
+        assert!(hinted.is_retryable() && !hinted.is_fatal());
+        assert_eq!(hinted.leader_hint(), Some(NodeId(3)));
+        for retry in [
+            RaftError::TransferInProgress(NodeId(2)),
+            RaftError::Dropped,
+            RaftError::StorageFailing { reason: "disk full".into() },
+            RaftError::Stopped,
+        ] {
+            assert!(retry.is_retryable() && !retry.is_fatal(), "{retry}");
+            assert_eq!(retry.leader_hint(), None);
+        }
+        for neither in [RaftError::Unknown, RaftError::UnknownNode(NodeId(9))] {
+            assert!(!neither.is_retryable() && !neither.is_fatal(), "{neither}");
+        }
+        let fatal = RaftError::Storage(StorageError::Closed);
+        assert!(fatal.is_fatal() && !fatal.is_retryable());
+        let fatal = RaftError::StateMachine(StateMachineError::Failed("bad command".into()));
+        assert!(fatal.is_fatal() && !fatal.is_retryable());
     }
 }
