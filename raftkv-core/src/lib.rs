@@ -2,8 +2,8 @@
 //!
 //! The Raft engine of RaftKV and the doors around it: the [`LogStore`],
 //! [`SnapshotStore`], [`StateMachine`] and [`Transport`] traits, in-memory
-//! implementations, and (feature `testkit`) a deterministic simulator with
-//! conformance suites.
+//! implementations and `FileSnapshotStore`. The deterministic simulator and
+//! the conformance suites are in the `raftkv-testkit` crate.
 //!
 //! What a program replicating its own state machine needs is re-exported
 //! here: start members with [`Raft::start`], propose and read through their
@@ -81,9 +81,6 @@ pub mod storage;
 pub mod trace;
 pub mod transport;
 pub mod types;
-
-#[cfg(feature = "testkit")]
-pub mod testkit;
 
 pub use types::{ClientId, ConfigNum, GroupId, LogIndex, MemberId, NodeId, ShardId, Term};
 

@@ -9,7 +9,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use raftkv_core::testkit::crash::Tmpfs;
+use raftkv_testkit::crash::Tmpfs;
 use support::{cli, durable, free_ports, http, stdout, wait_for_status, Dev};
 
 #[test]

@@ -5,9 +5,9 @@
 
 use async_trait::async_trait;
 use raftkv_core::storage::FileSnapshotStore;
-use raftkv_core::testkit::{storage_conformance, StoreHarness};
 use raftkv_core::{GroupId, NodeId};
 use raftkv_storage_redb::{RedbLogStore, RedbOptions, RedbStorage, SyncMode};
+use raftkv_testkit::{storage_conformance, StoreHarness};
 
 struct RedbHarness {
     options: RedbOptions,

@@ -10,9 +10,9 @@ use std::path::Path;
 use bytes::Bytes;
 use raftkv_core::raft::{Entry, EntryPayload, HardState};
 use raftkv_core::storage::{LogStore, LogWrite, StorageError};
-use raftkv_core::testkit::crash::Tmpfs;
 use raftkv_core::{GroupId, LogIndex, NodeId, Term};
 use raftkv_storage_redb::{RedbOptions, RedbStorage};
+use raftkv_testkit::crash::Tmpfs;
 
 const ENTRIES_PER_WRITE: u64 = 4;
 

@@ -9,7 +9,7 @@ use raftkv_core::{GroupId, LogIndex, NodeId, Term};
 use raftkv_storage_redb::{RedbLogStore, RedbOptions, RedbStorage};
 
 fn ents(range: std::ops::RangeInclusive<u64>, term: u64) -> Vec<Entry> {
-    raftkv_core::testkit::tagged_entries(range, term, &format!("t{term}"))
+    raftkv_testkit::tagged_entries(range, term, &format!("t{term}"))
 }
 
 /// The state left by the writes of the test below.

@@ -13,12 +13,12 @@ use std::time::Instant;
 
 use raftkv_core::raft::HardState;
 use raftkv_core::storage::{LogStore, LogWrite, SnapshotStore, StorageError};
-use raftkv_core::testkit::crash::{
+use raftkv_core::LogIndex;
+use raftkv_storage_sqlite::{SqliteOptions, SqliteStorage, DB_FILE};
+use raftkv_testkit::crash::{
     check_flips, copy_dir, files_under, flip_positions, kill_after, kill_members_child, member_entries, verify_members,
     write_members, Damage, MemberAck, MemberStores, MembersWorkload, OpenMembers, DAMAGE_MEMBERS,
 };
-use raftkv_core::LogIndex;
-use raftkv_storage_sqlite::{SqliteOptions, SqliteStorage, DB_FILE};
 
 const WORK: MembersWorkload =
     MembersWorkload { batch: 4, payload: 100, snapshot_every: 7, snapshot_bytes: 256, rewrite_every: 5 };

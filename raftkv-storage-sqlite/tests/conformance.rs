@@ -5,9 +5,9 @@
 
 use async_trait::async_trait;
 use raftkv_core::storage::FileSnapshotStore;
-use raftkv_core::testkit::{storage_conformance, StoreHarness};
 use raftkv_core::{GroupId, NodeId};
 use raftkv_storage_sqlite::{SqliteLogStore, SqliteOptions, SqliteStorage, SyncMode};
+use raftkv_testkit::{storage_conformance, StoreHarness};
 
 /// Each `fresh` store is a new directory; a crash closes the storage (writer
 /// and read connections) and reopens the same directory.

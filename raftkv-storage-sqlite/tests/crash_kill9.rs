@@ -1,10 +1,10 @@
 //! Kill -9 at random moments: every acknowledged entry and hard state
-//! survives, intact, and appends continue (see `raftkv_core::testkit::crash`).
+//! survives, intact, and appends continue (see `raftkv_testkit::crash`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use raftkv_core::testkit::crash::{crash_test_entry, CrashTestConfig, CHILD_ENV};
 use raftkv_core::{GroupId, NodeId};
 use raftkv_storage_sqlite::{SqliteOptions, SqliteStorage};
+use raftkv_testkit::crash::{crash_test_entry, CrashTestConfig, CHILD_ENV};
 
 #[test]
 fn acknowledged_writes_survive_kill_9() {

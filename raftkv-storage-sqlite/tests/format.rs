@@ -15,7 +15,7 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, SqliteConnection};
 
 fn ents(range: std::ops::RangeInclusive<u64>) -> Vec<Entry> {
-    raftkv_core::testkit::tagged_entries(range, 1, "f")
+    raftkv_testkit::tagged_entries(range, 1, "f")
 }
 
 const HS: HardState = HardState { term: Term(1), vote: Some(NodeId(1)), commit: LogIndex(3) };

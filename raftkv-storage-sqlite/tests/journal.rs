@@ -14,7 +14,7 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 
 fn ents(range: std::ops::RangeInclusive<u64>, term: u64, tag: &str) -> Vec<Entry> {
-    raftkv_core::testkit::tagged_entries(range, term, tag)
+    raftkv_testkit::tagged_entries(range, term, tag)
 }
 
 /// The value the store keeps for entry `entry` of member (1, 1): the entry

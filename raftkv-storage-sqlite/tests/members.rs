@@ -9,7 +9,7 @@ use raftkv_core::{GroupId, LogIndex, NodeId, Term};
 use raftkv_storage_sqlite::{SqliteOptions, SqliteStorage, DB_FILE};
 
 fn ents(range: std::ops::RangeInclusive<u64>, term: u64, tag: &str) -> Vec<Entry> {
-    raftkv_core::testkit::tagged_entries(range, term, tag)
+    raftkv_testkit::tagged_entries(range, term, tag)
 }
 
 fn hs(term: u64, vote: u64) -> HardState {
@@ -132,7 +132,7 @@ async fn acknowledged_writes_are_found_in_the_wal_without_a_clean_close() {
     }
     // (The member's snapshot directory belongs to the copy too: its record
     // says no snapshot was taken, which a purged log needs.)
-    raftkv_core::testkit::crash::copy_dir(&dir.path().join("snapshots"), &copy.path().join("snapshots")).expect("copy");
+    raftkv_testkit::crash::copy_dir(&dir.path().join("snapshots"), &copy.path().join("snapshots")).expect("copy");
 
     let reopened = SqliteStorage::open(copy.path(), SqliteOptions::default()).await.expect("open the copy");
     let (log, _) = reopened.member(GroupId(1), NodeId(1)).await.expect("member");

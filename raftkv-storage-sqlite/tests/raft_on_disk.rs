@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use raftkv_core::storage::{LogStore, SnapshotStore};
-use raftkv_core::testkit::sim::{DirStorage, MemberStorage};
 use raftkv_core::{GroupId, NodeId};
 use raftkv_storage_sqlite::{SqliteOptions, SqliteStorage};
+use raftkv_testkit::sim::{DirStorage, MemberStorage};
 
 fn on_disk(root: &Path) -> Arc<dyn MemberStorage> {
     Arc::new(DirStorage::new(
@@ -24,4 +24,4 @@ fn on_disk(root: &Path) -> Arc<dyn MemberStorage> {
     ))
 }
 
-raftkv_core::lab3_scenarios_on!(on_disk, "_sqlite");
+raftkv_testkit::lab3_scenarios_on!(on_disk, "_sqlite");

@@ -5,7 +5,7 @@ mod common;
 
 use common::GrpcFixture;
 
-raftkv_core::transport_conformance_tests!(GrpcFixture);
-raftkv_core::tls_conformance_tests!(GrpcFixture, raftkv_wire::pki::generate().expect("test certificates"));
-raftkv_core::transport_cluster_tests!(GrpcFixture);
-raftkv_core::trace_conformance_tests!(GrpcFixture, tracing_subscriber::registry());
+raftkv_testkit::transport_conformance_tests!(GrpcFixture);
+raftkv_testkit::tls_conformance_tests!(GrpcFixture, raftkv_wire::pki::generate().expect("test certificates"));
+raftkv_testkit::transport_cluster_tests!(GrpcFixture);
+raftkv_testkit::trace_conformance_tests!(GrpcFixture, tracing_subscriber::registry());

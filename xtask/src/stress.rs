@@ -7,7 +7,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use raftkv_core::testkit::sim::{raft_nemesis, shard_nemesis};
+use raftkv_testkit::sim::{raft_nemesis, shard_nemesis};
 
 use crate::args::Flags;
 

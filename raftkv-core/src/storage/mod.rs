@@ -2,7 +2,7 @@
 //!
 //! [`LogStore`] and [`SnapshotStore`] are the doors between the Raft engine
 //! and a disk. Their rustdoc is the contract; the `testkit` conformance suite
-//! ([`crate::testkit::storage_conformance`]) is its executable form, and every
+//! (`raftkv_testkit::storage_conformance`) is its executable form, and every
 //! backend must pass it unchanged.
 
 mod bounds;

@@ -13,9 +13,9 @@ use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use raftkv_core::api::{KvOp, KvRequest, RequestId, ServiceClient, ServiceRequest};
 use raftkv_core::raft::{HeartbeatRequest, RaftRequest, SnapshotMeta};
-use raftkv_core::testkit::transport::{EchoMember, EchoService, SnapshotMeter, SyntheticSnapshot};
 use raftkv_core::transport::{NetConfig, OutgoingSnapshot, Routes, TlsConfig, Transport};
 use raftkv_core::{ClientId, GroupId, LogIndex, NodeId, Term};
+use raftkv_testkit::transport::{EchoMember, EchoService, SnapshotMeter, SyntheticSnapshot};
 use raftkv_transport_grpc::{GrpcClient, GrpcServer};
 use raftkv_transport_http::{HttpClient, HttpServer};
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use raftkv_core::client::{ClerkError, KvClerk};
-use raftkv_core::testkit::linearizability::{KvInput, Recorder};
+use raftkv_testkit::linearizability::{KvInput, Recorder};
 
 use crate::rng::Rng;
 

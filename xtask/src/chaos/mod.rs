@@ -27,8 +27,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use raftkv_core::testkit::linearizability::Outcome;
 use raftkv_core::{GroupId, NodeId};
+use raftkv_testkit::linearizability::Outcome;
 
 use crate::args::Flags;
 use crate::cluster::raftkv::{build_server, Backends};
@@ -219,11 +219,11 @@ async fn run_async(args: &ChaosArgs, cluster: Arc<Cluster>, schedule: &Schedule)
 /// Each key's value as the last operation on it read it (the final reads
 /// come last).
 fn final_values(
-    history: &[raftkv_core::testkit::linearizability::Operation],
+    history: &[raftkv_testkit::linearizability::Operation],
 ) -> BTreeMap<bytes::Bytes, Option<bytes::Bytes>> {
     let mut last = BTreeMap::new();
     for op in history {
-        if let (raftkv_core::testkit::linearizability::KvInput::Get, Outcome::Returned { at, value }) =
+        if let (raftkv_testkit::linearizability::KvInput::Get, Outcome::Returned { at, value }) =
             (&op.input, &op.outcome)
         {
             let e = last.entry(op.key.clone()).or_insert((0, None));

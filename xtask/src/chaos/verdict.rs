@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use raftkv_core::testkit::linearizability::{check, KvInput, Operation, Outcome, Verdict, DEFAULT_BUDGET};
+use raftkv_testkit::linearizability::{check, KvInput, Operation, Outcome, Verdict, DEFAULT_BUDGET};
 
 /// Operations by what became of them.
 #[derive(Debug, Default)]
