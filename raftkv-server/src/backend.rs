@@ -10,8 +10,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use raftkv_core::api::ServiceClient;
 use raftkv_core::storage::{LogStore, SnapshotStore};
-use raftkv_core::transport::{NetConfig, Routes, Transport};
+use raftkv_core::transport::Transport;
 use raftkv_core::{GroupId, NodeId};
+use raftkv_wire::net::{NetConfig, Routes};
 
 use crate::config::{StorageKind, TransportKind};
 

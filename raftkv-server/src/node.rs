@@ -13,8 +13,8 @@ use raftkv_core::metrics::RaftMetrics;
 use raftkv_core::raft::core::{RaftConfig, Role, Status};
 use raftkv_core::raft::driver::{DriverConfig, Raft, RaftHandle};
 use raftkv_core::shardkv::{Applied, ConfigSource, KvLimits, ShardCountCheck, ShardKvOptions, ShardKvServer};
-use raftkv_core::transport::Routes;
 use raftkv_core::{GroupId, NodeId};
+use raftkv_wire::net::Routes;
 
 use crate::backend::{Net, Server, Storage};
 use crate::config::RaftSettings;

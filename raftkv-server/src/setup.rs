@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use raftkv_core::transport::{ClusterToken, Identity, NetConfig, ServerLimits, TlsConfig};
+use raftkv_wire::net::{ClusterToken, Identity, NetConfig, ServerLimits, TlsConfig};
 
 use crate::config::{Config, NetSettings, Role};
 

@@ -4,7 +4,6 @@ pub mod crash;
 pub mod linearizability;
 pub mod sim;
 mod storage_conformance;
-pub mod transport;
 
 pub use storage_conformance::{storage_conformance, MemHarness, StoreHarness};
 

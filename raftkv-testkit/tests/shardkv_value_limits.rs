@@ -16,7 +16,6 @@ use bytes::Bytes;
 use raftkv_core::api::{shard_of, ApiError, ServiceHandler, ServiceRequest, ServiceResponse, ShardData, ShardState};
 use raftkv_core::client::{ClerkError, KvClerk};
 use raftkv_core::shardkv::MAX_STORED_VALUE_BYTES;
-use raftkv_core::transport::NetConfig;
 use raftkv_core::{NodeId, ShardId};
 use raftkv_testkit::sim::shard_cluster::{gid, server_name};
 use raftkv_testkit::sim::{simulate, ShardCluster, ShardClusterConfig};
@@ -180,7 +179,7 @@ fn a_key_filled_to_its_limit_by_appends_refuses_the_next_and_its_shard_still_mov
         let big = "big";
         let shard = shard_of(big.as_bytes(), n_shards);
         // The limit every real transport applies by default.
-        let limit = NetConfig::default().max_message_bytes;
+        let limit = raftkv_core::transport::DEFAULT_MAX_MESSAGE_BYTES;
         let log = limit_pull_answers(&c, limit, shard);
         c.join(&[0]).await;
         let mut ck = c.kv_clerk();

@@ -2,7 +2,8 @@
 //! `raftkv-error` metadata key, so a client can tell a refusal by the peer
 //! from a failing connection.
 
-use raftkv_core::transport::{Peer, RouteError, TransportError};
+use raftkv_core::transport::{Peer, TransportError};
+use raftkv_wire::net::RouteError;
 use raftkv_wire::DecodeError;
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Status};

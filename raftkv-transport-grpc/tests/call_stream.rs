@@ -10,10 +10,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use raftkv_core::api::{KvOp, KvRequest, PullShardsRequest, RequestId, ServiceClient, ServiceRequest, ServiceResponse};
 use raftkv_core::{ClientId, ConfigNum, ShardId};
-use raftkv_testkit::transport::cases_for::echo_routes;
-use raftkv_testkit::transport::{any_port, test_config};
 use raftkv_transport_grpc::{GrpcClient, GrpcServer};
 use raftkv_wire::pb::{self, call_reply, calls_client::CallsClient, pipeline_error};
+use raftkv_wire::testkit::transport::cases_for::echo_routes;
+use raftkv_wire::testkit::transport::{any_port, test_config};
 use raftkv_wire::ServiceRequestPb;
 use tonic::transport::Endpoint;
 

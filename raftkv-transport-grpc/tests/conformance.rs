@@ -5,7 +5,7 @@ mod common;
 
 use common::GrpcFixture;
 
-raftkv_testkit::transport_conformance_tests!(GrpcFixture);
-raftkv_testkit::tls_conformance_tests!(GrpcFixture, raftkv_wire::pki::generate().expect("test certificates"));
-raftkv_testkit::transport_cluster_tests!(GrpcFixture);
-raftkv_testkit::trace_conformance_tests!(GrpcFixture, tracing_subscriber::registry());
+raftkv_wire::transport_conformance_tests!(GrpcFixture);
+raftkv_wire::tls_conformance_tests!(GrpcFixture, raftkv_wire::pki::generate().expect("test certificates"));
+raftkv_wire::transport_cluster_tests!(GrpcFixture);
+raftkv_wire::trace_conformance_tests!(GrpcFixture, tracing_subscriber::registry());

@@ -30,7 +30,7 @@
 //! use async_trait::async_trait;
 //! use bytes::Bytes;
 //! use raftkv_core::api::{ApiError, KvOp, KvRequest, RequestId, ServiceClient, ServiceHandler, ServiceRequest, ServiceResponse};
-//! use raftkv_core::transport::{NetConfig, Routes};
+//! use raftkv_wire::net::{NetConfig, Routes};
 //! use raftkv_core::{GroupId, NodeId};
 //! use raftkv_transport_http::{HttpClient, HttpServer};
 //!

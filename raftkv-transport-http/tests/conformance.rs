@@ -5,7 +5,7 @@ mod common;
 
 use common::HttpFixture;
 
-raftkv_testkit::transport_conformance_tests!(HttpFixture);
-raftkv_testkit::tls_conformance_tests!(HttpFixture, raftkv_wire::pki::generate().expect("test certificates"));
-raftkv_testkit::transport_cluster_tests!(HttpFixture);
-raftkv_testkit::trace_conformance_tests!(HttpFixture, tracing_subscriber::registry());
+raftkv_wire::transport_conformance_tests!(HttpFixture);
+raftkv_wire::tls_conformance_tests!(HttpFixture, raftkv_wire::pki::generate().expect("test certificates"));
+raftkv_wire::transport_cluster_tests!(HttpFixture);
+raftkv_wire::trace_conformance_tests!(HttpFixture, tracing_subscriber::registry());

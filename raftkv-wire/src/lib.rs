@@ -14,7 +14,7 @@
 //! ```
 //! use bytes::Bytes;
 //! use raftkv_core::raft::{HeartbeatRequest, RaftRequest};
-//! use raftkv_core::transport::RaftRoute;
+//! use raftkv_wire::net::RaftRoute;
 //! use raftkv_core::{GroupId, LogIndex, NodeId, Term};
 //! use raftkv_wire::RaftRequestPb;
 //!
@@ -38,17 +38,19 @@
 //!
 //! Features: `grpc` adds the tonic client and server stubs of the services
 //! (`pb::raft_client`, `pb::kv_server`, …); `net` the connection, TLS and
-//! serving plumbing both transports share (`net`); `testkit` adds `pki`,
-//! test certificates made at run time. [`trace`] carries W3C trace context
+//! serving plumbing both transports share ([`net`] always holds the routing,
+//! settings and access policy); `testkit` adds `pki`, test certificates made
+//! at run time, and the transport conformance suite (`testkit::transport`). [`trace`] carries W3C trace context
 //! across every RPC.
 
 mod convert;
 mod error;
 pub mod frame;
-#[cfg(feature = "net")]
 pub mod net;
 #[cfg(feature = "testkit")]
 pub mod pki;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod trace;
 
 /// The generated protobuf messages (and, with `grpc`, service stubs) of package `raftkv.v1`.

@@ -3,9 +3,9 @@
 //! rogue certificate signed by an unrelated CA — everything the TLS and
 //! mTLS conformance tests need.
 
-use raftkv_core::transport::{member_uri, Identity};
+use crate::net::{member_uri, Identity};
+use crate::testkit::transport::TestPki;
 use raftkv_core::{GroupId, NodeId};
-use raftkv_testkit::transport::TestPki;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
     SanType,

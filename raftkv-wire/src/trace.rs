@@ -13,7 +13,7 @@
 //!
 //! ```
 //! use raftkv_core::raft::{HeartbeatRequest, RaftRequest};
-//! use raftkv_core::transport::RaftRoute;
+//! use raftkv_wire::net::RaftRoute;
 //! use raftkv_core::{GroupId, LogIndex, NodeId, Term};
 //! use raftkv_wire::RaftRequestPb;
 //!
@@ -30,10 +30,10 @@
 //! # Ok::<(), raftkv_wire::DecodeError>(())
 //! ```
 
+use crate::net::{Credentials, RaftRoute, RouteError, Routes};
 use futures::{Stream, StreamExt};
 use raftkv_core::api::ServiceRequest;
 use raftkv_core::raft::{InstallSnapshotRequest, InstallSnapshotResponse, RaftRequest};
-use raftkv_core::transport::{Credentials, RaftRoute, RouteError, Routes};
 use tracing::{Instrument, Span};
 
 use crate::convert::{snapshot_chunk_from_pb, RaftRequestPb};
@@ -182,9 +182,9 @@ where
 mod tests {
     #![allow(clippy::unwrap_used)]
 
+    use crate::net::RaftRoute;
     use bytes::Bytes;
     use raftkv_core::raft::{HeartbeatRequest, InstallSnapshotRequest, RaftRequest, SnapshotMeta};
-    use raftkv_core::transport::RaftRoute;
     use raftkv_core::{GroupId, LogIndex, NodeId, Term};
 
     use super::{accept_traceparent, snapshot_chunk_from_pb_traced, MAX_TRACEPARENT_BYTES};
@@ -247,9 +247,9 @@ mod tests {
     #[cfg(feature = "net")]
     #[tokio::test]
     async fn an_empty_snapshot_stream_is_refused_without_polling_it_twice() {
-        let routes = raftkv_core::transport::Routes::new();
+        let routes = crate::net::Routes::new();
         let empty =
             Box::pin(futures::stream::unfold((), |()| async { None::<(Result<super::TracedChunk, String>, ())> }));
-        assert!(super::receive_snapshot(&routes, &raftkv_core::transport::Credentials::none(), empty).await.is_err());
+        assert!(super::receive_snapshot(&routes, &crate::net::Credentials::none(), empty).await.is_err());
     }
 }

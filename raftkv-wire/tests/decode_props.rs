@@ -15,9 +15,9 @@ use raftkv_core::raft::{
     AppendEntriesRequest, AppendEntriesResponse, Entry, EntryPayload, HeartbeatRequest, InstallSnapshotRequest,
     RaftRequest, RaftResponse, SnapshotMeta, VoteRequest,
 };
-use raftkv_core::transport::RaftRoute;
 use raftkv_core::{ClientId, ConfigNum, GroupId, LogIndex, NodeId, ShardId, Term};
 use raftkv_wire::frame::FrameDecoder;
+use raftkv_wire::net::RaftRoute;
 use raftkv_wire::{
     pb, snapshot_chunk_from_pb, RaftRequestPb, RaftResponsePb, ServiceRequestPb, ServiceResponsePb, RAFT_RPCS,
     SERVICE_RPCS,

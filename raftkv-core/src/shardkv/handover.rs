@@ -5,7 +5,7 @@
 //! acknowledged writes would be gone. So a holder takes a
 //! [`DeleteShardsRequest`] as a claim to verify, not an order:
 //! 1. the transport has already checked that the caller may speak for the
-//!    group the request names ([`Caller::may_speak_for`](crate::transport::Caller::may_speak_for));
+//!    group the request names (`Caller::may_speak_for` of the network transports' access policy);
 //! 2. for a shard that went to a group (not to nobody), the holder's own
 //!    configuration — the one it froze the shard in, since it cannot move on
 //!    while holding it — must have given the shard to that group;

@@ -166,7 +166,7 @@ mod tests {
         ));
         assert!(matches!(
             b.check_range(LogIndex(9), LogIndex(12)),
-            Err(StorageError::Unavailable { index: LogIndex(9), last: LogIndex(10) })
+            Err(StorageError::Unavailable { index: LogIndex(11), last: LogIndex(10) })
         ));
         assert!(matches!(
             b.check_range(LogIndex(12), LogIndex(13)),

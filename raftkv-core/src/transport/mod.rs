@@ -1,41 +1,30 @@
-//! The [`Transport`] trait: how a member reaches its peers, and what every
-//! network transport shares.
+//! The [`Transport`] trait: how a member reaches its peers.
 //!
 //! The client half is [`Transport::call`] (and [`Transport::send_snapshot`]);
 //! the server half of every transport delivers incoming requests to a
-//! [`RaftRpcHandler`](crate::raft::driver::RaftRpcHandler). Network servers
-//! find the handler through [`Routes`], which also hosts the
-//! [`ServiceHandler`](crate::api::ServiceHandler) for service RPCs.
-//! [`NetConfig`] holds the settings network transports honour, and
-//! [`Reconnect`] the backoff they use between connection attempts.
-//! [`AccessPolicy`] decides which callers may send peer traffic (Raft and
-//! migration RPCs) from the [`Credentials`] each request presents.
+//! [`RaftRpcHandler`](crate::raft::driver::RaftRpcHandler). The in-process
+//! [`LocalTransport`] is here; the network transports, and the plumbing they
+//! share (routing to the members a server hosts, settings, access control,
+//! reconnect backoff), are in their own crates.
 
-mod access;
-mod backoff;
 mod error;
 mod local;
-mod net_config;
 mod peer;
-mod routes;
 pub mod snapshot;
 
 use async_trait::async_trait;
 
-pub use access::{
-    member_uri, parse_member_uri, AccessPolicy, Caller, CertIdentity, ClusterToken, Credentials, TokenError,
-    MEMBER_URI_PREFIX, MIN_TOKEN_BYTES, TOKEN_HEADER,
-};
-pub use backoff::{Backoff, Reconnect};
 pub use error::TransportError;
 pub use local::LocalTransport;
-pub use net_config::{Identity, NetConfig, ServerLimits, TlsConfig};
 pub use peer::Peer;
-pub use routes::{RaftRoute, RouteError, Routes};
 pub use snapshot::{OutgoingSnapshot, SnapshotSendError};
 
 use crate::raft::{InstallSnapshotResponse, RaftRequest, RaftResponse};
 use crate::types::NodeId;
+
+/// The default largest message, in bytes, a network transport sends or
+/// accepts (64 MiB); snapshots go in chunks below it.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 /// The response to a request handed to [`Transport::call`].
 pub type CallFuture = futures::future::BoxFuture<'static, Result<RaftResponse, TransportError>>;

@@ -12,8 +12,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use raftkv_core::transport::member_uri;
 use raftkv_core::{GroupId, NodeId};
+use raftkv_wire::net::member_uri;
 use rcgen::{
     date_time_ymd, BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,
@@ -361,7 +361,7 @@ mod tests {
         assert!(names_.contains("node-a.example") && names_.iter().any(|h| h.contains("127")), "{names_:?}");
         assert_eq!(usage, (true, true), "a member serves and dials");
         // Servers read the members back from the URIs.
-        let seen: BTreeSet<_> = uris.iter().filter_map(|u| raftkv_core::transport::parse_member_uri(u)).collect();
+        let seen: BTreeSet<_> = uris.iter().filter_map(|u| raftkv_wire::net::parse_member_uri(u)).collect();
         assert_eq!(seen, members.into_iter().collect());
     }
 

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use figment::providers::{Env, Serialized};
 use figment::{Figment, Provider};
-use raftkv_core::transport::NetConfig;
+use raftkv_wire::net::NetConfig;
 use serde::Serialize;
 
 use crate::config::NetSettings;

@@ -4,8 +4,9 @@
 use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
-use raftkv_core::transport::{NetConfig, Peer, Reconnect, TransportError};
+use raftkv_core::transport::{Peer, TransportError};
 use raftkv_wire::net::{error_chain, DialService, Dialer};
+use raftkv_wire::net::{NetConfig, Reconnect};
 use tonic::transport::Endpoint;
 
 use super::peer_channel::PeerChannel;

@@ -15,11 +15,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use raftkv_core::api::{ServiceClient, ServiceRequest, ServiceResponse};
 use raftkv_core::raft::{InstallSnapshotResponse, RaftRequest, RaftResponse};
-use raftkv_core::transport::{
-    CallFuture, NetConfig, OutgoingSnapshot, Peer, RaftRoute, SnapshotSendError, Transport, TransportError,
-};
+use raftkv_core::transport::{CallFuture, OutgoingSnapshot, Peer, SnapshotSendError, Transport, TransportError};
 use raftkv_core::{GroupId, NodeId};
 use raftkv_wire::net::{jitter_seed, Dialer};
+use raftkv_wire::net::{NetConfig, RaftRoute};
 use raftkv_wire::trace::outgoing_traceparent;
 use raftkv_wire::RaftRequestPb;
 use tokio::sync::{mpsc, oneshot};

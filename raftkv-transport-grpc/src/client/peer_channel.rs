@@ -4,7 +4,7 @@
 use std::task::{Context, Poll};
 
 use http::HeaderValue;
-use raftkv_core::transport::TOKEN_HEADER;
+use raftkv_wire::net::TOKEN_HEADER;
 use tonic::body::Body;
 use tonic::codegen::Service;
 use tonic::transport::Channel;

@@ -6,8 +6,9 @@ use std::sync::{Mutex, PoisonError};
 
 use prost::Message;
 use raftkv_core::raft::{InstallSnapshotRequest, InstallSnapshotResponse};
-use raftkv_core::transport::{OutgoingSnapshot, Peer, RaftRoute, SnapshotSendError, TransportError};
+use raftkv_core::transport::{OutgoingSnapshot, Peer, SnapshotSendError, TransportError};
 use raftkv_wire::net::feed_snapshot;
+use raftkv_wire::net::RaftRoute;
 use raftkv_wire::pb::{self, raft_client::RaftClient};
 use raftkv_wire::{route_pb, snapshot_chunk_to_pb, snapshot_response_from_pb};
 use tokio::sync::mpsc;

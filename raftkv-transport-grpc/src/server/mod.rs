@@ -9,8 +9,8 @@ mod stream;
 use std::net::SocketAddr;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use raftkv_core::transport::{NetConfig, Routes};
 use raftkv_wire::net::{self, Budgets, ConnCounts, ListenOptions, ServerHandle};
+use raftkv_wire::net::{NetConfig, Routes};
 use raftkv_wire::pb::{admin_server, calls_server, ctrler_server, kv_server, migration_server, raft_server};
 
 use crate::error::GrpcError;

@@ -5,7 +5,7 @@ use std::future::Future;
 
 use futures::FutureExt;
 use raftkv_core::raft::RaftResponse;
-use raftkv_core::transport::{Credentials, RouteError, Routes};
+use raftkv_wire::net::{Credentials, RouteError, Routes};
 use raftkv_wire::pb::{self, pipeline_error, pipeline_reply};
 use raftkv_wire::trace::{raft_rpc_span, receive_snapshot, snapshot_chunk_from_pb_traced};
 use raftkv_wire::{snapshot_response_to_pb, DecodeError, RaftRequestPb, RaftResponsePb};

@@ -4,7 +4,7 @@
 
 use futures::FutureExt;
 use raftkv_core::trace::TRACEPARENT;
-use raftkv_core::transport::{Credentials, Routes};
+use raftkv_wire::net::{Credentials, Routes};
 use raftkv_wire::pb::{self, pipeline_error};
 use raftkv_wire::trace::{accept_traceparent, service_rpc_span};
 use raftkv_wire::{ServiceRequestPb, ServiceResponsePb};

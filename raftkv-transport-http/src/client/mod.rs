@@ -19,13 +19,12 @@ use hyper_util::rt::TokioExecutor;
 use raftkv_core::api::{ServiceClient, ServiceRequest, ServiceResponse};
 use raftkv_core::raft::{InstallSnapshotResponse, RaftRequest};
 use raftkv_core::trace::TRACEPARENT;
-use raftkv_core::transport::TOKEN_HEADER;
-use raftkv_core::transport::{
-    CallFuture, NetConfig, OutgoingSnapshot, Peer, RaftRoute, Reconnect, SnapshotSendError, Transport, TransportError,
-};
+use raftkv_core::transport::{CallFuture, OutgoingSnapshot, Peer, SnapshotSendError, Transport, TransportError};
 use raftkv_core::{GroupId, NodeId};
 use raftkv_wire::frame::encode_frame;
+use raftkv_wire::net::TOKEN_HEADER;
 use raftkv_wire::net::{error_chain, feed_snapshot, jitter_seed, DialService, Dialer};
+use raftkv_wire::net::{NetConfig, RaftRoute, Reconnect};
 use raftkv_wire::trace::outgoing_traceparent;
 use raftkv_wire::{pb, route_pb, snapshot_chunk_to_pb, snapshot_response_from_pb, RaftRequestPb, RaftResponsePb};
 use raftkv_wire::{ServiceRequestPb, ServiceResponsePb};
@@ -321,7 +320,7 @@ impl Transport for HttpRaftTransport {
 mod tests {
     use std::time::{Duration, Instant};
 
-    use raftkv_core::transport::{Backoff, Reconnect};
+    use raftkv_wire::net::{Backoff, Reconnect};
 
     use super::PeerState;
 

@@ -11,9 +11,9 @@ use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use raftkv_core::trace::TRACEPARENT;
-use raftkv_core::transport::{Credentials, RouteError, Routes, TOKEN_HEADER};
 use raftkv_wire::frame::FrameDecoder;
 use raftkv_wire::net::{Budgets, ConnInfo, Pool, RawBody};
+use raftkv_wire::net::{Credentials, RouteError, Routes, TOKEN_HEADER};
 use raftkv_wire::trace::{
     accept_traceparent, raft_rpc_span, receive_snapshot, service_rpc_span, snapshot_chunk_from_pb_traced, TracedChunk,
 };

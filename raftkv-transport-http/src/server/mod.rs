@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use raftkv_core::transport::{NetConfig, Routes};
 use raftkv_wire::net::{self, Budgets, ConnCounts, ListenOptions, Pool, ServerHandle};
+use raftkv_wire::net::{NetConfig, Routes};
 
 use crate::error::HttpError;
 

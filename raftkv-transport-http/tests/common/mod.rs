@@ -12,11 +12,12 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use raftkv_core::api::ServiceClient;
 use raftkv_core::raft::RaftRequest;
-use raftkv_core::transport::{NetConfig, RaftRoute, Routes, Transport};
+use raftkv_core::transport::Transport;
 use raftkv_core::{GroupId, NodeId};
-use raftkv_testkit::transport::{RawOutcome, RunningServer, TransportFixture};
 use raftkv_transport_http::{HttpClient, HttpServer};
 use raftkv_wire::frame::encode_frame;
+use raftkv_wire::net::{NetConfig, RaftRoute, Routes};
+use raftkv_wire::testkit::transport::{RawOutcome, RunningServer, TransportFixture};
 use raftkv_wire::{RaftRequestPb, RAFT_RPCS, SERVICE_RPCS};
 
 pub struct HttpFixture;

@@ -1,13 +1,13 @@
 //! Raft messages: core types ↔ their protobuf form, with the checks that keep
 //! a hostile or corrupt message from reaching the engine.
 
+use crate::net::RaftRoute;
 use bytes::Bytes;
 use raftkv_core::raft::{
     AppendEntriesRequest, AppendEntriesResponse, Entry, EntryPayload, HeartbeatRequest, HeartbeatResponse,
     InstallSnapshotRequest, InstallSnapshotResponse, RaftRequest, RaftResponse, SnapshotMeta, TimeoutNowRequest,
     TimeoutNowResponse, VoteRequest, VoteResponse,
 };
-use raftkv_core::transport::RaftRoute;
 use raftkv_core::{GroupId, LogIndex, NodeId, Term};
 
 use crate::error::{decode, DecodeError};

@@ -21,7 +21,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
-use raftkv_core::transport::ServerLimits;
+use crate::net::ServerLimits;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::net::{NetConfig, TlsConfig};
 use hyper_util::rt::TokioIo;
-use raftkv_core::transport::{NetConfig, TlsConfig};
 use rustls::ClientConfig;
 use tokio::net::{TcpSocket, TcpStream};
 

@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
-use raftkv_core::transport::{CertIdentity, Credentials, NetConfig, ServerLimits};
+use crate::net::{CertIdentity, Credentials, NetConfig, ServerLimits};
 
 use super::connections::{Conn, ConnCounts, ConnTable};
 use super::tls::{cert_identity, server_config, TlsError};
@@ -35,7 +35,7 @@ pub struct ConnInfo {
 
 impl ConnInfo {
     /// The credentials of a request on this connection that sent `token`
-    /// (the value of its [`TOKEN_HEADER`](raftkv_core::transport::TOKEN_HEADER), if any).
+    /// (the value of its [`TOKEN_HEADER`](crate::net::TOKEN_HEADER), if any).
     #[must_use]
     pub fn credentials(&self, token: Option<&[u8]>) -> Credentials {
         Credentials { cert: self.cert.clone(), token: token.map(<[u8]>::to_vec), remote: Some(self.remote) }

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use raftkv_core::transport::{parse_member_uri, CertIdentity, Identity, TlsConfig};
+use crate::net::{parse_member_uri, CertIdentity, Identity, TlsConfig};
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};

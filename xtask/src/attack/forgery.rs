@@ -6,7 +6,8 @@ use std::fmt::Debug;
 use std::time::Duration;
 
 use anyhow::Result;
-use raftkv_core::transport::{ClusterToken, NetConfig, TransportError};
+use raftkv_core::transport::TransportError;
+use raftkv_wire::net::{ClusterToken, NetConfig};
 
 use super::findings::Findings;
 

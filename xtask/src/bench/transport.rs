@@ -13,11 +13,12 @@ use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use raftkv_core::api::{KvOp, KvRequest, RequestId, ServiceClient, ServiceRequest};
 use raftkv_core::raft::{HeartbeatRequest, RaftRequest, SnapshotMeta};
-use raftkv_core::transport::{NetConfig, OutgoingSnapshot, Routes, TlsConfig, Transport};
+use raftkv_core::transport::{OutgoingSnapshot, Transport};
 use raftkv_core::{ClientId, GroupId, LogIndex, NodeId, Term};
-use raftkv_testkit::transport::{EchoMember, EchoService, SnapshotMeter, SyntheticSnapshot};
 use raftkv_transport_grpc::{GrpcClient, GrpcServer};
 use raftkv_transport_http::{HttpClient, HttpServer};
+use raftkv_wire::net::{NetConfig, Routes, TlsConfig};
+use raftkv_wire::testkit::transport::{EchoMember, EchoService, SnapshotMeter, SyntheticSnapshot};
 
 use crate::args::Flags;
 use crate::bench::hist::{Histogram, Tally};

@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use raftkv_core::api::ServiceClient;
 use raftkv_core::client::{ClerkConfig, CtrlClerk, KvClerk};
-use raftkv_core::transport::NetConfig;
 use raftkv_core::{ClientId, GroupId};
+use raftkv_wire::net::NetConfig;
 
 use super::procs::{data_root, free_addrs, Proc};
 use crate::bench::cluster::load::{Session, System};

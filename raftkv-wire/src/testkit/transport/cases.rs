@@ -15,6 +15,7 @@ use super::{
     any_port, dead_addr, test_config, EchoMember, EchoService, RawOutcome, RunningServer, SnapshotMeter,
     SyntheticSnapshot, TransportFixture, REFUSED_SNAPSHOT_INDEX,
 };
+use crate::net::{NetConfig, RaftRoute, Routes};
 use raftkv_core::api::{
     CtrlOp, CtrlRequest, DeleteShardsRequest, KvOp, KvRequest, PullShardsRequest, RequestId, ServiceRequest,
 };
@@ -22,7 +23,7 @@ use raftkv_core::raft::{
     AppendEntriesRequest, Entry, EntryPayload, HeartbeatRequest, InstallSnapshotRequest, InstallSnapshotResponse,
     RaftRequest, RaftResponse, SnapshotMeta, TimeoutNowRequest, VoteRequest,
 };
-use raftkv_core::transport::{NetConfig, OutgoingSnapshot, RaftRoute, Routes, Transport, TransportError};
+use raftkv_core::transport::{OutgoingSnapshot, Transport, TransportError};
 use raftkv_core::types::{ClientId, ConfigNum, GroupId, LogIndex, NodeId, ShardId, Term};
 
 /// The group of every case.

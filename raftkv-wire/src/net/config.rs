@@ -93,7 +93,7 @@ impl Default for NetConfig {
             connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(3),
             snapshot_idle_timeout: Duration::from_secs(10),
-            max_message_bytes: 64 << 20,
+            max_message_bytes: raftkv_core::transport::DEFAULT_MAX_MESSAGE_BYTES,
             backoff: Backoff::default(),
             socket_buffer_bytes: None,
             tls: None,

@@ -11,8 +11,9 @@ use tokio::net::TcpStream;
 
 use super::cases::{client_to, echo_routes, heartbeat, start, FROM, TO};
 use super::{any_port, test_config, EchoMember, TransportFixture};
+use crate::net::{ClusterToken, NetConfig, ServerLimits};
 use raftkv_core::api::ServiceRequest;
-use raftkv_core::transport::{ClusterToken, NetConfig, ServerLimits, TransportError};
+use raftkv_core::transport::TransportError;
 
 /// Whether the server closed `sock` (reading ends or fails) within `limit`.
 async fn closed_within(sock: &mut TcpStream, limit: Duration) -> bool {

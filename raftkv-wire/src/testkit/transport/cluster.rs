@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{any_port, test_config, RunningServer, TransportFixture};
-use crate::sim::{cmd, AppliedView, RecordingStateMachine};
+use crate::net::Routes;
 use raftkv_core::raft::core::{RaftConfig, Role};
 use raftkv_core::raft::driver::{DriverConfig, Raft, RaftHandle};
 use raftkv_core::storage::MemDisk;
-use raftkv_core::transport::Routes;
 use raftkv_core::types::{GroupId, LogIndex, NodeId};
+use raftkv_testkit::sim::{cmd, AppliedView, RecordingStateMachine};
 
 const GROUP: GroupId = GroupId(7);
 const MEMBERS: u64 = 3;

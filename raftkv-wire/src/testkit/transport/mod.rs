@@ -33,9 +33,10 @@ pub use handlers::{
     snapshot_byte, EchoMember, EchoService, SnapshotMeter, StallingSnapshot, SyntheticSnapshot, REFUSED_SNAPSHOT_INDEX,
 };
 
+use crate::net::{Identity, NetConfig, RaftRoute, Routes};
 use raftkv_core::api::ServiceClient;
 use raftkv_core::raft::RaftRequest;
-use raftkv_core::transport::{Identity, NetConfig, RaftRoute, Routes, Transport};
+use raftkv_core::transport::Transport;
 use raftkv_core::types::{GroupId, NodeId};
 
 /// How a server answered a raw request.
@@ -88,7 +89,7 @@ pub trait TransportFixture: Send + Sync + 'static {
 
 /// Certificates for the TLS cases: a cluster CA and the certificates it
 /// signed — a node's, naming members 1 to 3 of groups 0, 1 and 7
-/// ([`member_uri`](raftkv_core::transport::member_uri)); a client's, naming no
+/// ([`member_uri`](crate::net::member_uri)); a client's, naming no
 /// member; and one naming only member 3 of group 1 — and a rogue
 /// certificate signed by an unrelated CA; each valid for `localhost` and
 /// `127.0.0.1`, for serving and for client authentication.
@@ -118,10 +119,7 @@ pub fn test_config() -> NetConfig {
         connect_timeout: Duration::from_millis(500),
         request_timeout: Duration::from_secs(2),
         snapshot_idle_timeout: Duration::from_secs(10),
-        backoff: raftkv_core::transport::Backoff {
-            initial: Duration::from_millis(20),
-            max: Duration::from_millis(200),
-        },
+        backoff: crate::net::Backoff { initial: Duration::from_millis(20), max: Duration::from_millis(200) },
         socket_buffer_bytes: Some(256 << 10),
         ..NetConfig::default()
     }
@@ -169,7 +167,7 @@ macro_rules! transport_conformance_tests {
 }
 
 /// Run the TLS and mTLS cases against `$fixture` with certificates `$pki`
-/// (a [`TestPki`](crate::transport::TestPki) expression).
+/// (a [`TestPki`](crate::testkit::transport::TestPki) expression).
 #[macro_export]
 macro_rules! tls_conformance_tests {
     ($fixture:expr, $pki:expr) => {
@@ -217,9 +215,9 @@ macro_rules! trace_conformance_tests {
         $(
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
-                $crate::transport::trace::install_subscriber($subscriber);
+                $crate::testkit::transport::trace::install_subscriber($subscriber);
                 let fixture = $fixture;
-                $crate::transport::run_case(stringify!($case), $crate::transport::cases_for::$case(&fixture)).await;
+                $crate::testkit::transport::run_case(stringify!($case), $crate::testkit::transport::cases_for::$case(&fixture)).await;
             }
         )+
     };
@@ -233,7 +231,7 @@ macro_rules! __transport_cases {
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
                 let fixture = $fixture;
-                $crate::transport::run_case(stringify!($case), $crate::transport::cases_for::$case(&fixture)).await;
+                $crate::testkit::transport::run_case(stringify!($case), $crate::testkit::transport::cases_for::$case(&fixture)).await;
             }
         )+
     };
@@ -243,7 +241,7 @@ macro_rules! __transport_cases {
             async fn $case() {
                 let fixture = $fixture;
                 let pki = $pki;
-                $crate::transport::run_case(stringify!($case), $crate::transport::cases_for::$case(&fixture, &pki)).await;
+                $crate::testkit::transport::run_case(stringify!($case), $crate::testkit::transport::cases_for::$case(&fixture, &pki)).await;
             }
         )+
     };

@@ -23,7 +23,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::types::{GroupId, NodeId};
+use raftkv_core::{GroupId, NodeId};
 
 /// Header (gRPC metadata key) carrying the cluster token on every request.
 pub const TOKEN_HEADER: &str = "x-raftkv-token";

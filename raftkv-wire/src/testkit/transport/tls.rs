@@ -7,8 +7,8 @@
 use super::access::{assert_unauthorized, migration_requests};
 use super::cases::{client_to, echo_routes, heartbeat, start, FROM, GROUP, TO};
 use super::{any_port, test_config, EchoMember, TestPki, TransportFixture};
+use crate::net::{Identity, NetConfig, TlsConfig};
 use raftkv_core::api::{DeleteShardsRequest, ServiceRequest};
-use raftkv_core::transport::{Identity, NetConfig, TlsConfig};
 use raftkv_core::types::{ConfigNum, GroupId, ShardId};
 
 fn server_cfg(pki: &TestPki, mtls: bool) -> NetConfig {

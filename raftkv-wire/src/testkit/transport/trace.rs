@@ -23,11 +23,12 @@ use tracing::{Instrument, Span};
 use super::cases::{append, client_to, every_service_request, heartbeat, pre_vote, start, FROM, GROUP, TO};
 use super::TransportFixture;
 use super::{any_port, test_config, EchoMember, EchoService, RawOutcome, SnapshotMeter, SyntheticSnapshot};
+use crate::net::{RaftRoute, Routes};
 use raftkv_core::api::{ServiceHandler, ServiceRequest, ServiceResponse};
 use raftkv_core::raft::driver::{RaftRpcHandler, RpcFuture};
 use raftkv_core::raft::{InstallSnapshotRequest, RaftRequest, SnapshotMeta, TimeoutNowRequest};
 use raftkv_core::trace::Propagator;
-use raftkv_core::transport::{OutgoingSnapshot, RaftRoute, Routes};
+use raftkv_core::transport::OutgoingSnapshot;
 use raftkv_core::types::{LogIndex, NodeId, Term};
 
 /// Make `subscriber` the process's global default, unless one is already

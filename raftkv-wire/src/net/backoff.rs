@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::rng::DetRng;
+use raftkv_core::rng::DetRng;
 
 /// Exponential backoff with jitter between attempts to reach a peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,8 +7,9 @@ use std::fmt::Debug;
 
 use super::cases::{client_to, echo_routes, heartbeat, start, FROM, GROUP, TO};
 use super::{any_port, test_config, EchoMember, TransportFixture};
+use crate::net::{ClusterToken, NetConfig};
 use raftkv_core::api::{DeleteShardsRequest, PullShardsRequest, ServiceRequest};
-use raftkv_core::transport::{ClusterToken, NetConfig, TransportError};
+use raftkv_core::transport::TransportError;
 use raftkv_core::types::{ConfigNum, ShardId};
 
 /// The migration requests a peer sends (both need peer credentials).

@@ -11,8 +11,8 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 use super::cases::{append, client_to, echo_routes, heartbeat, start, FROM, GROUP, TO};
 use super::{any_port, test_config, EchoMember, RawOutcome, TransportFixture};
+use crate::net::RaftRoute;
 use raftkv_core::api::ServiceRequest;
-use raftkv_core::transport::RaftRoute;
 
 /// Cases per route.
 const CASES: u32 = 48;

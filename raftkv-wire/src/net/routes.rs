@@ -11,11 +11,11 @@ use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
 
 use super::access::{AccessPolicy, Caller, Credentials};
-use super::snapshot::chunk_taken;
-use crate::api::{ServiceHandler, ServiceRequest, ServiceResponse};
-use crate::raft::driver::RaftRpcHandler;
-use crate::raft::{InstallSnapshotRequest, InstallSnapshotResponse, RaftRequest, RaftResponse};
-use crate::types::{GroupId, NodeId};
+use raftkv_core::api::{ServiceHandler, ServiceRequest, ServiceResponse};
+use raftkv_core::raft::driver::RaftRpcHandler;
+use raftkv_core::raft::{InstallSnapshotRequest, InstallSnapshotResponse, RaftRequest, RaftResponse};
+use raftkv_core::transport::snapshot::chunk_taken;
+use raftkv_core::{GroupId, NodeId};
 
 /// Where a Raft request goes: the group, the sending member and the receiving one.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -352,8 +352,8 @@ mod tests {
     use tokio::sync::Notify;
 
     use super::{RouteError, Routes};
-    use crate::api::{ApiError, ServiceHandler, ServiceRequest, ServiceResponse};
-    use crate::transport::Credentials;
+    use crate::net::Credentials;
+    use raftkv_core::api::{ApiError, ServiceHandler, ServiceRequest, ServiceResponse};
 
     /// Answers a status request once `release` is notified.
     struct Slow {
