@@ -315,7 +315,7 @@ impl RaftResponse {
 
 /// Length of `v` as a LEB128 varint.
 #[must_use]
-pub fn varint_len(v: u64) -> usize {
+pub(crate) fn varint_len(v: u64) -> usize {
     let bits = 64 - (v | 1).leading_zeros() as usize;
     bits.div_ceil(7)
 }

@@ -5,7 +5,7 @@ pub mod driver;
 mod message;
 
 pub use message::{
-    varint_len, AppendEntriesRequest, AppendEntriesResponse, Entry, EntryPayload, HardState, HeartbeatRequest,
-    HeartbeatResponse, InstallSnapshotRequest, InstallSnapshotResponse, RaftRequest, RaftResponse, SnapshotMeta,
-    TimeoutNowRequest, TimeoutNowResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, Entry, EntryPayload, HardState, HeartbeatRequest, HeartbeatResponse,
+    InstallSnapshotRequest, InstallSnapshotResponse, RaftRequest, RaftResponse, SnapshotMeta, TimeoutNowRequest,
+    TimeoutNowResponse, VoteRequest, VoteResponse,
 };

@@ -1,4 +1,8 @@
-//! The sans-IO Raft core.
+//! The sans-IO Raft core: the one module for those who write their own
+//! driver. A program replicating a state machine needs none of it (the
+//! crate root's [`Raft`](crate::Raft) runs it); its types (`RaftLog`,
+//! `Progress`, `ChunkVerdict`, …) are the engine's working parts and change
+//! with it.
 //!
 //! [`RaftCore`] never touches a disk, a socket or a clock. The driver feeds it
 //! ticks ([`RaftCore::tick`]), requests ([`RaftCore::handle_request`]),
