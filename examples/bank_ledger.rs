@@ -22,12 +22,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use raftkv_core::{
-    read_snapshot, BinaryError, Committed, Decoder, DriverConfig, Encoder, GroupId, LocalTransport, LogIndex, MemDisk,
-    NodeId, Raft, RaftConfig, RaftError, RaftHandle, Role, SnapshotImage, SnapshotReader, StateMachine,
-    StateMachineError, Status,
+    async_trait, read_snapshot, BinaryError, Bytes, Committed, Decoder, DriverConfig, Encoder, GroupId, LocalTransport,
+    LogIndex, MemDisk, NodeId, Raft, RaftConfig, RaftError, RaftHandle, Role, SnapshotImage, SnapshotReader,
+    StateMachine, StateMachineError, Status,
 };
 
 type Result<T, E = Box<dyn Error>> = std::result::Result<T, E>;

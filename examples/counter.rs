@@ -4,11 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use raftkv_core::bytes::BytesMut;
 use raftkv_core::{
-    Committed, DriverConfig, GroupId, LocalTransport, MemDisk, NodeId, Raft, RaftConfig, RaftHandle, Role,
-    SnapshotImage, SnapshotReader, StateMachine, StateMachineError,
+    async_trait, Bytes, Committed, DriverConfig, GroupId, LocalTransport, MemDisk, NodeId, Raft, RaftConfig,
+    RaftHandle, Role, SnapshotImage, SnapshotReader, StateMachine, StateMachineError,
 };
 
 /// Adds each command's value (a little-endian i64) to a running total.

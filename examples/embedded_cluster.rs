@@ -17,11 +17,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use bytes::Bytes;
+
 use raftkv_core::api::{shard_of, ShardConfig};
 use raftkv_core::client::{ClerkConfig, CtrlClerk, KvClerk};
 use raftkv_core::raft::core::Role as RaftRole;
-use raftkv_core::{ClientId, ConfigNum, GroupId};
+use raftkv_core::{Bytes, ClientId, ConfigNum, GroupId};
 use raftkv_server::backend::Net;
 use raftkv_server::config::{Config, DevSettings, Role, StorageKind, TransportKind};
 use raftkv_server::dev::DevCluster;

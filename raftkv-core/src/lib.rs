@@ -12,10 +12,8 @@
 //! ```
 //! use std::sync::Arc;
 //!
-//! use async_trait::async_trait;
-//! use bytes::Bytes;
 //! use raftkv_core::{
-//!     Committed, DriverConfig, GroupId, LocalTransport, MemDisk, NodeId, Raft, RaftConfig, SnapshotImage,
+//!     async_trait, Bytes, Committed, DriverConfig, GroupId, LocalTransport, MemDisk, NodeId, Raft, RaftConfig, SnapshotImage,
 //!     SnapshotReader, StateMachine, StateMachineError,
 //! };
 //!
@@ -83,6 +81,11 @@ pub mod transport;
 pub mod types;
 
 pub use types::{ClientId, ConfigNum, GroupId, LogIndex, MemberId, NodeId, ShardId, Term};
+
+/// The attribute that implements [`StateMachine`] (an async trait).
+pub use async_trait::async_trait;
+/// The byte buffers commands, responses and snapshots are made of.
+pub use bytes::{self, Bytes};
 
 pub use binary::{BinaryError, Decoder, Encoder};
 pub use raft::core::{RaftConfig, Role, Status};
