@@ -138,7 +138,7 @@ Commands:
 
   docker-build [--image TAG]
         Build statically linked `raftkv-server` and `raftkv` (release, target
-        dir $RAFTKV_STATIC_TARGET_DIR, default ~/.cache/raftkv-target-static)
+        dir $XTASK_STATIC_TARGET_DIR, default ~/.cache/raftkv-target-static)
         and stage them into deploy/bin/, the build context of deploy/Dockerfile;
         with --image, also build the image. Then:
         `docker-compose -f deploy/docker-compose.yml up --build`.

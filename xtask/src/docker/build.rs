@@ -62,12 +62,15 @@ pub fn context_dir() -> Result<PathBuf> {
     Ok(workspace_root()?.join("deploy"))
 }
 
-/// The target directory of the static build: `$RAFTKV_STATIC_TARGET_DIR`,
-/// else `$HOME/.cache/raftkv-target-static`. It is kept apart from the
+/// The target directory of the static build: `$XTASK_STATIC_TARGET_DIR`,
+/// else `$HOME/.cache/raftkv-target-static`. (Not a `RAFTKV_*` name: the
+/// server reads every `RAFTKV_*` variable as configuration and refuses
+/// unknown ones, so one set for the build would stop the servers the tests
+/// start.) It is kept apart from the
 /// usual target directory because the two builds use different `RUSTFLAGS`
 /// and would otherwise rebuild each other's dependencies.
 fn static_target_dir() -> Result<PathBuf> {
-    if let Some(dir) = std::env::var_os("RAFTKV_STATIC_TARGET_DIR") {
+    if let Some(dir) = std::env::var_os("XTASK_STATIC_TARGET_DIR") {
         return Ok(PathBuf::from(dir));
     }
     match std::env::var_os("HOME") {
